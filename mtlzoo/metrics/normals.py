@@ -1,0 +1,115 @@
+"""Surface normals: angular error in degrees (mean, median, rmse, fractions within 11.25 / 22.5 / 30 degrees)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, counts_by_index, safe_div
+
+VALIDITY = ("norm", "channel_sum")
+REDUCTIONS = ("pixel", "batch_mean")
+MEDIANS = ("global", "per_batch")
+NORMALS_KEYS = ("mean", "median", "rmse", "within_11_25", "within_22_5", "within_30")
+MEDIAN_BINS = 1 << 17  # global median resolution: 180 / 2**17 = 0.0014 degrees
+_THRESHOLDS = (11.25, 22.5, 30.0)
+
+
+def angular_error(pred: Tensor, target: Tensor) -> Tensor:
+    """Angle in degrees between (re-normalised) normals along dim 1, as 2 atan2(|p - g|, |p + g|) (stable)."""
+    p = F.normalize(pred.double(), dim=1, eps=1e-12)
+    g = F.normalize(target.double(), dim=1, eps=1e-12)
+    return torch.rad2deg(2.0 * torch.atan2((p - g).norm(dim=1), (p + g).norm(dim=1)))
+
+
+def _valid_mask(target: Tensor, validity: str) -> Tensor:
+    if validity == "norm":
+        return target.double().norm(dim=1) > 0
+    return target.double().sum(dim=1) != 0
+
+
+def _median_from_histogram(hist: Tensor) -> Tensor:
+    """Median of the histogrammed angles, interpolated linearly inside its bin (NaN when empty)."""
+    width = 180.0 / MEDIAN_BINS
+    cum = hist.cumsum(0)
+    half = cum[-1] / 2.0
+    index = torch.searchsorted(cum, half.reshape(1)).clamp_max(MEDIAN_BINS - 1)
+    before = torch.where(index > 0, cum[(index - 1).clamp_min(0)], torch.zeros_like(half.reshape(1)))
+    inside = safe_div(half - before, hist[index], 0.0)
+    value = (index.double() + inside) * width
+    return torch.where(cum[-1] > 0, value, torch.full_like(value, float("nan")))[0]
+
+
+def _finish(means: Tensor) -> Tensor:
+    """[mean, mean square, fractions...] -> [mean, rmse, fractions...]."""
+    return torch.cat([means[:1], means[1:2].sqrt(), means[2:]])
+
+
+class NormalsMeter(Meter):
+    """Angular error of unit normals over valid pixels; both prediction and target are re-normalised.
+
+    ``validity="norm"``: the target is valid where its norm is > 0 (MTI-Net offline, mtlzoo);
+    ``"channel_sum"``: where its components do not sum to 0 (MTAN family; drops a genuine normal whose
+    components sum to 0). ``reduce="pixel"`` pools all pixels; ``"batch_mean"`` averages per-batch values
+    (MTAN / Nash-MTL / FAMO). ``median="global"`` is the median over all pixels of the set, from a
+    2**17-bin histogram (within 0.0014 degrees); ``"per_batch"`` is the mean of per-batch medians (MTAN).
+    Fractions are in [0, 1] with a strict ``<``.
+    """
+
+    kind = "normals"
+
+    def __init__(self, validity: str = "norm", reduce: str = "pixel", median: str = "global") -> None:
+        for name, value, allowed in (("validity", validity, VALIDITY), ("reduce", reduce, REDUCTIONS),
+                                     ("median", median, MEDIANS)):
+            if value not in allowed:
+                raise ValueError(f"normals {name} must be one of {list(allowed)}, got {value!r}")
+        self.validity, self.reduce, self.median = validity, reduce, median
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: Tensor | None = None
+        self.count: Tensor | None = None
+        self.batches: Tensor | None = None
+        self.median_sum: Tensor | None = None
+        self.histogram: Tensor | None = None
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add a batch of normals (B, 3, H, W) and targets (B, 3, H, W); a zero target vector is invalid."""
+        check_same_numel(self.kind, pred, target)
+        target = target.to(pred.device)
+        angle = angular_error(pred, target).reshape(-1)
+        valid = _valid_mask(target, self.validity).reshape(-1)
+        zero = torch.zeros_like(angle)
+        a = torch.where(valid, angle, zero)
+        terms = torch.stack([a, a.square()] + [((angle < t) & valid).double() for t in _THRESHOLDS]).sum(dim=1)
+        n = valid.sum().double()
+        has = (n > 0).double()
+        self.batches = accumulate(self.batches, has)
+        if self.reduce == "pixel":
+            self.sums, self.count = accumulate(self.sums, terms), accumulate(self.count, n)
+        else:
+            self.sums = accumulate(self.sums, _finish(safe_div(terms, n)))
+        if self.median == "per_batch":
+            batch_median = torch.where(valid, angle, torch.full_like(angle, float("nan"))).nanmedian()
+            self.median_sum = accumulate(self.median_sum, torch.nan_to_num(batch_median, nan=0.0) * has)
+        else:
+            bins = (angle * (MEDIAN_BINS / 180.0)).long().clamp(0, MEDIAN_BINS - 1)
+            index = torch.where(valid, bins, torch.full_like(bins, MEDIAN_BINS))
+            self.histogram = accumulate(self.histogram, counts_by_index(index, MEDIAN_BINS + 1)[:MEDIAN_BINS])
+
+    def compute(self) -> dict[str, float]:
+        """Mean / median / rmse angle in degrees and the three within-threshold fractions."""
+        if self.sums is None:
+            raise ValueError("normals meter: compute() called before any update()")
+        nan = float("nan")
+        if self.reduce == "pixel":
+            values = _finish(safe_div(self.sums, self.count, nan))
+        else:
+            values = safe_div(self.sums, self.batches, nan)
+        if self.median == "global":
+            median = _median_from_histogram(self.histogram)
+        else:
+            median = safe_div(self.median_sum, self.batches, nan)
+        values = [values[0], median, *values[1:]]
+        return {k: float(v) for k, v in zip(NORMALS_KEYS, values)}

@@ -1,0 +1,75 @@
+"""Semantic segmentation / human parts: a pooled confusion matrix -> mIoU, pixel accuracy, mean class accuracy."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mtlzoo.metrics.base import Meter, check_same_numel, counts_by_index, safe_div
+
+ABSENT_RULES = ("zero", "nan", "skip")
+
+
+class SegmentationMeter(Meter):
+    """Confusion matrix accumulated by bincount over the whole test set (pixels with 0 <= target < C).
+
+    ``absent`` says what a class with an empty union (absent from prediction and ground truth)
+    contributes to mIoU, and what a class absent from the ground truth contributes to mean accuracy:
+    ``"zero"`` (counts as 0, MTI-Net / ATRC), ``"nan"`` (the mean becomes NaN, MTAN ConfMatrix) or
+    ``"skip"`` (left out of the mean, nanmean). Any target outside [0, C) is ignored (255 or -1).
+    """
+
+    kind = "segmentation"
+
+    def __init__(self, num_classes: int, absent: str = "zero") -> None:
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if absent not in ABSENT_RULES:
+            raise ValueError(f"absent must be one of {list(ABSENT_RULES)}, got {absent!r}")
+        self.num_classes = num_classes
+        self.absent = absent
+        self.reset()
+
+    def reset(self) -> None:
+        self.confusion: Tensor | None = None
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add a batch of class-id predictions (B, H, W) and targets (B, H, W) or (B, 1, H, W)."""
+        check_same_numel(self.kind, pred, target)
+        c = self.num_classes
+        pred = pred.reshape(-1).long()
+        target = target.reshape(-1).long().to(pred.device)
+        valid = (target >= 0) & (target < c) & (pred >= 0) & (pred < c)
+        index = torch.where(valid, target * c + pred, torch.full_like(target, c * c))
+        counts = counts_by_index(index, c * c + 1)[: c * c].view(c, c)
+        self.confusion = counts if self.confusion is None else self.confusion + counts
+
+    def compute(self) -> dict[str, float]:
+        """mIoU, pixel accuracy and mean class accuracy as fractions in [0, 1]."""
+        if self.confusion is None:
+            raise ValueError("segmentation meter: compute() called before any update()")
+        cm = self.confusion
+        tp = cm.diagonal()
+        gt = cm.sum(dim=1)
+        predicted = cm.sum(dim=0)
+        union = gt + predicted - tp
+        iou = safe_div(tp, union, empty=float("nan"))
+        acc = safe_div(tp, gt, empty=float("nan"))
+        return {
+            "miou": self._mean(iou),
+            "pixel_acc": float(safe_div(tp.sum(), cm.sum())),
+            "mean_acc": self._mean(acc),
+        }
+
+    def _mean(self, per_class: Tensor) -> float:
+        if self.absent == "zero":
+            return float(per_class.nan_to_num(0.0).mean())
+        if self.absent == "nan":
+            return float(per_class.mean())
+        return float(per_class.nanmean())
+
+
+class PartsMeter(SegmentationMeter):
+    """Human parts: the same pooled IoU; images without a person are all ignore and add nothing."""
+
+    kind = "parts"

@@ -1,0 +1,8 @@
+"""Multi-task architectures; importing this package registers them."""
+
+from mtlzoo.models import hps  # noqa: F401  (registers hps_*)
+from mtlzoo.models.base import MultiTaskModel, Representation
+from mtlzoo.models.factory import MODELS, create_model, create_model_from_config, list_models, register_model
+
+__all__ = ["MODELS", "MultiTaskModel", "Representation", "create_model", "create_model_from_config",
+           "list_models", "register_model"]

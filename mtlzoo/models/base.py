@@ -1,0 +1,154 @@
+"""MultiTaskModel: encoder -> shared representation -> one head per task, and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+from torch import Tensor, nn
+
+from mtlzoo.models.heads import build_head
+from mtlzoo.tasks import Task, resolve_tasks
+
+
+class Representation(NamedTuple):
+    """What ``encode`` returns: the shared feature tensors the heads read, and the input size (H, W)."""
+
+    features: tuple[Tensor, ...]
+    size: tuple[int, int]
+
+
+class MultiTaskModel(nn.Module):
+    """Base of every mtlzoo architecture.
+
+    Subclasses build ``self.encoder`` and implement :meth:`encode`; they may override
+    :meth:`head_in_channels` / :meth:`head_features` when a task's head reads only part of the
+    representation, and :meth:`task_parameters` when task-owned parameters live in the trunk.
+    """
+
+    def __init__(self, tasks: str | Iterable[Task | Mapping[str, Any]], head: str | None = None,
+                 head_width: int | None = None, in_chans: int = 3) -> None:
+        super().__init__()
+        self.tasks: list[Task] = resolve_tasks(tasks)
+        self.head_type = head
+        self.head_width = head_width
+        self.in_chans = in_chans
+        self.heads = nn.ModuleDict()
+        self.architecture: str = type(self).__name__
+        self.model_kwargs: dict[str, Any] = {}
+        self._encoder_frozen = False
+
+    # ---- building -------------------------------------------------------------------------
+    def build_heads(self) -> None:
+        """Create one head per task; call at the end of a subclass ``__init__``."""
+        for task in self.tasks:
+            self.heads[task.name] = self._new_head(task)
+
+    def _new_head(self, task: Task) -> nn.Module:
+        return build_head(task, self.head_in_channels(task), self.head_type, self.head_width)
+
+    def head_in_channels(self, task: Task) -> list[int]:
+        """Channels of the feature maps the head of ``task`` reads (finest first)."""
+        return list(self.encoder.out_channels)
+
+    def head_features(self, rep: Representation, task: Task) -> tuple[Tensor, ...]:
+        """The part of the representation the head of ``task`` reads."""
+        return rep.features
+
+    # ---- forward ----------------------------------------------------------------------------
+    def check_input(self, x: Tensor) -> None:
+        """Reject inputs that are not (B, in_chans, H, W) with a message that says what to change."""
+        if x.dim() != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(f"{self.architecture} expects images of shape (B, {self.in_chans}, H, W), "
+                             f"got {tuple(x.shape)}")
+
+    def encode(self, x: Tensor) -> Representation:
+        """Shared representation of a batch of images."""
+        self.check_input(x)
+        return Representation(tuple(self.encoder(x)), (x.shape[-2], x.shape[-1]))
+
+    def decode(self, rep: Representation) -> dict[str, Tensor]:
+        """Raw output of every task head, dense outputs at input resolution."""
+        return {t.name: self.heads[t.name](self.head_features(rep, t), rep.size) for t in self.tasks}
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.decode(self.encode(x))
+
+    def losses(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Each task's loss from its kind (masked, never NaN), in task order."""
+        missing = [t.name for t in self.tasks if t.name in outputs and t.name not in targets]
+        if missing:
+            raise ValueError(f"targets lack task(s) {missing}; got keys {sorted(targets)}")
+        return {t.name: t.compute_loss(outputs[t.name], targets[t.name]) for t in self.tasks if t.name in outputs}
+
+    # ---- parameters -------------------------------------------------------------------------
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def task(self, name: str) -> Task:
+        """The Task called ``name``."""
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise ValueError(f"unknown task {name!r}; this model has tasks {self.task_names}")
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        """Parameters only ``task`` uses (its head)."""
+        self.task(task)
+        return self.heads[task].parameters()
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter no single task owns; with the task parameters it partitions the model."""
+        owned = {id(p) for name in self.task_names for p in self.task_parameters(name)}
+        return (p for p in self.parameters() if id(p) not in owned)
+
+    # ---- editing ----------------------------------------------------------------------------
+    def add_task(self, task: Task | Mapping[str, Any]) -> nn.Module:
+        """Add a task and a freshly initialised head for it (on the model's device and dtype)."""
+        task = task if isinstance(task, Task) else Task.from_dict(task)
+        if task.name in self.task_names:
+            raise ValueError(f"task {task.name!r} already exists; tasks: {self.task_names}")
+        self.tasks.append(task)
+        head = self._new_head(task)
+        reference = next(self.parameters())
+        self.heads[task.name] = head.to(device=reference.device, dtype=reference.dtype)
+        self.heads[task.name].train(self.training)
+        return self.heads[task.name]
+
+    def remove_task(self, name: str) -> Task:
+        """Remove a task and its head; returns the removed Task."""
+        task = self.task(name)
+        if len(self.tasks) == 1:
+            raise ValueError(f"cannot remove {name!r}: a model keeps at least one task")
+        self.tasks.remove(task)
+        del self.heads[name]
+        return task
+
+    def freeze_encoder(self) -> None:
+        """Stop training the shared part: no gradients, and its norm layers stay in eval mode."""
+        for p in self.shared_parameters():
+            p.requires_grad_(False)
+        self._encoder_frozen = True
+        self.train(self.training)
+
+    def unfreeze_encoder(self) -> None:
+        """Train the shared part again."""
+        for p in self.shared_parameters():
+            p.requires_grad_(True)
+        self._encoder_frozen = False
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "MultiTaskModel":
+        super().train(mode)
+        if self._encoder_frozen:
+            for name, module in self.named_children():
+                if name != "heads":
+                    module.eval()
+        return self
+
+    # ---- config -----------------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """JSON-able arguments that rebuild this model with ``create_model_from_config``."""
+        return {"architecture": self.architecture, "tasks": [t.to_dict() for t in self.tasks], **self.model_kwargs}

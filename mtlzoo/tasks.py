@@ -1,0 +1,241 @@
+"""Tasks drive everything: a Task names a prediction; its kind supplies loss, head, metrics and directions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mtlzoo import losses
+from mtlzoo.registry import Registry, unknown_name_error
+
+HIGHER, LOWER = 1, -1  # metric directions: +1 means a larger value is better
+
+SEG_METRICS = {"miou": HIGHER, "pixel_acc": HIGHER, "mean_acc": HIGHER}
+DEPTH_METRICS = {
+    "rmse": LOWER, "log_rmse": LOWER, "abs_err": LOWER, "abs_rel": LOWER, "sq_rel": LOWER,
+    "delta1": HIGHER, "delta2": HIGHER, "delta3": HIGHER,
+}
+NORMALS_METRICS = {
+    "mean": LOWER, "median": LOWER, "rmse": LOWER,
+    "within_11_25": HIGHER, "within_22_5": HIGHER, "within_30": HIGHER,
+}
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """What a kind of prediction means: output channels, head, loss, metrics and their directions."""
+
+    name: str
+    dense: bool
+    default_channels: int | None
+    default_head: str
+    losses: tuple[str, ...]
+    metrics: Mapping[str, int]
+    headline_metric: str
+    compute_loss: Callable[["Task", Tensor, Tensor], Tensor]
+    postprocess: Callable[["Task", Tensor], Tensor]
+    uses_ignore_index: bool = False
+
+    def direction(self, metric: str) -> int:
+        """+1 when a larger ``metric`` is better, -1 when a smaller one is."""
+        try:
+            return self.metrics[metric]
+        except KeyError:
+            raise unknown_name_error(f"{self.name} metric", metric, list(self.metrics)) from None
+
+
+TASK_KINDS: Registry[TaskKind] = Registry("task kind")
+
+
+def _add_kind(**fields: Any) -> None:
+    kind = TaskKind(**fields)
+    TASK_KINDS.register(kind.name)(kind)
+
+
+def _argmax(task: "Task", out: Tensor) -> Tensor:
+    return out.argmax(dim=1)
+
+
+def _sigmoid(task: "Task", out: Tensor) -> Tensor:
+    return out.float().sigmoid()
+
+
+def _identity(task: "Task", out: Tensor) -> Tensor:
+    return out.float()
+
+
+def _unit(task: "Task", out: Tensor) -> Tensor:
+    return F.normalize(out.float(), dim=1, eps=1e-12)
+
+
+def _ce(task: "Task", out: Tensor, target: Tensor) -> Tensor:
+    return losses.cross_entropy(out, target, task.ignore_index)
+
+
+for _name in ("segmentation", "parts"):
+    _add_kind(name=_name, dense=True, default_channels=None, default_head="aspp", losses=("ce",),
+              metrics=SEG_METRICS, headline_metric="miou", compute_loss=_ce, postprocess=_argmax,
+              uses_ignore_index=True)
+_add_kind(name="depth", dense=True, default_channels=1, default_head="aspp", losses=("l1",),
+          metrics=DEPTH_METRICS, headline_metric="rmse",
+          compute_loss=lambda t, o, y: losses.masked_l1_depth(o, y), postprocess=_identity)
+_add_kind(name="normals", dense=True, default_channels=3, default_head="aspp", losses=("l1", "cosine"),
+          metrics=NORMALS_METRICS, headline_metric="mean",
+          compute_loss=lambda t, o, y: losses.normals_loss(o, y, t.loss), postprocess=_unit)
+_add_kind(name="edge", dense=True, default_channels=1, default_head="aspp", losses=("balanced_bce",),
+          metrics={"odsf": HIGHER, "bce": LOWER}, headline_metric="odsf",
+          compute_loss=lambda t, o, y: losses.balanced_bce(o, y, t.pos_weight, t.ignore_index),
+          postprocess=_sigmoid, uses_ignore_index=True)
+_add_kind(name="saliency", dense=True, default_channels=1, default_head="aspp", losses=("balanced_bce",),
+          metrics={"maxf": HIGHER, "miou": HIGHER}, headline_metric="maxf",
+          compute_loss=lambda t, o, y: losses.balanced_bce(o, y, t.pos_weight, t.ignore_index),
+          postprocess=_sigmoid, uses_ignore_index=True)
+_add_kind(name="classification", dense=False, default_channels=None, default_head="mlp", losses=("ce",),
+          metrics={"accuracy": HIGHER}, headline_metric="accuracy", compute_loss=_ce,
+          postprocess=_argmax, uses_ignore_index=True)
+_add_kind(name="regression", dense=False, default_channels=1, default_head="mlp", losses=("l1", "mse"),
+          metrics={"mae": LOWER, "rmse": LOWER}, headline_metric="mae",
+          compute_loss=lambda t, o, y: losses.regression_loss(o, y, t.loss), postprocess=_identity)
+
+_DEFAULT_POS_WEIGHT = {"edge": 0.95}
+_HEADS = ("aspp", "light", "mlp")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prediction of a multi-task model; JSON-able, so a config rebuilds it.
+
+    ``channels`` defaults from the kind (required for segmentation, parts and classification);
+    ``ignore_index`` defaults to 255; ``loss`` picks a variant of the kind's loss
+    (normals: "l1" | "cosine", regression: "l1" | "mse"); ``pos_weight`` is the positive-class
+    weight of the balanced BCE (edge 0.95, saliency: computed per batch); ``head`` overrides the
+    model's head type ("aspp", "light", "mlp").
+    """
+
+    name: str
+    kind: str
+    channels: int | None = None
+    ignore_index: int = 255
+    loss: str | None = None
+    pos_weight: float | None = None
+    head: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"task name must be a Python identifier like 'semseg', got {self.name!r}")
+        spec = TASK_KINDS.get(self.kind)
+        channels = self.channels if self.channels is not None else spec.default_channels
+        if channels is None:
+            raise ValueError(f"task {self.name!r} of kind {self.kind!r} needs channels= (the number of classes)")
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"task {self.name!r}: channels must be a positive int, got {channels!r}")
+        object.__setattr__(self, "channels", channels)
+        loss = self.loss or spec.losses[0]
+        if loss not in spec.losses:
+            raise ValueError(f"task {self.name!r}: loss {loss!r} is not one of {list(spec.losses)} for kind {self.kind!r}")
+        object.__setattr__(self, "loss", loss)
+        if self.pos_weight is None and self.kind in _DEFAULT_POS_WEIGHT:
+            object.__setattr__(self, "pos_weight", _DEFAULT_POS_WEIGHT[self.kind])
+        if self.pos_weight is not None and not 0.0 < float(self.pos_weight) < 1.0:
+            raise ValueError(f"task {self.name!r}: pos_weight must lie in (0, 1), got {self.pos_weight!r}")
+        if self.head is not None and self.head not in _HEADS:
+            raise unknown_name_error("head", self.head, list(_HEADS))
+
+    @property
+    def spec(self) -> TaskKind:
+        """The TaskKind behind ``self.kind``."""
+        return TASK_KINDS.get(self.kind)
+
+    @property
+    def dense(self) -> bool:
+        return self.spec.dense
+
+    def compute_loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """This task's loss for a raw model output and its target (masked, never NaN)."""
+        return self.spec.compute_loss(self, output, target)
+
+    def postprocess(self, output: Tensor) -> Tensor:
+        """Turn a raw output into the prediction the metrics read (class ids, probabilities, unit normals)."""
+        return self.spec.postprocess(self, output)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Task":
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown Task field(s) {unknown}; accepted: {allowed}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Task":
+        return cls.from_dict(json.loads(text))
+
+
+SYNTHSCENES_CLASSES = ("floor", "wall", "ceiling", "sphere", "box", "cylinder", "cone", "figure")
+SYNTHSCENES_PARTS = ("background", "head", "torso", "left_arm", "right_arm", "left_leg", "right_leg")
+
+_PRESETS: dict[str, tuple[Task, ...]] = {
+    "nyud": (
+        Task("semseg", "segmentation", 40), Task("depth", "depth"),
+        Task("normals", "normals"), Task("edge", "edge"),
+    ),
+    "pascal_context": (
+        Task("semseg", "segmentation", 21), Task("parts", "parts", 7), Task("saliency", "saliency"),
+        Task("normals", "normals"), Task("edge", "edge"),
+    ),
+    "nyuv2_mtan": (
+        Task("semseg", "segmentation", 13, ignore_index=-1), Task("depth", "depth"),
+        Task("normals", "normals", loss="cosine"),
+    ),
+    "cityscapes2": (Task("semseg", "segmentation", 7, ignore_index=-1), Task("depth", "depth")),
+    "synthscenes": (
+        Task("semseg", "segmentation", len(SYNTHSCENES_CLASSES)), Task("depth", "depth"),
+        Task("normals", "normals"), Task("edge", "edge"), Task("saliency", "saliency"),
+        Task("parts", "parts", len(SYNTHSCENES_PARTS)),
+    ),
+}
+
+
+def list_task_presets() -> list[str]:
+    """Names accepted by :func:`task_preset`."""
+    return sorted(_PRESETS)
+
+
+def task_preset(name: str) -> list[Task]:
+    """The tasks of a named benchmark: nyud, pascal_context, nyuv2_mtan, cityscapes2, synthscenes."""
+    if name not in _PRESETS:
+        raise unknown_name_error("task preset", name, list(_PRESETS))
+    return list(_PRESETS[name])
+
+
+def resolve_tasks(tasks: str | Iterable[Task | Mapping[str, Any]]) -> list[Task]:
+    """Accept a preset name or a list of Task / dict and return distinct Tasks."""
+    if isinstance(tasks, str):
+        return task_preset(tasks)
+    if isinstance(tasks, Task) or isinstance(tasks, Mapping):
+        raise TypeError("tasks must be a preset name or a list of Task/dict, not a single task; wrap it in a list")
+    resolved = [t if isinstance(t, Task) else Task.from_dict(t) for t in tasks]
+    names = [t.name for t in resolved]
+    if not resolved:
+        raise ValueError("a multi-task model needs at least one task")
+    if len(set(names)) != len(names):
+        raise ValueError(f"task names must be distinct, got {names}")
+    return resolved
+
+
+def stack_losses(task_losses: Mapping[str, Tensor]) -> Tensor:
+    """The losses of a {task: scalar} dict as one 1-D tensor, in dict order."""
+    return torch.stack([loss.reshape(()) for loss in task_losses.values()])
