@@ -39,8 +39,8 @@ class TaskKind:
     losses: tuple[str, ...]
     metrics: Mapping[str, int]
     headline_metric: str
-    compute_loss: Callable[["Task", Tensor, Tensor], Tensor]
-    postprocess: Callable[["Task", Tensor], Tensor]
+    compute_loss: Callable[[Task, Tensor, Tensor], Tensor]
+    postprocess: Callable[[Task, Tensor], Tensor]
     uses_ignore_index: bool = False
 
     def direction(self, metric: str) -> int:
@@ -59,23 +59,23 @@ def _add_kind(**fields: Any) -> None:
     TASK_KINDS.register(kind.name)(kind)
 
 
-def _argmax(task: "Task", out: Tensor) -> Tensor:
+def _argmax(task: Task, out: Tensor) -> Tensor:
     return out.argmax(dim=1)
 
 
-def _sigmoid(task: "Task", out: Tensor) -> Tensor:
+def _sigmoid(task: Task, out: Tensor) -> Tensor:
     return out.float().sigmoid()
 
 
-def _identity(task: "Task", out: Tensor) -> Tensor:
+def _identity(task: Task, out: Tensor) -> Tensor:
     return out.float()
 
 
-def _unit(task: "Task", out: Tensor) -> Tensor:
+def _unit(task: Task, out: Tensor) -> Tensor:
     return F.normalize(out.float(), dim=1, eps=1e-12)
 
 
-def _ce(task: "Task", out: Tensor, target: Tensor) -> Tensor:
+def _ce(task: Task, out: Tensor, target: Tensor) -> Tensor:
     return losses.cross_entropy(out, target, task.ignore_index)
 
 
@@ -139,7 +139,8 @@ class Task:
         object.__setattr__(self, "channels", channels)
         loss = self.loss or spec.losses[0]
         if loss not in spec.losses:
-            raise ValueError(f"task {self.name!r}: loss {loss!r} is not one of {list(spec.losses)} for kind {self.kind!r}")
+            raise ValueError(f"task {self.name!r}: loss {loss!r} is not one of {list(spec.losses)} "
+                             f"for kind {self.kind!r}")
         object.__setattr__(self, "loss", loss)
         if self.pos_weight is None and self.kind in _DEFAULT_POS_WEIGHT:
             object.__setattr__(self, "pos_weight", _DEFAULT_POS_WEIGHT[self.kind])
@@ -169,7 +170,7 @@ class Task:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Task":
+    def from_dict(cls, data: Mapping[str, Any]) -> Task:
         allowed = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(allowed))
         if unknown:
@@ -180,7 +181,7 @@ class Task:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Task":
+    def from_json(cls, text: str) -> Task:
         return cls.from_dict(json.loads(text))
 
 

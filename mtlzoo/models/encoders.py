@@ -54,7 +54,8 @@ class TinyEncoder(Encoder):
 class TimmEncoder(Encoder):
     """Any timm model with ``features_only=True``; ``output_stride`` dilates the last stages."""
 
-    def __init__(self, name: str, in_chans: int = 3, output_stride: int = 32, encoder_weights: str | None = None) -> None:
+    def __init__(self, name: str, in_chans: int = 3, output_stride: int = 32,
+                 encoder_weights: str | None = None) -> None:
         super().__init__()
         import timm
 
@@ -77,7 +78,8 @@ class TimmEncoder(Encoder):
 class SmpEncoder(Encoder):
     """A segmentation-models-pytorch encoder (``smp:<name>``); the identity stage 0 is dropped."""
 
-    def __init__(self, name: str, in_chans: int = 3, output_stride: int = 32, encoder_weights: str | None = None) -> None:
+    def __init__(self, name: str, in_chans: int = 3, output_stride: int = 32,
+                 encoder_weights: str | None = None) -> None:
         super().__init__()
         import segmentation_models_pytorch as smp
 

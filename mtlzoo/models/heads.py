@@ -55,7 +55,7 @@ class LightHead(nn.Module):
 
     def forward(self, features: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
         x = self.laterals[-1](features[-1])
-        for lateral, feature in zip(reversed(self.laterals[:-1]), reversed(features[:-1])):
+        for lateral, feature in zip(reversed(self.laterals[:-1]), reversed(features[:-1]), strict=True):
             x = lateral(feature) + F.interpolate(x, size=feature.shape[-2:], mode="bilinear", align_corners=False)
         out = self.classifier(self.fuse(x))
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
@@ -74,7 +74,8 @@ class MLPHead(nn.Module):
         return self.mlp(features[-1].mean(dim=(-2, -1)))
 
 
-def build_head(task: Task, in_channels: Sequence[int], default: str | None = None, width: int | None = None) -> nn.Module:
+def build_head(task: Task, in_channels: Sequence[int], default: str | None = None,
+               width: int | None = None) -> nn.Module:
     """The head for ``task``: its own ``head`` field, else the model's ``default``, else the kind's default.
 
     Dense models asking for a dense head on a non-dense task (classification, regression) get the MLP head.

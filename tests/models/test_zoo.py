@@ -1,0 +1,42 @@
+"""One parametrised test covers the zoo: every registered model obeys the MultiTaskModel contract."""
+
+import pytest
+import torch
+
+import mtlzoo
+
+HEAVY = {"squadnet_base"}
+
+
+def _params(models):
+    return [pytest.param(m, marks=pytest.mark.slow) if m in HEAVY else m for m in models]
+
+
+@pytest.mark.parametrize("name", _params(mtlzoo.list_models("*_*")))
+@pytest.mark.parametrize("preset", ["nyud", "pascal_context"])
+def test_model_forward_backward_shapes(name, preset):
+    torch.manual_seed(0)
+    model = mtlzoo.create_model(name, tasks=preset)
+    x = torch.randn(2, 3, 64, 64)
+    outputs = model(x)
+    tasks = mtlzoo.task_preset(preset)
+    assert list(outputs) == [t.name for t in tasks]
+    for task in tasks:
+        assert outputs[task.name].shape == (2, task.channels, 64, 64)
+    targets = {t.name: _target(t) for t in tasks}
+    losses = model.losses(outputs, targets)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.shared_parameters())
+    for task in tasks:
+        assert any(p.grad is not None for p in model.task_parameters(task.name))
+
+
+def _target(task):
+    if task.kind in ("segmentation", "parts"):
+        return torch.randint(0, task.channels, (2, 64, 64))
+    if task.kind == "normals":
+        return torch.nn.functional.normalize(torch.randn(2, 3, 64, 64), dim=1)
+    if task.kind == "depth":
+        return torch.rand(2, 1, 64, 64) * 5
+    return (torch.rand(2, 1, 64, 64) > 0.8).float()

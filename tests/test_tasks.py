@@ -1,0 +1,161 @@
+import json
+
+import pytest
+import torch
+
+import mtlzoo
+from mtlzoo.tasks import HIGHER, LOWER, TASK_KINDS, resolve_tasks, stack_losses
+
+
+def test_task_json_round_trip_for_every_preset_task():
+    for preset in mtlzoo.list_task_presets():
+        for task in mtlzoo.task_preset(preset):
+            assert mtlzoo.Task.from_json(task.to_json()) == task
+            assert json.loads(task.to_json())["channels"] == task.channels
+
+
+def test_task_defaults_come_from_the_kind():
+    assert mtlzoo.Task("depth", "depth").channels == 1
+    assert mtlzoo.Task("normals", "normals").channels == 3
+    assert mtlzoo.Task("edge", "edge").pos_weight == 0.95
+    assert mtlzoo.Task("sal", "saliency").pos_weight is None
+    assert mtlzoo.Task("n", "normals").loss == "l1"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"name": "seg", "kind": "segmentation"}, "needs channels"),
+    ({"name": "seg", "kind": "segmantation", "channels": 3}, "segmentation"),
+    ({"name": "n", "kind": "normals", "loss": "l2"}, "cosine"),
+    ({"name": "bad name", "kind": "depth"}, "identifier"),
+    ({"name": "e", "kind": "edge", "pos_weight": 2.0}, r"\(0, 1\)"),
+    ({"name": "d", "kind": "depth", "head": "asp"}, "aspp"),
+])
+def test_bad_tasks_say_what_is_accepted(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mtlzoo.Task(**kwargs)
+
+
+def test_from_dict_rejects_unknown_fields():
+    with pytest.raises(ValueError, match="accepted"):
+        mtlzoo.Task.from_dict({"name": "d", "kind": "depth", "colour": "red"})
+
+
+def test_presets_have_the_documented_tasks():
+    names = {p: [t.name for t in mtlzoo.task_preset(p)] for p in mtlzoo.list_task_presets()}
+    assert names["nyud"] == ["semseg", "depth", "normals", "edge"]
+    assert names["pascal_context"] == ["semseg", "parts", "saliency", "normals", "edge"]
+    assert names["nyuv2_mtan"] == ["semseg", "depth", "normals"]
+    assert names["cityscapes2"] == ["semseg", "depth"]
+    assert names["synthscenes"] == ["semseg", "depth", "normals", "edge", "saliency", "parts"]
+    assert mtlzoo.task_preset("nyud")[0].channels == 40
+    assert mtlzoo.task_preset("nyuv2_mtan")[0].ignore_index == -1
+    with pytest.raises(ValueError, match="nyud"):
+        mtlzoo.task_preset("nyu")
+
+
+def test_resolve_tasks_rejects_duplicates_and_single_tasks():
+    with pytest.raises(ValueError, match="distinct"):
+        resolve_tasks([mtlzoo.Task("d", "depth"), {"name": "d", "kind": "depth"}])
+    with pytest.raises(TypeError, match="list"):
+        resolve_tasks(mtlzoo.Task("d", "depth"))
+
+
+def test_every_kind_declares_directions_for_its_metrics():
+    for name in TASK_KINDS.names():
+        kind = TASK_KINDS.get(name)
+        assert kind.metrics and set(kind.metrics.values()) <= {HIGHER, LOWER}
+        assert kind.headline_metric in kind.metrics
+    assert TASK_KINDS.get("depth").direction("rmse") == LOWER
+    assert TASK_KINDS.get("normals").direction("within_11_25") == HIGHER
+    with pytest.raises(ValueError, match="rmse"):
+        TASK_KINDS.get("depth").direction("rmsee")
+
+
+def _dense_out(channels, requires_grad=True):
+    return torch.randn(2, channels, 4, 4, requires_grad=requires_grad)
+
+
+def _assert_zero_in_graph(loss, out):
+    assert torch.isfinite(loss) and loss.item() == 0.0
+    loss.backward()
+    assert out.grad is not None and torch.count_nonzero(out.grad) == 0
+
+
+def test_segmentation_loss_all_ignored_is_zero_and_in_graph():
+    task = mtlzoo.Task("seg", "segmentation", 5)
+    out = _dense_out(5)
+    _assert_zero_in_graph(task.compute_loss(out, torch.full((2, 4, 4), 255)), out)
+
+
+def test_segmentation_loss_partly_ignored_equals_mean_over_valid_pixels():
+    task = mtlzoo.Task("seg", "segmentation", 5, ignore_index=-1)
+    out = _dense_out(5, requires_grad=False)
+    target = torch.randint(0, 5, (2, 4, 4))
+    target[0] = -1
+    expected = torch.nn.functional.cross_entropy(out[1:], target[1:])
+    assert torch.allclose(task.compute_loss(out, target), expected)
+
+
+def test_depth_loss_without_valid_pixels_is_zero_and_in_graph():
+    out = _dense_out(1)
+    _assert_zero_in_graph(mtlzoo.Task("d", "depth").compute_loss(out, torch.zeros(2, 1, 4, 4)), out)
+
+
+def test_depth_loss_is_l1_over_valid_pixels():
+    out = torch.ones(1, 1, 2, 2)
+    target = torch.tensor([[[[2.0, 0.0], [4.0, 0.0]]]])
+    assert mtlzoo.Task("d", "depth").compute_loss(out, target).item() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("loss", ["l1", "cosine"])
+def test_normals_loss_masks_zero_vectors_and_is_zero_for_a_perfect_prediction(loss):
+    task = mtlzoo.Task("n", "normals", loss=loss)
+    target = torch.nn.functional.normalize(torch.randn(2, 3, 4, 4), dim=1)
+    target[:, :, 0] = 0.0
+    assert task.compute_loss(3.0 * target, target).item() == pytest.approx(0.0, abs=1e-6)
+    out = _dense_out(3)
+    _assert_zero_in_graph(task.compute_loss(out, torch.zeros(2, 3, 4, 4)), out)
+
+
+def test_edge_loss_uses_the_positive_weight_and_ignores_255():
+    task = mtlzoo.Task("e", "edge", pos_weight=0.9)
+    logits = torch.zeros(1, 1, 1, 3)
+    target = torch.tensor([[[[1.0, 0.0, 255.0]]]])
+    log2 = torch.log(torch.tensor(2.0))
+    assert task.compute_loss(logits, target).item() == pytest.approx(((0.9 + 0.1) * log2 / 2).item())
+    out = _dense_out(1)
+    _assert_zero_in_graph(task.compute_loss(out, torch.full((2, 1, 4, 4), 255.0)), out)
+
+
+def test_saliency_weight_balances_the_batch():
+    task = mtlzoo.Task("s", "saliency")
+    logits = torch.zeros(1, 1, 1, 4)
+    target = torch.tensor([[[[1.0, 0.0, 0.0, 0.0]]]])
+    log2 = torch.log(torch.tensor(2.0)).item()
+    expected = (0.75 * log2 + 3 * 0.25 * log2) / 4
+    assert task.compute_loss(logits, target).item() == pytest.approx(expected)
+
+
+def test_classification_and_regression_losses():
+    cls = mtlzoo.Task("c", "classification", 3)
+    logits = torch.randn(4, 3)
+    labels = torch.tensor([0, 1, 255, 2])
+    keep = labels != 255
+    expected = torch.nn.functional.cross_entropy(logits[keep], labels[keep])
+    assert torch.allclose(cls.compute_loss(logits, labels), expected)
+    reg = mtlzoo.Task("r", "regression", 2, loss="mse")
+    pred, target = torch.zeros(2, 2), torch.tensor([[1.0, float("nan")], [3.0, 1.0]])
+    assert reg.compute_loss(pred, target).item() == pytest.approx((1 + 9 + 1) / 3)
+
+
+def test_postprocess_gives_what_the_metrics_read():
+    assert mtlzoo.Task("s", "segmentation", 3).postprocess(torch.randn(2, 3, 4, 4)).shape == (2, 4, 4)
+    normals = mtlzoo.Task("n", "normals").postprocess(torch.randn(2, 3, 4, 4))
+    assert torch.allclose(normals.norm(dim=1), torch.ones(2, 4, 4))
+    probs = mtlzoo.Task("e", "edge").postprocess(torch.randn(2, 1, 4, 4))
+    assert probs.min() >= 0 and probs.max() <= 1
+
+
+def test_stack_losses_keeps_order():
+    losses = {"b": torch.tensor(2.0), "a": torch.tensor(1.0)}
+    assert stack_losses(losses).tolist() == [2.0, 1.0]
