@@ -38,7 +38,7 @@ class Registry(Generic[T]):
         """Decorator registering an object under ``name`` (default: its ``__name__``)."""
 
         def add(obj: T) -> T:
-            key = name or getattr(obj, "__name__")
+            key = name or obj.__name__
             if key in self._entries:
                 raise ValueError(f"{self.what} {key!r} is already registered")
             self._entries[key] = obj

@@ -139,7 +139,7 @@ class MultiTaskModel(nn.Module):
         self._encoder_frozen = False
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "MultiTaskModel":
+    def train(self, mode: bool = True) -> MultiTaskModel:
         super().train(mode)
         if self._encoder_frozen:
             for name, module in self.named_children():
