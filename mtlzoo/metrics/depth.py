@@ -84,4 +84,4 @@ class DepthMeter(Meter):
             values = _finish(self.total, self.count, nan)
         else:
             values = safe_div(self.total, self.count, nan)
-        return dict(zip(DEPTH_KEYS, values.tolist()))
+        return dict(zip(DEPTH_KEYS, values.tolist(), strict=True))

@@ -29,16 +29,21 @@ def _valid_mask(target: Tensor, validity: str) -> Tensor:
     return target.double().sum(dim=1) != 0
 
 
+def _value_at_rank(hist: Tensor, cum: Tensor, rank: Tensor) -> Tensor:
+    """The ``rank``-th smallest (0-based) histogrammed angle, interpolated linearly inside its bin."""
+    index = torch.searchsorted(cum, rank.reshape(1), right=True).clamp_max(MEDIAN_BINS - 1)
+    before = torch.where(index > 0, cum[(index - 1).clamp_min(0)], torch.zeros_like(cum[:1]))
+    inside = safe_div(rank - before + 0.5, hist[index], 0.0)
+    return ((index.double() + inside) * (180.0 / MEDIAN_BINS))[0]
+
+
 def _median_from_histogram(hist: Tensor) -> Tensor:
-    """Median of the histogrammed angles, interpolated linearly inside its bin (NaN when empty)."""
-    width = 180.0 / MEDIAN_BINS
+    """Median of all histogrammed angles (the mean of the two middle ones for an even count; NaN when empty)."""
     cum = hist.cumsum(0)
-    half = cum[-1] / 2.0
-    index = torch.searchsorted(cum, half.reshape(1)).clamp_max(MEDIAN_BINS - 1)
-    before = torch.where(index > 0, cum[(index - 1).clamp_min(0)], torch.zeros_like(half.reshape(1)))
-    inside = safe_div(half - before, hist[index], 0.0)
-    value = (index.double() + inside) * width
-    return torch.where(cum[-1] > 0, value, torch.full_like(value, float("nan")))[0]
+    n = cum[-1]
+    low = _value_at_rank(hist, cum, ((n - 1) / 2).floor())
+    high = _value_at_rank(hist, cum, ((n - 1) / 2).ceil())
+    return torch.where(n > 0, (low + high) / 2, torch.full_like(low, float("nan")))
 
 
 def _finish(means: Tensor) -> Tensor:
@@ -53,7 +58,8 @@ class NormalsMeter(Meter):
     ``"channel_sum"``: where its components do not sum to 0 (MTAN family; drops a genuine normal whose
     components sum to 0). ``reduce="pixel"`` pools all pixels; ``"batch_mean"`` averages per-batch values
     (MTAN / Nash-MTL / FAMO). ``median="global"`` is the median over all pixels of the set, from a
-    2**17-bin histogram (within 0.0014 degrees); ``"per_batch"`` is the mean of per-batch medians (MTAN).
+    2**17-bin histogram (within 0.0014 degrees; the mean of the two middle values for an even count, as
+    numpy); ``"per_batch"`` is the mean of per-batch lower medians (``torch.median``, as MTAN).
     Fractions are in [0, 1] with a strict ``<``.
     """
 
@@ -112,4 +118,4 @@ class NormalsMeter(Meter):
         else:
             median = safe_div(self.median_sum, self.batches, nan)
         values = [values[0], median, *values[1:]]
-        return {k: float(v) for k, v in zip(NORMALS_KEYS, values)}
+        return {k: float(v) for k, v in zip(NORMALS_KEYS, values, strict=True)}

@@ -1,0 +1,20 @@
+"""Streaming per-task meters, named evaluation protocols, delta_m and evaluate()."""
+
+from mtlzoo.metrics.base import Meter
+from mtlzoo.metrics.baselines import BASELINES, Baseline, get_baseline, list_baselines
+from mtlzoo.metrics.classification import AccuracyMeter, RegressionMeter
+from mtlzoo.metrics.delta_m import delta_m, delta_m_terms
+from mtlzoo.metrics.depth import DepthMeter
+from mtlzoo.metrics.edge import EdgeMeter
+from mtlzoo.metrics.evaluate import EvalResult, evaluate
+from mtlzoo.metrics.normals import NormalsMeter, angular_error
+from mtlzoo.metrics.protocols import PROTOCOLS, Protocol, create_meter, get_protocol, list_protocols
+from mtlzoo.metrics.saliency import SaliencyMeter
+from mtlzoo.metrics.segmentation import PartsMeter, SegmentationMeter
+
+__all__ = [
+    "AccuracyMeter", "BASELINES", "Baseline", "DepthMeter", "EdgeMeter", "EvalResult", "Meter", "NormalsMeter",
+    "PROTOCOLS", "PartsMeter", "Protocol", "RegressionMeter", "SaliencyMeter", "SegmentationMeter",
+    "angular_error", "create_meter", "delta_m", "delta_m_terms", "evaluate", "get_baseline", "get_protocol",
+    "list_baselines", "list_protocols",
+]

@@ -1,0 +1,171 @@
+"""Multi-task performance delta_m against a single-task baseline, in the three styles papers use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from mtlzoo.metrics.baselines import Baseline, get_baseline
+from mtlzoo.metrics.protocols import DELTA_STYLES, PROTOCOLS, Protocol, get_protocol
+from mtlzoo.registry import unknown_name_error
+from mtlzoo.tasks import TASK_KINDS, Task, list_task_presets, task_preset
+
+Metrics = Mapping[str, Mapping[str, float]]
+TasksArg = None | str | Mapping[str, Task | str] | Iterable[Task]
+
+# Vandenhende et al. (survey Eq. 10) score saliency by its mIoU, not by the kind's headline maxF.
+_VANDENHENDE_METRIC = {"saliency": "miou"}
+_FRACTIONS = {"miou", "pixel_acc", "mean_acc", "delta1", "delta2", "delta3", "within_11_25", "within_22_5",
+              "within_30", "maxf", "odsf", "accuracy"}
+
+
+def _metric_directions() -> dict[str, int | None]:
+    """Direction of each metric name over all task kinds (None when kinds disagree)."""
+    table: dict[str, int | None] = {}
+    for kind_name in TASK_KINDS.names():
+        for metric, sign in TASK_KINDS.get(kind_name).metrics.items():
+            table[metric] = sign if table.get(metric, sign) == sign else None
+    return table
+
+
+def _task_name_kinds() -> dict[str, str]:
+    """Kind of each task name used by the presets (semseg -> segmentation, ...)."""
+    return {t.name: t.kind for preset in list_task_presets() for t in task_preset(preset)}
+
+
+def _resolve_kinds(tasks: TasksArg) -> dict[str, str]:
+    """{task name: kind} from a preset or protocol name, a {name: Task | kind} mapping or a list of Tasks."""
+    if tasks is None:
+        return {}
+    if isinstance(tasks, str):
+        if tasks in list_task_presets():
+            return {t.name: t.kind for t in task_preset(tasks)}
+        if tasks in PROTOCOLS and PROTOCOLS.get(tasks).task_preset:
+            return _resolve_kinds(PROTOCOLS.get(tasks).task_preset)
+        raise unknown_name_error("task preset or protocol", tasks, list_task_presets() + PROTOCOLS.names())
+    if isinstance(tasks, Mapping):
+        return {name: (t.kind if isinstance(t, Task) else TASK_KINDS.get(t).name) for name, t in tasks.items()}
+    kinds = {}
+    for t in tasks:
+        if not isinstance(t, Task):
+            raise TypeError(f"tasks must be a preset name, a mapping or a list of Task, got an item {t!r}")
+        kinds[t.name] = t.kind
+    return kinds
+
+
+def _kind_of(task: str, kinds: Mapping[str, str], keys: Iterable[str]) -> str | None:
+    """The kind of ``task``: given, known from the presets, or the only kinds whose metrics hold ``keys``."""
+    if task in kinds:
+        return kinds[task]
+    known = _task_name_kinds()
+    if task in known:
+        return known[task]
+    if task in TASK_KINDS:
+        return task
+    keys = set(keys)
+    candidates = [k for k in TASK_KINDS.names() if keys <= set(TASK_KINDS.get(k).metrics)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _direction(metric: str, kind: str | None) -> int:
+    if kind is not None:
+        return TASK_KINDS.get(kind).direction(metric)
+    sign = _metric_directions().get(metric)
+    if sign is None:
+        raise ValueError(f"cannot tell whether a larger {metric!r} is better; pass tasks= (a preset name, "
+                         "a list of Task or a {task: kind} mapping)")
+    return sign
+
+
+def _headline(task: str, kind: str | None, keys: Iterable[str]) -> str:
+    """The one metric Vandenhende's delta uses for ``task``."""
+    if kind is not None:
+        return _VANDENHENDE_METRIC.get(kind, TASK_KINDS.get(kind).headline_metric)
+    choices = {_VANDENHENDE_METRIC.get(k, TASK_KINDS.get(k).headline_metric) for k in TASK_KINDS.names()
+               if set(keys) <= set(TASK_KINDS.get(k).metrics)}
+    if len(choices) != 1:
+        raise ValueError(f"cannot tell the headline metric of task {task!r} (candidates {sorted(choices)}); "
+                         "pass tasks= or select=")
+    return choices.pop()
+
+
+def _check_units(task: str, metric: str, value: float, base: float) -> None:
+    if metric in _FRACTIONS and (value > 1.0) != (base > 1.0):
+        raise ValueError(f"{task}.{metric}: result {value} and baseline {base} look like different units; "
+                         "mtlzoo reports fractions in [0, 1], so divide percentages by 100")
+    if base == 0:
+        raise ValueError(f"{task}.{metric}: the baseline is 0, so a relative change is undefined")
+
+
+def _as_metrics(baseline: Metrics | Baseline | str) -> Metrics:
+    if isinstance(baseline, str):
+        return get_baseline(baseline).metrics
+    if isinstance(baseline, Baseline):
+        return baseline.metrics
+    return baseline
+
+
+def delta_m_terms(metrics: Metrics, baseline: Metrics | Baseline | str, style: str = "vandenhende",
+                  tasks: TasksArg = None, select: Mapping[str, str | Iterable[str]] | None = None
+                  ) -> dict[str, dict[str, float]]:
+    """Per task and metric, the relative change ``100 * s * (M - B) / B`` (positive = better) behind delta_m.
+
+    Tasks present in both ``metrics`` and ``baseline`` enter (only those in ``select`` if given); per task
+    the ``select``-ed metrics, else the headline for ``vandenhende``, else every metric both share.
+    """
+    if style not in DELTA_STYLES:
+        raise unknown_name_error("delta_m style", style, list(DELTA_STYLES))
+    base = _as_metrics(baseline)
+    kinds = _resolve_kinds(tasks)
+    names = [t for t in metrics if t in base and (select is None or t in select)]
+    if not names:
+        raise ValueError(f"no task is in both the results {sorted(metrics)} and the baseline {sorted(base)}"
+                         + (f" among the selected {sorted(select)}" if select is not None else ""))
+    terms: dict[str, dict[str, float]] = {}
+    for task in names:
+        kind = _kind_of(task, kinds, list(metrics[task]) + list(base[task]))
+        if select is not None:
+            chosen = [select[task]] if isinstance(select[task], str) else list(select[task])
+        elif style == "vandenhende":
+            chosen = [_headline(task, kind, metrics[task])]
+        else:
+            chosen = [m for m in metrics[task] if m in base[task]]
+        missing = [m for m in chosen if m not in metrics[task] or m not in base[task]]
+        if missing or not chosen:
+            raise ValueError(f"task {task!r}: metric(s) {missing or chosen} missing from the results "
+                             f"({sorted(metrics[task])}) or the baseline ({sorted(base[task])})")
+        terms[task] = {}
+        for m in chosen:
+            value, ref = float(metrics[task][m]), float(base[task][m])
+            _check_units(task, m, value, ref)
+            terms[task][m] = 100.0 * _direction(m, kind) * (value - ref) / ref
+    return terms
+
+
+def delta_m(metrics: Metrics, baseline: Metrics | Baseline | str, style: str | None = None,
+            tasks: TasksArg = None, select: Mapping[str, str | Iterable[str]] | None = None,
+            protocol: str | Protocol | None = None) -> float:
+    """Multi-task performance relative to a single-task baseline, in percent.
+
+    ``vandenhende``: mean over tasks of one metric's signed relative change, positive = better;
+    ``nash``: mean over all metrics, negative = better (CAGrad / Nash-MTL / FAMO Delta m);
+    ``libmtl``: mean over tasks of the mean over that task's metrics, positive = better.
+    Directions come from the task kinds (``tasks``: a preset or protocol name, a list of Task or
+    ``{task: kind}``), else from the metric names. ``baseline`` may name a shipped baseline; ``protocol``
+    supplies the style and the metrics when they are not given.
+    """
+    if protocol is not None:
+        proto = get_protocol(protocol)
+        style = style or proto.delta_style
+        select = select if select is not None else proto.delta_metrics
+        tasks = tasks if tasks is not None else proto.task_preset
+    style = style or "vandenhende"
+    terms = delta_m_terms(metrics, baseline, style, tasks, select)
+    if style == "vandenhende":
+        several = {t: list(v) for t, v in terms.items() if len(v) != 1}
+        if several:
+            raise ValueError(f"style 'vandenhende' takes one metric per task, got {several}; use 'libmtl'")
+        return sum(v for task in terms.values() for v in task.values()) / len(terms)
+    if style == "nash":
+        flat = [v for task in terms.values() for v in task.values()]
+        return -sum(flat) / len(flat)
+    return sum(sum(task.values()) / len(task) for task in terms.values()) / len(terms)

@@ -1,0 +1,151 @@
+"""Named evaluation protocols: which meter options, delta_m style and metrics reproduce a paper family."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtlzoo.metrics.base import Meter
+from mtlzoo.metrics.classification import AccuracyMeter, RegressionMeter
+from mtlzoo.metrics.depth import DepthMeter
+from mtlzoo.metrics.edge import EdgeMeter
+from mtlzoo.metrics.normals import NormalsMeter
+from mtlzoo.metrics.saliency import SaliencyMeter
+from mtlzoo.metrics.segmentation import PartsMeter, SegmentationMeter
+from mtlzoo.registry import Registry
+from mtlzoo.tasks import Task
+
+DELTA_STYLES = ("vandenhende", "nash", "libmtl")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How one paper family computes its numbers.
+
+    ``meters`` maps a task kind to the options of its meter; ``delta_metrics`` maps a task name to the
+    metrics that enter delta_m (absent: every metric both results share, or the headline for
+    ``vandenhende``); ``task_preset`` and ``baseline`` name the matching task preset and shipped baseline.
+    """
+
+    name: str
+    family: str
+    description: str
+    meters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    delta_style: str = "vandenhende"
+    delta_metrics: Mapping[str, tuple[str, ...]] | None = None
+    task_preset: str | None = None
+    baseline: str | None = None
+
+    def meter_options(self, kind: str) -> dict[str, Any]:
+        """The options this protocol gives the meter of ``kind`` (empty: the meter's defaults)."""
+        return dict(self.meters.get(kind, {}))
+
+
+PROTOCOLS: Registry[Protocol] = Registry("protocol")
+
+
+def _add(protocol: Protocol) -> None:
+    if protocol.delta_style not in DELTA_STYLES:
+        raise ValueError(f"protocol {protocol.name!r}: delta_style must be one of {list(DELTA_STYLES)}")
+    PROTOCOLS.register(protocol.name)(protocol)
+
+
+_MTINET_NORMALS = {"validity": "norm", "reduce": "pixel", "median": "global"}
+_MTAN = {
+    "segmentation": {"absent": "nan"},
+    "depth": {"reduce": "batch_mean"},
+    "normals": {"validity": "channel_sum", "reduce": "batch_mean", "median": "per_batch"},
+}
+_MTAN_SEG_DEPTH = {"semseg": ("miou", "pixel_acc"), "depth": ("abs_err", "abs_rel")}
+
+_add(Protocol(
+    "mtinet_nyud", "MTI-Net / ATRC (Vandenhende et al.)",
+    "NYUD-v2 40 classes at 480x640: pooled confusion matrix (absent class = 0), pixel-pooled depth and "
+    "normals with a true global median; edges auxiliary (balanced-BCE proxy, optional approximate odsF "
+    "at maxDist 0.011). delta_m: Vandenhende over depth rmse, semseg miou, normals mean.",
+    meters={"segmentation": {"absent": "zero"}, "depth": {"reduce": "pixel"}, "normals": _MTINET_NORMALS,
+            "edge": {"max_dist": 0.011}},
+    delta_style="vandenhende",
+    delta_metrics={"semseg": ("miou",), "depth": ("rmse",), "normals": ("mean",)},
+    task_preset="nyud", baseline="mtinet_hrnet18_nyud",
+))
+_add(Protocol(
+    "mtinet_pascal", "MTI-Net / ATRC (Vandenhende et al.)",
+    "PASCAL-Context 5 tasks: pooled IoU with absent class = 0 for semseg and parts, saliency maxF with "
+    "beta^2 = 1 on image-averaged P/R (15 thresholds 0.2..0.9) and image-averaged mIoU, pixel-pooled "
+    "normals; edges auxiliary (maxDist 0.0075). delta_m: Vandenhende over semseg, parts and saliency "
+    "miou and normals mean.",
+    meters={"segmentation": {"absent": "zero"}, "parts": {"absent": "zero"}, "saliency": {"reduce": "image"},
+            "normals": _MTINET_NORMALS, "edge": {"max_dist": 0.0075}},
+    delta_style="vandenhende",
+    delta_metrics={"semseg": ("miou",), "parts": ("miou",), "saliency": ("miou",), "normals": ("mean",)},
+    task_preset="pascal_context", baseline="mtinet_hrnet18_pascal",
+))
+_add(Protocol(
+    "mtan_nyuv2", "MTAN / gradient balancers (CAGrad, Nash-MTL, FAMO)",
+    "NYUv2 13 classes at 288x384: confusion matrix with NaN for absent classes, depth and normals "
+    "averaged per test batch (per-batch median), normals valid where the channel sum is non-zero. "
+    "delta_m: Nash style over all 9 metrics, lower is better. Papers average the last 10 epochs.",
+    meters=_MTAN,
+    delta_style="nash",
+    delta_metrics={**_MTAN_SEG_DEPTH,
+                   "normals": ("mean", "median", "within_11_25", "within_22_5", "within_30")},
+    task_preset="nyuv2_mtan", baseline="cagrad_segnet_nyuv2",
+))
+_add(Protocol(
+    "mtan_cityscapes", "MTAN / gradient balancers (CAGrad, Nash-MTL, FAMO)",
+    "Cityscapes 7 classes at 128x256, inverse depth: as mtan_nyuv2. delta_m: Nash style over miou, "
+    "pixel_acc, abs_err, abs_rel (the relative error dominates).",
+    meters=_MTAN,
+    delta_style="nash",
+    delta_metrics=_MTAN_SEG_DEPTH,
+    task_preset="cityscapes2", baseline="cagrad_segnet_cityscapes",
+))
+_add(Protocol(
+    "synthscenes", "mtlzoo synthscenes (pooled, MTI-Net-like)",
+    "The offline synthscenes benchmark: pooled confusion matrix skipping absent classes, pixel-pooled "
+    "depth and normals with a global median, saliency maxF with beta^2 = 0.3 on pooled counts, edge "
+    "balanced-BCE proxy. delta_m: Vandenhende over each task's headline metric (edges auxiliary).",
+    meters={"segmentation": {"absent": "skip"}, "parts": {"absent": "skip"}, "depth": {"reduce": "pixel"},
+            "normals": _MTINET_NORMALS, "saliency": {"reduce": "pixel"}, "edge": {"max_dist": 0.011}},
+    delta_style="vandenhende",
+    delta_metrics={"semseg": ("miou",), "depth": ("rmse",), "normals": ("mean",), "saliency": ("maxf",),
+                   "parts": ("miou",)},
+    task_preset="synthscenes",
+))
+
+
+def get_protocol(protocol: str | Protocol) -> Protocol:
+    """Resolve a protocol name (or pass a Protocol through)."""
+    if isinstance(protocol, Protocol):
+        return protocol
+    return PROTOCOLS.get(protocol)
+
+
+def list_protocols(pattern: str = "*") -> list[str]:
+    """Names of the registered protocols."""
+    return PROTOCOLS.names(pattern)
+
+
+def create_meter(task: Task, protocol: str | Protocol = "synthscenes") -> Meter:
+    """The meter for ``task`` with the options ``protocol`` gives its kind."""
+    options = get_protocol(protocol).meter_options(task.kind)
+    kind = task.kind
+    if kind == "segmentation":
+        return SegmentationMeter(task.channels, **options)
+    if kind == "parts":
+        return PartsMeter(task.channels, **options)
+    if kind == "depth":
+        return DepthMeter(**options)
+    if kind == "normals":
+        return NormalsMeter(**options)
+    if kind == "saliency":
+        return SaliencyMeter(ignore_index=task.ignore_index, **options)
+    if kind == "edge":
+        return EdgeMeter(pos_weight=task.pos_weight or 0.95, ignore_index=task.ignore_index, **options)
+    if kind == "classification":
+        return AccuracyMeter(ignore_index=task.ignore_index, **options)
+    if kind == "regression":
+        return RegressionMeter(**options)
+    raise ValueError(f"no meter for task kind {kind!r} of task {task.name!r}")

@@ -1,0 +1,85 @@
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from mtlzoo.metrics import EvalResult, evaluate
+from mtlzoo.tasks import Task
+
+
+class _Oracle(nn.Module):
+    """Reads the answer hidden in the image: channel 0 holds class ids, channel 1 depth; normals are +z."""
+
+    def __init__(self, classes: int = 3, noise: float = 0.0) -> None:
+        super().__init__()
+        self.tasks = [Task("semseg", "segmentation", classes), Task("depth", "depth"), Task("normals", "normals")]
+        self.scale = nn.Parameter(torch.ones(()))
+        self.noise = noise
+        self.classes = classes
+
+    def forward(self, x):
+        logits = nn.functional.one_hot(x[:, 0].long(), self.classes).permute(0, 3, 1, 2).float() * self.scale
+        normals = torch.zeros_like(x)
+        normals[:, 2] = 1.0
+        return {"semseg": logits, "depth": x[:, 1:2] * self.scale + self.noise, "normals": normals}
+
+
+def _batches(n=3, size=(6, 8)):
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(n):
+        seg = torch.randint(0, 3, (2, *size), generator=g)
+        depth = torch.rand(2, 1, *size, generator=g) * 5 + 0.5
+        normals = torch.zeros(2, 3, *size)
+        normals[:, 2] = 1.0
+        image = torch.stack([seg.float(), depth[:, 0], torch.zeros(2, *size)], dim=1)
+        out.append({"image": image, "semseg": seg, "depth": depth, "normals": normals})
+    return out
+
+
+def test_perfect_model_scores_perfectly_and_result_names_protocol():
+    model = _Oracle()
+    model.train()
+    result = evaluate(model, _batches(), protocol="mtinet_nyud", progress=False)
+    assert isinstance(result, EvalResult) and result.protocol == "mtinet_nyud"
+    assert result["semseg"]["miou"] == 1.0 and result["depth"]["rmse"] == pytest.approx(0.0, abs=1e-6)
+    assert result["normals"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert model.training  # mode restored
+    assert result.to_dict()["protocol"] == "mtinet_nyud" and "delta_m" not in result.to_dict()
+
+
+def test_delta_m_from_a_baseline_and_missing_targets():
+    batches = _batches()
+    for b in batches:
+        del b["normals"]  # normals never scored: left out of the result
+    baseline = {"semseg": {"miou": 0.5}, "depth": {"rmse": 0.2}}
+    result = evaluate(_Oracle(noise=0.1), batches, protocol="synthscenes", baseline=baseline, progress=False)
+    assert set(result) == {"semseg", "depth"}
+    assert result["depth"]["rmse"] == pytest.approx(0.1, rel=1e-5)
+    assert result.delta_m == pytest.approx((100.0 + 50.0) / 2, rel=1e-5) and result.delta_style == "vandenhende"
+    assert "delta_m=75.00" in repr(result)
+
+
+def test_shipped_baseline_from_another_protocol_warns():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate(_Oracle(13), _batches(1), protocol="mtan_cityscapes", baseline="cagrad_segnet_nyuv2",
+                          progress=False)
+    assert any("mixes protocols" in str(w.message) for w in caught)
+    assert result.baseline == "cagrad_segnet_nyuv2"
+
+
+def test_amp_channels_last_and_resizing():
+    batches = _batches(1)
+    small = [{**b, "image": b["image"]} for b in batches]
+    result = evaluate(_Oracle(), small, amp=True, channels_last=True, progress=True)
+    assert result["semseg"]["pixel_acc"] == 1.0
+
+    class Half(_Oracle):
+        def forward(self, x):  # outputs at half resolution are resized to the target
+            return {k: v[..., ::2, ::2] for k, v in super().forward(x).items()}
+
+    assert 0.0 <= evaluate(Half(), batches, progress=False)["semseg"]["miou"] <= 1.0
+    with pytest.raises(ValueError, match="no batch"):
+        evaluate(_Oracle(), [{"image": batches[0]["image"]}], progress=False)
