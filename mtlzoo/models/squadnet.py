@@ -1,0 +1,239 @@
+"""SquadNet (Chen & Er, Neurocomputing 2025): channel-partitioned expert squads with point-wise aggregation.
+
+The feature tensor of stage i holds (T + S) chunks of ``width * 2**i`` channels: one chunk per task
+and S shared chunks. Each block runs one expert per task on its chunk (fused into grouped
+convolutions: the T experts are one block-diagonal operator), passes the shared chunks through,
+optionally shuffles channels, and aggregates everything point-wise with a residual. Task t's head
+reads chunk t plus the shared chunks. Trained from scratch; the width depends on the task set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlzoo.models.base import MultiTaskModel, Representation
+from mtlzoo.models.encoders import Encoder
+from mtlzoo.models.factory import register_model
+from mtlzoo.registry import unknown_name_error
+from mtlzoo.tasks import Task
+
+TaskSpec = str | Iterable[Task | Mapping[str, Any]]
+NORMS = ("bn", "gn", "syncbn")
+EXPERT_IMPLEMENTATIONS = ("fused", "loop")
+
+
+def make_norm(kind: str, channels: int, parts: int = 1) -> nn.Module:
+    """A norm layer by name ("bn" | "gn" | "syncbn"); GroupNorm groups never straddle two of ``parts`` chunks."""
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    if kind == "syncbn":
+        return nn.SyncBatchNorm(channels)
+    if kind == "gn":
+        return nn.GroupNorm(parts * math.gcd(channels // parts, 8), channels)
+    raise unknown_name_error("norm layer", kind, list(NORMS))
+
+
+def _conv_norm(cin: int, cout: int, kernel: int, norm: str, groups: int = 1, stride: int = 1,
+               parts: int = 1, act: bool = True) -> nn.Sequential:
+    layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+              make_norm(norm, cout, parts)]
+    if act:
+        layers.append(nn.GELU())
+    return nn.Sequential(*layers)
+
+
+def _pw_dw_pw(channels: int, norm: str, groups: int = 1) -> nn.Sequential:
+    """1x1 (norm, GELU) -> depthwise 3x3 (norm) -> 1x1 (norm, GELU); ``groups`` splits the 1x1s block-diagonally."""
+    return nn.Sequential(_conv_norm(channels, channels, 1, norm, groups=groups, parts=groups),
+                         _conv_norm(channels, channels, 3, norm, groups=channels, parts=groups, act=False),
+                         _conv_norm(channels, channels, 1, norm, groups=groups, parts=groups))
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """ShuffleNet channel shuffle: view the channels as (groups, C / groups), transpose, flatten."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class FusedExperts(nn.Module):
+    """T width-preserving experts (1x1 -> dw 3x3 -> 1x1) run as one set of grouped convolutions."""
+
+    def __init__(self, num_experts: int, width: int, norm: str = "bn") -> None:
+        super().__init__()
+        self.num_experts, self.width = num_experts, width
+        self.body = _pw_dw_pw(num_experts * width, norm, groups=num_experts)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class LoopExperts(nn.Module):
+    """The same experts as :class:`FusedExperts`, one module per task in a Python loop (reference, benchmarks)."""
+
+    def __init__(self, num_experts: int, width: int, norm: str = "bn") -> None:
+        super().__init__()
+        self.num_experts, self.width = num_experts, width
+        self.experts = nn.ModuleList([_pw_dw_pw(width, norm) for _ in range(num_experts)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        chunks = x.split(self.width, dim=1)
+        return torch.cat([expert(chunk) for expert, chunk in zip(self.experts, chunks, strict=True)], dim=1)
+
+    @classmethod
+    def from_fused(cls, fused: FusedExperts, norm: str = "bn") -> LoopExperts:
+        """Per-task experts holding exactly the weights and norm statistics of ``fused``."""
+        loop = cls(fused.num_experts, fused.width, norm).to(next(fused.parameters()))
+        for t, expert in enumerate(loop.experts):
+            state = {key: value.chunk(fused.num_experts)[t] if value.dim() > 0 else value
+                     for key, value in fused.body.state_dict().items()}
+            expert.load_state_dict(state)
+        return loop
+
+
+def _experts(kind: str, num_experts: int, width: int, norm: str) -> nn.Module:
+    if kind == "fused":
+        return FusedExperts(num_experts, width, norm)
+    if kind == "loop":
+        return LoopExperts(num_experts, width, norm)
+    raise unknown_name_error("expert implementation", kind, list(EXPERT_IMPLEMENTATIONS))
+
+
+class SquadBlock(nn.Module):
+    """Experts on the task chunks, shared chunks passed through, optional shuffle, point-wise aggregation + residual."""
+
+    def __init__(self, num_tasks: int, num_shared: int, width: int, norm: str = "bn", shuffle: bool = True,
+                 experts: str = "fused") -> None:
+        super().__init__()
+        self.num_tasks, self.num_shared, self.width, self.shuffle = num_tasks, num_shared, width, shuffle
+        self.experts = _experts(experts, num_tasks, width, norm)
+        self.aggregate = _pw_dw_pw((num_tasks + num_shared) * width, norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        split = self.num_tasks * self.width
+        y = torch.cat([self.experts(x[:, :split]), x[:, split:]], dim=1)
+        if self.shuffle:
+            y = channel_shuffle(y, self.num_tasks + self.num_shared)
+        return x + self.aggregate(y)
+
+
+class Downsample(nn.Module):
+    """Partition-unaware stride-2 downsampling that doubles the width: two branches, shuffle, aggregation."""
+
+    def __init__(self, channels: int, groups: int, norm: str = "bn") -> None:
+        super().__init__()
+        self.groups = groups
+        self.direct = nn.Sequential(_conv_norm(channels, channels, 3, norm, groups=channels, stride=2, act=False),
+                                    _conv_norm(channels, channels, 1, norm))
+        self.expand = nn.Sequential(_conv_norm(channels, channels, 1, norm),
+                                    _conv_norm(channels, channels, 3, norm, groups=channels, stride=2, act=False),
+                                    _conv_norm(channels, channels, 1, norm))
+        self.aggregate = _pw_dw_pw(2 * channels, norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = channel_shuffle(torch.cat([self.direct(x), self.expand(x)], dim=1), self.groups)
+        return y + self.aggregate(y)
+
+
+class SquadNetEncoder(Encoder):
+    """Stem (stride 2) and three stages of expert-squad blocks; returns every stage's output (strides 2, 4, 8)."""
+
+    def __init__(self, num_tasks: int, num_shared: int = 2, width: int = 32, depths: Sequence[int] = (4, 4, 4),
+                 shuffle: Sequence[bool] = (True, True, False), norm: str = "bn", experts: str = "fused",
+                 in_chans: int = 3) -> None:
+        super().__init__()
+        parts = num_tasks + num_shared
+        channels = parts * width
+        self.stem = nn.Sequential(_conv_norm(in_chans, channels, 3, norm, stride=2),
+                                  _conv_norm(channels, channels, 3, norm, groups=channels),
+                                  _conv_norm(channels, channels, 1, norm))
+        self.stages, self.downsamples = nn.ModuleList(), nn.ModuleList()
+        self.out_channels, self.reductions = [], []
+        for i, (depth, shuffled) in enumerate(zip(depths, shuffle, strict=True)):
+            if i > 0:
+                self.downsamples.append(Downsample(channels, 2 * parts, norm))
+                channels, width = 2 * channels, 2 * width
+            self.stages.append(nn.Sequential(*[SquadBlock(num_tasks, num_shared, width, norm, shuffled, experts)
+                                               for _ in range(depth)]))
+            self.out_channels.append(channels)
+            self.reductions.append(2 ** (i + 1))
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self.stem(x)
+        features = []
+        for i, stage in enumerate(self.stages):
+            if i > 0:
+                x = self.downsamples[i - 1](x)
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+class SquadNet(MultiTaskModel):
+    """Expert-squad backbone + one head per task reading its own chunk and the shared chunks (ASPP by default).
+
+    The backbone width is (T + S) * ``width``, so a SquadNet is tied to its task set: tasks cannot be
+    added or removed after construction.
+    """
+
+    def __init__(self, tasks: TaskSpec, depths: Sequence[int] = (4, 4, 4), width: int = 32, num_shared: int = 2,
+                 shuffle: bool | Sequence[bool] = (True, True, False), norm: str = "bn", experts: str = "fused",
+                 head: str | None = "aspp", head_width: int | None = None, in_chans: int = 3) -> None:
+        super().__init__(tasks, head=head, head_width=head_width, in_chans=in_chans)
+        if len(depths) != 3 or any(int(d) < 1 for d in depths):
+            raise ValueError(f"depths must be three positive ints (one per stage), got {depths!r}")
+        if num_shared < 0 or width < 1:
+            raise ValueError(f"need num_shared >= 0 and width >= 1, got num_shared={num_shared}, width={width}")
+        shuffle = [bool(shuffle)] * 3 if isinstance(shuffle, bool) else [bool(s) for s in shuffle]
+        if len(shuffle) != 3:
+            raise ValueError(f"shuffle must be a bool or three bools (one per stage), got {shuffle!r}")
+        self.num_shared = num_shared
+        self.encoder = SquadNetEncoder(len(self.tasks), num_shared, width, depths, shuffle, norm, experts, in_chans)
+        self.build_heads()
+
+    @property
+    def num_parts(self) -> int:
+        """Number of channel chunks per stage: one per task plus the shared ones."""
+        return len(self.tasks) + self.num_shared
+
+    def head_in_channels(self, task: Task) -> list[int]:
+        return [c // self.num_parts * (1 + self.num_shared) for c in self.encoder.out_channels]
+
+    def head_features(self, rep: Representation, task: Task) -> tuple[Tensor, ...]:
+        index = self.task_names.index(task.name)
+        num_tasks = len(self.tasks)
+        out = []
+        for feature in rep.features:
+            c = feature.shape[1] // self.num_parts
+            out.append(torch.cat([feature[:, index * c:(index + 1) * c], feature[:, num_tasks * c:]], dim=1))
+        return tuple(out)
+
+    def add_task(self, task: Task | Mapping[str, Any]) -> nn.Module:
+        raise ValueError(f"{self.architecture} partitions its channels per task; build a new model with the task "
+                         f"list {self.task_names} + [{task!r}] instead of adding one")
+
+    def remove_task(self, name: str) -> Task:
+        raise ValueError(f"{self.architecture} partitions its channels per task; build a new model without "
+                         f"{name!r} instead of removing it")
+
+
+@register_model
+def squadnet_tiny(tasks: TaskSpec, **kwargs: Any) -> SquadNet:
+    """SquadNet with 2 expert-squad blocks per stage (the paper's ablation size)."""
+    return SquadNet(tasks, **{"depths": (2, 2, 2), **kwargs})
+
+
+@register_model
+def squadnet_small(tasks: TaskSpec, **kwargs: Any) -> SquadNet:
+    """SquadNet with 4 expert-squad blocks per stage."""
+    return SquadNet(tasks, **{"depths": (4, 4, 4), **kwargs})
+
+
+@register_model
+def squadnet_base(tasks: TaskSpec, **kwargs: Any) -> SquadNet:
+    """SquadNet with 8 expert-squad blocks per stage (the released main configuration)."""
+    return SquadNet(tasks, **{"depths": (8, 8, 8), **kwargs})
