@@ -1,7 +1,7 @@
 """Multi-task architectures; importing this package registers them."""
 
 from mtlzoo.models import hps  # noqa: F401  (registers hps_*)
-from mtlzoo.models import squadnet  # noqa: F401  (registers squadnet_*)
+from mtlzoo.models import cs, squadnet  # noqa: F401  (registers cs_*, squadnet_*)
 from mtlzoo.models.base import MultiTaskModel, Representation
 from mtlzoo.models.factory import MODELS, create_model, create_model_from_config, list_models, register_model
 
