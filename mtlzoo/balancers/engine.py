@@ -1,0 +1,257 @@
+"""The one gradient engine: computes what a balancer declared it needs, then fills ``.grad``.
+
+* Loss level: ``total_loss`` gives a scalar; one ordinary backward.
+* Parameter level: per-task gradients on the shared parameters. With ``features`` and a model
+  exposing ``task_parameters``, this is done in two stages: T backward passes through the heads
+  only (to the features), then T vector-Jacobian products through the encoder, batched
+  (``is_grads_batched``) or looped. Without features, one batched call (or T calls) over the losses.
+* Feature level: per-task gradients w.r.t. the features through the heads only, combined, then
+  one encoder backward with the combined feature gradient.
+
+No host sync happens on the way (no ``.item()``, no branch on a tensor value); the T x T algebra
+is float64. With a ``GradScaler`` the per-task gradients are unscaled before the balancer sees
+them and the result is written back scaled; a non-finite task gradient turns the combined
+gradient into NaN so that ``scaler.step`` skips the step and lowers the scale, as it would for a
+plain backward. Under ``torch.distributed`` (initialised, world size > 1) the engine averages the
+loss values and the parameter-level Jacobian (or sums the feature Gramian) so that every rank
+computes the same weights, and averages every gradient it writes; do not wrap the model in DDP
+for gradient-level balancers (or run them under ``no_sync``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlzoo.balancers.base import (
+    BalanceInfo,
+    Balancer,
+    GramianBalancer,
+    JacobianBalancer,
+    LossBalancer,
+    StepContext,
+)
+from mtlzoo.balancers.jacobian import (
+    TaskJacobian,
+    batched_vjp,
+    jacobian_and_heads,
+    looped_vjp,
+    per_task_grads,
+    reachable_leaves,
+)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and \
+        torch.distributed.get_world_size() > 1
+
+
+def _all_reduce(tensor: Tensor, average: bool = True) -> Tensor:
+    """All-reduce in place when running distributed; identity otherwise (the DDP hook)."""
+    if _distributed():
+        torch.distributed.all_reduce(tensor)
+        if average:
+            tensor.div_(torch.distributed.get_world_size())
+    return tensor
+
+
+def split_parameters(model_or_params: nn.Module | Iterable[Tensor], tasks: Sequence[str],
+                     losses: Sequence[Tensor], features: Sequence[Tensor] | None
+                     ) -> tuple[list[Tensor], list[list[Tensor]], bool]:
+    """Shared parameters, each task's own parameters, and whether the model declared the split.
+
+    For a plain sequence of shared parameters, a task's own parameters are the leaves its loss
+    reaches (not past ``features``) that are not shared.
+    """
+    if isinstance(model_or_params, nn.Module) and hasattr(model_or_params, "shared_parameters"):
+        shared = [p for p in model_or_params.shared_parameters() if p.requires_grad]
+        own = [[p for p in model_or_params.task_parameters(t) if p.requires_grad] for t in tasks]
+        return shared, own, True
+    if isinstance(model_or_params, nn.Module):
+        raise TypeError(f"{type(model_or_params).__name__} has no shared_parameters(); pass a model with "
+                        "shared_parameters()/task_parameters(task) or a sequence of shared parameters")
+    shared = [p for p in model_or_params if p.requires_grad]
+    if not shared or not all(isinstance(p, Tensor) for p in shared):
+        raise TypeError("expected a non-empty sequence of shared parameters requiring grad")
+    ids = {id(p) for p in shared}
+    stop = tuple(features) if features is not None else ()
+    own = [[p for p in reachable_leaves(loss, stop) if id(p) not in ids] for loss in losses]
+    return shared, own, False
+
+
+def _accumulate(params: Sequence[Tensor], grads: Sequence[Tensor | None], factor: Tensor | None = None) -> None:
+    """Add ``grads`` (times ``factor``) into ``.grad`` as ``loss.backward`` would."""
+    for p, g in zip(params, grads, strict=True):
+        if g is None:
+            continue
+        g = g.view_as(p) if factor is None else g.view_as(p) * factor.to(g.dtype)
+        if p.grad is None:
+            p.grad = g.to(p.dtype)
+        else:
+            p.grad.add_(g.to(p.grad.dtype))
+
+
+def _task_losses(balancer: Balancer, losses: Mapping[str, Tensor], tasks: list[str]) -> list[Tensor]:
+    """Each task's (transformed) scalar loss, kept separate so a per-task backward never enters the
+    other tasks' graphs (backpropagating through a stack would visit them with zero gradients)."""
+    missing = [t for t in tasks if t not in losses]
+    if missing:
+        raise ValueError(f"losses are missing tasks {missing}; got {sorted(losses)}")
+    out = []
+    for t in tasks:
+        v = losses[t]
+        if not isinstance(v, Tensor) or v.numel() != 1:
+            raise TypeError(f"loss of task {t!r} must be a scalar tensor, got {type(v).__name__}")
+        out.append(balancer.prepare_losses(v.reshape(()).float()))
+    return out
+
+
+def _scale_of(scaler: Any, like: Tensor) -> Tensor | None:
+    """The GradScaler's current scale as a device tensor (no sync), or None."""
+    if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
+        return None
+    return scaler.scale(torch.ones((), dtype=torch.float32, device=like.device))
+
+
+def balanced_backward(balancer: Balancer, losses: Mapping[str, Tensor],
+                      model_or_params: nn.Module | Iterable[Tensor], features: Sequence[Tensor] | None = None,
+                      scaler: Any = None) -> BalanceInfo:
+    """Run one balanced backward for ``balancer``: see the module docstring."""
+    if not isinstance(losses, Mapping) or not losses:
+        raise TypeError(f"losses must be a non-empty {{task: scalar tensor}} mapping, got {type(losses).__name__}")
+    tasks = balancer.bind(list(losses)).tasks
+    per_task = _task_losses(balancer, losses, tasks)
+    if not any(v.requires_grad for v in per_task):
+        raise ValueError("none of the losses requires grad; nothing to backpropagate")
+    L = torch.stack(per_task)
+    values = _all_reduce(L.detach().clone())
+    feats = tuple(features) if features is not None else None
+    if balancer.needs.features and feats is None:
+        raise ValueError(f"{type(balancer).__name__} at level='features' needs the shared features: "
+                         "call backward(losses, model, features=rep.features)")
+    scale = _scale_of(scaler, L)
+    if isinstance(balancer, LossBalancer):
+        return _loss_level(balancer, L, per_task, values, tasks, model_or_params, scale)
+    shared, own, declared = split_parameters(model_or_params, tasks, per_task, feats)
+    ctx = StepContext(tasks, L, per_task, values, shared, feats, balancer.level)
+    scaled = per_task if scale is None else [v * scale for v in per_task]
+    if balancer.level == "features":
+        jac, head_grads = _feature_jacobian(scaled, feats, own)
+    else:
+        jac, head_grads = _parameter_jacobian(balancer, scaled, shared, own, feats if declared else None)
+    return _combine_and_write(balancer, jac, head_grads, ctx, own, scale)
+
+
+def _loss_level(balancer: LossBalancer, L: Tensor, per_task: list[Tensor], values: Tensor, tasks: list[str],
+                model_or_params: Any, scale: Tensor | None) -> BalanceInfo:
+    if hasattr(model_or_params, "shared_parameters"):
+        shared = list(model_or_params.shared_parameters())
+    else:
+        shared = list(model_or_params.parameters() if isinstance(model_or_params, nn.Module) else model_or_params)
+    ctx = StepContext(tasks, L, per_task, values, shared, None, "parameters")
+    total, weights = balancer.total_loss(ctx)
+    (total if scale is None else total * scale).backward()
+    if _distributed():
+        _average_grads(model_or_params)
+    return BalanceInfo(tasks, weights.detach(), extras=ctx.extras)
+
+
+def _average_grads(model_or_params: Any) -> None:
+    params = model_or_params.parameters() if isinstance(model_or_params, nn.Module) else model_or_params
+    for p in params:
+        if p.grad is not None:
+            _all_reduce(p.grad)
+
+
+def _feature_jacobian(L: list[Tensor], feats: tuple[Tensor, ...], own: list[list[Tensor]]
+                      ) -> tuple[TaskJacobian, list[list[Tensor | None]]]:
+    blocks, heads = per_task_grads(L, feats, own, retain_graph=False)
+    return TaskJacobian(blocks, [f.shape for f in feats]), heads
+
+
+def _parameter_jacobian(balancer: Balancer, L: list[Tensor], shared: list[Tensor], own: list[list[Tensor]],
+                        feats: tuple[Tensor, ...] | None) -> tuple[TaskJacobian, list[list[Tensor | None]]]:
+    """Per-task gradients on the shared parameters, batched with a looped fallback."""
+    shapes = [p.shape for p in shared]
+    # keep the graph on the first batched attempt so that the looped fallback can still run
+    retain = not getattr(balancer, "_batched_ok", False)
+    if feats is not None:
+        zs, heads = per_task_grads(L, feats, own, retain_graph=False)
+        grad_outputs = [z.view(-1, *f.shape) for z, f in zip(zs, feats, strict=True)]
+        if balancer.jacobian_mode != "loop":
+            try:
+                blocks = batched_vjp(feats, shared, grad_outputs, retain_graph=retain)
+                balancer._batched_ok = True
+                return TaskJacobian(blocks, shapes), heads
+            except RuntimeError as err:
+                _fall_back(balancer, err)
+        return TaskJacobian(looped_vjp(feats, shared, grad_outputs, retain_graph=False), shapes), heads
+    if balancer.jacobian_mode != "loop":
+        try:
+            blocks, heads = jacobian_and_heads(L, shared, own, batched=True, retain_graph=retain)
+            balancer._batched_ok = True
+            return TaskJacobian(blocks, shapes), heads
+        except RuntimeError as err:
+            _fall_back(balancer, err)
+    blocks, heads = jacobian_and_heads(L, shared, own, batched=False)
+    return TaskJacobian(blocks, shapes), heads
+
+
+def _fall_back(balancer: Balancer, err: RuntimeError) -> None:
+    """Switch ``balancer`` to the looped Jacobian for good after a failed batched call."""
+    if balancer.jacobian_mode == "batched":
+        raise err
+    warnings.warn(f"batched Jacobian failed ({str(err).splitlines()[0]}); using the looped path from now on",
+                  RuntimeWarning, stacklevel=4)
+    balancer.jacobian_mode = "loop"
+
+
+def _diagnostics(gram: Tensor) -> tuple[Tensor, Tensor]:
+    norms = gram.diagonal().clamp_min(0).sqrt()
+    cosines = gram / (norms[:, None] * norms[None, :]).clamp_min(torch.finfo(gram.dtype).tiny)
+    return norms, cosines
+
+
+def _combine_and_write(balancer: Balancer, jac: TaskJacobian, head_grads: list[list[Tensor | None]],
+                       ctx: StepContext, own: list[list[Tensor]], scale: Tensor | None) -> BalanceInfo:
+    """Unscale, reduce, ask the balancer, then write shared (or feature) and head gradients."""
+    if scale is not None:
+        jac.mul_(1.0 / scale)
+    if ctx.level == "parameters":
+        for block in jac.blocks:
+            _all_reduce(block)
+    gram = jac.gramian()
+    if ctx.level == "features":
+        _all_reduce(gram, average=False)
+    finite = torch.isfinite(gram).all()
+    if isinstance(balancer, GramianBalancer):
+        weights = balancer.weights(gram, ctx)
+        combined = jac.combine(weights)
+    elif isinstance(balancer, JacobianBalancer):
+        combined, weights = balancer.aggregate(jac, gram, ctx)
+    else:
+        raise TypeError(f"{type(balancer).__name__} is not a LossBalancer, GramianBalancer or JacobianBalancer")
+    guard = torch.where(finite, 1.0, float("nan")).to(torch.float32)
+    factor = guard if scale is None else guard * scale
+    weights = torch.where(finite, weights, float("nan"))
+    grads = jac.shaped(combined)
+    if ctx.level == "features":
+        torch.autograd.backward(ctx.features, [g * factor.to(g.dtype) for g in grads])
+        if _distributed():
+            for p in ctx.shared:
+                if p.grad is not None:
+                    _all_reduce(p.grad)
+    else:
+        _accumulate(ctx.shared, grads, factor)
+    head_w = balancer.head_weights(weights)
+    for t, (params, grads_t) in enumerate(zip(own, head_grads, strict=True)):
+        if _distributed():
+            grads_t = [_all_reduce(g.clone()) if g is not None else None for g in grads_t]
+        _accumulate(params, grads_t, head_w[t].to(torch.float32))
+    norms, cosines = _diagnostics(gram)
+    return BalanceInfo(ctx.tasks, weights.detach(), norms, cosines, ctx.extras.pop("condition_number", None),
+                       ctx.extras)

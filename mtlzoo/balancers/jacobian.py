@@ -1,0 +1,140 @@
+"""Per-task gradients: the Jacobian as blocks, and the batched / looped ways of computing it.
+
+The Jacobian is kept as a list of ``(T, n_i)`` blocks, one per shared parameter (or feature
+tensor), so it is never concatenated: the Gramian is a sum of per-block products (in float64)
+and the combined update is one ``weights @ block`` per block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+class TaskJacobian:
+    """Per-task gradients as ``(T, n_i)`` blocks; ``shapes`` are the shapes of the targets."""
+
+    def __init__(self, blocks: list[Tensor], shapes: list[torch.Size]) -> None:
+        self.blocks = blocks
+        self.shapes = shapes
+
+    @property
+    def num_tasks(self) -> int:
+        """Number of rows (tasks)."""
+        return self.blocks[0].shape[0]
+
+    def gramian(self) -> Tensor:
+        """The T x T Gramian ``J J^T`` in float64, accumulated block by block."""
+        T = self.num_tasks
+        gram = torch.zeros(T, T, dtype=torch.float64, device=self.blocks[0].device)
+        for block in self.blocks:
+            b = block.double()
+            gram.addmm_(b, b.T)
+        return gram
+
+    def combine(self, weights: Tensor) -> list[Tensor]:
+        """Flat combined gradient ``sum_t w_t J_t`` per block, in each block's dtype."""
+        return [weights.to(block.dtype) @ block for block in self.blocks]
+
+    def mul_(self, factor: Tensor) -> TaskJacobian:
+        """Multiply every block in place (used to unscale AMP-scaled gradients)."""
+        for block in self.blocks:
+            block.mul_(factor.to(block.dtype))
+        return self
+
+    def shaped(self, flat: list[Tensor]) -> list[Tensor]:
+        """Reshape flat per-block vectors back to the target shapes."""
+        return [v.view(shape) for v, shape in zip(flat, self.shapes, strict=True)]
+
+
+def _stack_rows(rows: Sequence[Sequence[Tensor | None]], targets: Sequence[Tensor]) -> list[Tensor]:
+    """Turn T lists of per-target gradients (None = unused) into flat ``(T, n)`` blocks."""
+    blocks = []
+    for i, target in enumerate(targets):
+        parts = [r[i] if r[i] is not None else torch.zeros_like(target) for r in rows]
+        blocks.append(torch.stack([p.reshape(-1) for p in parts]))
+    return blocks
+
+
+def batched_vjp(outputs: Sequence[Tensor], inputs: Sequence[Tensor], grad_outputs: Sequence[Tensor],
+                retain_graph: bool) -> list[Tensor]:
+    """One autograd call with ``is_grads_batched``; returns ``(T, n)`` blocks (zeros when unused)."""
+    grads = torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph=retain_graph, allow_unused=True,
+                                is_grads_batched=True)
+    T = grad_outputs[0].shape[0]
+    return [g.reshape(T, -1) if g is not None else torch.zeros(T, x.numel(), dtype=x.dtype, device=x.device)
+            for g, x in zip(grads, inputs, strict=True)]
+
+
+def looped_vjp(outputs: Sequence[Tensor], inputs: Sequence[Tensor], grad_outputs: Sequence[Tensor],
+               retain_graph: bool) -> list[Tensor]:
+    """The same as :func:`batched_vjp` with one autograd call per row (no vmap)."""
+    T = grad_outputs[0].shape[0]
+    rows = []
+    for t in range(T):
+        keep = retain_graph or t < T - 1
+        rows.append(torch.autograd.grad(outputs, inputs, [g[t] for g in grad_outputs], retain_graph=keep,
+                                        allow_unused=True))
+    return _stack_rows(rows, inputs)
+
+
+def per_task_grads(losses: Sequence[Tensor], targets: Sequence[Tensor], own: Sequence[Sequence[Tensor]],
+                   retain_graph: bool) -> tuple[list[Tensor], list[list[Tensor | None]]]:
+    """Loop over tasks: gradient of loss t w.r.t. ``targets`` (as blocks) and w.r.t. its own ``own[t]``.
+
+    A loss without a graph contributes zeros. The last call frees the graph unless
+    ``retain_graph``; autograd only runs the part of the graph between the loss and the inputs.
+    """
+    T = len(losses)
+    rows: list[Sequence[Tensor | None]] = []
+    heads: list[list[Tensor | None]] = []
+    for t, loss in enumerate(losses):
+        inputs = list(targets) + list(own[t])
+        if not loss.requires_grad or not inputs:
+            rows.append([None] * len(targets))
+            heads.append([None] * len(own[t]))
+            continue
+        grads = torch.autograd.grad(loss, inputs, retain_graph=retain_graph or t < T - 1, allow_unused=True)
+        rows.append(grads[: len(targets)])
+        heads.append(list(grads[len(targets):]))
+    return _stack_rows(rows, targets), heads
+
+
+def jacobian_and_heads(losses: Sequence[Tensor], targets: Sequence[Tensor], own: Sequence[Sequence[Tensor]],
+                       batched: bool, retain_graph: bool = False) -> tuple[list[Tensor], list[list[Tensor | None]]]:
+    """Per-task gradients of the T ``losses`` on ``targets`` plus each task's gradient on ``own[t]``.
+
+    Batched: one autograd call over the stacked losses with an identity ``grad_outputs``
+    (head rows other than the task's own are dropped). Looped: one call per task.
+    """
+    if not batched:
+        return per_task_grads(losses, targets, own, retain_graph=retain_graph)
+    stacked = torch.stack(list(losses))
+    flat_own = [p for group in own for p in group]
+    eye = torch.eye(len(losses), dtype=stacked.dtype, device=stacked.device)
+    blocks = batched_vjp([stacked], list(targets) + flat_own, [eye], retain_graph=retain_graph)
+    heads, k = [], len(targets)
+    for t, group in enumerate(own):
+        heads.append([blocks[k + i][t].view_as(p) for i, p in enumerate(group)])
+        k += len(group)
+    return blocks[: len(targets)], heads
+
+
+def reachable_leaves(root: Tensor, stop: Sequence[Tensor] = ()) -> list[Tensor]:
+    """Leaf tensors requiring grad that ``root`` depends on, not looking past the ``stop`` tensors."""
+    if root.grad_fn is None:
+        return [root] if root.requires_grad else []
+    stop_nodes = {id(s.grad_fn) for s in stop if s.grad_fn is not None}
+    seen, leaves, stack = set(), {}, [root.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen or id(node) in stop_nodes:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            leaves[id(variable)] = variable
+        stack.extend(fn for fn, _ in node.next_functions)
+    return list(leaves.values())

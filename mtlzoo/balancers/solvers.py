@@ -1,0 +1,195 @@
+"""Batched torch solvers for the small T x T problems of gradient balancers (no scipy, no cvxpy).
+
+Quadratic programs over the simplex or a shifted orthant are solved exactly by enumerating the
+2^T candidate supports in one batched linear solve (for T <= ``MAX_ENUMERATED_TASKS``), picking
+the feasible candidate with the smallest objective: no iteration, no branch on tensor values,
+no host sync. Larger T falls back to a fixed number of projected-gradient steps. All inputs and
+outputs are float64; every solver first normalises the Gramian so that scales from 1e-8 to 1e8
+behave the same.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+MAX_ENUMERATED_TASKS = 12
+_REG = 1e-10
+_FEASIBLE_TOL = 1e-9
+
+
+def normalise(gram: Tensor) -> Tensor:
+    """Gramian divided by its mean diagonal (zero Gramians stay zero)."""
+    scale = gram.diagonal().mean().clamp_min(torch.finfo(torch.float64).tiny)
+    return gram / scale
+
+
+def support_masks(num_tasks: int, device: torch.device, include_empty: bool = False) -> Tensor:
+    """All subsets of ``range(num_tasks)`` as a float64 ``(K, T)`` 0/1 matrix."""
+    start = 0 if include_empty else 1
+    codes = torch.arange(start, 2**num_tasks, device=device)
+    return ((codes[:, None] >> torch.arange(num_tasks, device=device)) & 1).to(torch.float64)
+
+
+def _restricted(gram: Tensor, masks: Tensor) -> Tensor:
+    """Per support: ``gram`` on the active block, identity on the inactive coordinates."""
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    reg = gram + _REG * eye
+    return reg * masks[:, :, None] * masks[:, None, :] + eye * (1 - masks)[:, None, :]
+
+
+def _quad(w: Tensor, gram: Tensor) -> Tensor:
+    return ((w @ gram) * w).sum(-1)
+
+
+def min_norm_simplex(gram: Tensor) -> Tensor:
+    """Weights ``w`` on the simplex minimising ``w^T G w`` (MGDA's min-norm point)."""
+    T = gram.shape[-1]
+    gn = normalise(gram)
+    if T > MAX_ENUMERATED_TASKS:
+        return _frank_wolfe(gn)
+    masks = support_masks(T, gram.device)
+    K = masks.shape[0]
+    kkt = torch.zeros(K, T + 1, T + 1, dtype=gram.dtype, device=gram.device)
+    kkt[:, :T, :T] = _restricted(gn, masks)
+    kkt[:, :T, T] = masks
+    kkt[:, T, :T] = masks
+    rhs = torch.zeros(K, T + 1, 1, dtype=gram.dtype, device=gram.device)
+    rhs[:, T] = 1.0
+    w = torch.linalg.solve_ex(kkt, rhs)[0][:, :T, 0] * masks
+    return _best(w, _quad(w, gn), (w >= -_FEASIBLE_TOL).all(-1)).clamp_min(0)
+
+
+def _best(candidates: Tensor, objective: Tensor, feasible: Tensor) -> Tensor:
+    """The feasible candidate with the smallest objective (rows of ``candidates``)."""
+    ok = feasible & torch.isfinite(objective) & torch.isfinite(candidates).all(-1)
+    return candidates[torch.where(ok, objective, torch.inf).argmin()]
+
+
+def _frank_wolfe(gn: Tensor, iters: int = 250) -> Tensor:
+    """Min-norm point on the simplex by Frank-Wolfe with exact line search (fixed iterations)."""
+    T = gn.shape[-1]
+    w = torch.full((T,), 1.0 / T, dtype=gn.dtype, device=gn.device)
+    eye = torch.eye(T, dtype=gn.dtype, device=gn.device)
+    for _ in range(iters):
+        d = eye[(gn @ w).argmin()] - w
+        gd = gn @ d
+        step = (-(w @ gd) / (d @ gd).clamp_min(1e-30)).clamp(0, 1)
+        w = w + step * d
+    return w
+
+
+def project_dual_cone(gram: Tensor, lower: Tensor) -> Tensor:
+    """For each row ``u`` of ``lower`` (m, T): ``argmin_v v^T G v`` subject to ``v >= u``.
+
+    ``J^T v`` is then the projection of ``J^T u`` onto the dual cone ``{x : J x >= 0}``
+    (UPGrad's projection, in weight space).
+    """
+    T = gram.shape[-1]
+    gn = normalise(gram)
+    if T > MAX_ENUMERATED_TASKS:
+        return _projected_gradient_orthant(gn, lower)
+    masks = support_masks(T, gram.device, include_empty=True)
+    rhs = -(masks[:, :, None] * (gn @ lower.T)[None])
+    s = torch.linalg.solve_ex(_restricted(gn, masks), rhs)[0] * masks[:, :, None]
+    v = lower.T[None] + s
+    objective = torch.einsum("kim,ij,kjm->km", v, gn, v)
+    feasible = (s >= -_FEASIBLE_TOL).all(1)
+    idx = torch.where(feasible & torch.isfinite(objective), objective, torch.inf).argmin(0)
+    return v[idx, :, torch.arange(lower.shape[0], device=gram.device)]
+
+
+def _projected_gradient_orthant(gn: Tensor, lower: Tensor, iters: int = 500) -> Tensor:
+    """Accelerated projected gradient for ``min v^T G v, v >= u`` (rows of ``lower``)."""
+    step = 1.0 / (2 * gn.diagonal().sum().clamp_min(1e-30))
+    v = lower.clone()
+    y = v
+    for k in range(iters):
+        v_next = torch.maximum(y - step * 2 * (y @ gn), lower)
+        y = v_next + (k / (k + 3)) * (v_next - v)
+        v = v_next
+    return v
+
+
+def cagrad_weights(gram: Tensor, c: float) -> tuple[Tensor, Tensor]:
+    """CAGrad's dual: ``w = argmin_{simplex} w^T G b + c ||g0|| sqrt(w^T G w)`` with ``b = 1/T``.
+
+    Returns ``(w, lambda_)`` where the update is ``g0 + lambda_ * G_w``, i.e. task weights
+    ``b + lambda_ * w``. On each support the stationarity condition reduces to a quadratic in
+    the multiplier, solved in closed form; vertices and the min-norm point are also candidates.
+    """
+    T = gram.shape[-1]
+    gn = gram / gram.diagonal().clamp_min(0).sqrt().mean().square().clamp_min(torch.finfo(torch.float64).tiny)
+    b = torch.full((T,), 1.0 / T, dtype=gram.dtype, device=gram.device)
+    gb = gn @ b
+    kappa = c * (b @ gb).clamp_min(0).sqrt()
+    eye = torch.eye(T, dtype=gram.dtype, device=gram.device)
+    cands = [eye, min_norm_simplex(gram)[None]]
+    if T <= MAX_ENUMERATED_TASKS:
+        cands.append(_cagrad_faces(gn, gb, kappa))
+    w_all = torch.cat(cands)
+    objective = w_all @ gb + kappa * _quad(w_all, gn).clamp_min(0).sqrt()
+    w = _best(w_all, objective, (w_all >= -_FEASIBLE_TOL).all(-1)).clamp_min(0)
+    w = w / w.sum()
+    # the epsilons of the reference implementation (normalised units), so that G_w = 0 stays finite
+    lam = c * ((b @ gb) + 1e-4).sqrt() / ((_quad(w, gn) + 1e-4).sqrt() + 1e-4)
+    return w, lam
+
+
+def _cagrad_faces(gn: Tensor, gb: Tensor, kappa: Tensor) -> Tensor:
+    """Stationary points of CAGrad's dual on the relative interior of every face (2 per face)."""
+    T = gn.shape[-1]
+    masks = support_masks(T, gn.device)
+    rhs = torch.stack([masks, masks * gb], dim=-1)
+    sol = torch.linalg.solve_ex(_restricted(gn, masks), rhs)[0] * masks[:, :, None]
+    a, cvec = sol[..., 0], sol[..., 1]
+    qa, qb, qc = _quad(a, gn), ((a @ gn) * cvec).sum(-1), _quad(cvec, gn)
+    disc = qb.square() - qa * (qc - kappa.square())
+    root = disc.clamp_min(0).sqrt()
+    mus = torch.stack([(qb + root), (qb - root)], dim=-1) / qa.clamp_min(1e-300)[:, None]
+    y = mus[:, :, None] * a[:, None, :] - cvec[:, None, :]
+    total = y.sum(-1, keepdim=True)
+    w = y / total
+    ok = (disc[:, None] >= 0) & (total[..., 0] > 0)
+    return torch.where(ok[..., None], w, torch.nan).reshape(-1, T)
+
+
+def nash_bargaining(gram: Tensor, init: Tensor, iters: int = 20, reg: float = 1e-6) -> Tensor:
+    """Solve Nash-MTL's bargaining system ``G a = 1 / a`` (a > 0) by damped Newton steps.
+
+    ``a`` minimises the strictly convex ``0.5 a^T G a - sum log a``; the damped step
+    ``1 / (1 + newton_decrement)`` keeps ``a`` positive (self-concordance) and converges
+    quadratically near the solution. ``G`` is normalised by its Frobenius norm as in the
+    reference implementation; ``reg`` keeps zero-gradient tasks finite.
+    """
+    T = gram.shape[-1]
+    gn = gram / torch.linalg.matrix_norm(gram).clamp_min(torch.finfo(torch.float64).tiny)
+    h0 = gn + reg * torch.eye(T, dtype=gram.dtype, device=gram.device)
+    a = init.to(gram.dtype).clamp_min(1e-6)
+    for _ in range(iters):
+        grad = h0 @ a - 1.0 / a
+        hess = h0 + torch.diag(a.pow(-2))
+        delta = -torch.linalg.solve_ex(hess, grad)[0]
+        decrement = (-(grad @ delta)).clamp_min(0).sqrt()
+        a = a + delta / (1 + decrement)
+    return a
+
+
+def adam_step(param: Tensor, grad: Tensor, state: dict[str, Tensor], lr: float, active: Tensor | bool = True,
+              betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0) -> Tensor:
+    """One Adam step (L2 weight decay as in ``torch.optim.Adam``) for a balancer's own small weights.
+
+    ``state`` holds the tensors ``m``, ``v`` and ``step`` and is updated in place; where
+    ``active`` is false nothing changes (branch-free, so no host sync).
+    """
+    active = torch.as_tensor(active, device=param.device)
+    grad = grad + weight_decay * param
+    step = state["step"] + active.to(state["step"].dtype)
+    m = torch.where(active, betas[0] * state["m"] + (1 - betas[0]) * grad, state["m"])
+    v = torch.where(active, betas[1] * state["v"] + (1 - betas[1]) * grad.square(), state["v"])
+    t = step.clamp_min(1).to(param.dtype)
+    update = lr * (m / (1 - betas[0] ** t)) / ((v / (1 - betas[1] ** t)).sqrt() + eps)
+    state["m"].copy_(m)
+    state["v"].copy_(v)
+    state["step"].copy_(step)
+    return torch.where(active, param - update, param)
