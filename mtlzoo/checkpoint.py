@@ -1,0 +1,111 @@
+"""Training state on disk without pickle: tensors in safetensors, everything else in JSON, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+_TENSOR, _DICT, _TUPLE = "__tensor__", "__dict__", "__tuple__"
+
+
+def flatten_state(state: Any) -> tuple[Any, dict[str, torch.Tensor]]:
+    """Split a nested state (dicts, lists, tensors, scalars) into a JSON tree and a flat tensor dict."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            key = str(len(tensors))
+            tensors[key] = value.detach().cpu().contiguous()
+            return {_TENSOR: key}
+        if isinstance(value, dict):
+            return {_DICT: [[k, walk(v)] for k, v in value.items()]}
+        if isinstance(value, tuple):
+            return {_TUPLE: [walk(v) for v in value]}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint; use tensors, numbers, "
+                        "strings, lists and dicts")
+
+    return walk(state), tensors
+
+
+def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`flatten_state`."""
+    if isinstance(tree, dict):
+        if _TENSOR in tree:
+            return tensors[tree[_TENSOR]]
+        if _DICT in tree:
+            return {_json_key(k): unflatten_state(v, tensors) for k, v in tree[_DICT]}
+        if _TUPLE in tree:
+            return tuple(unflatten_state(v, tensors) for v in tree[_TUPLE])
+    if isinstance(tree, list):
+        return [unflatten_state(v, tensors) for v in tree]
+    return tree
+
+
+def _json_key(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def save_state(path: str | Path, state: Any) -> None:
+    """Write ``state`` as ``<path>.safetensors`` + ``<path>.json``, each atomically."""
+    path = Path(path)
+    tree, tensors = flatten_state(state)
+    atomic_write(path.with_suffix(".safetensors"), lambda tmp: save_file(tensors, tmp))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(tree))
+
+
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Read a state written by :func:`save_state`."""
+    path = Path(path)
+    tensors_file, json_file = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    for file in (tensors_file, json_file):
+        if not file.exists():
+            raise FileNotFoundError(f"checkpoint state {file} is missing; a state is a .safetensors + .json pair")
+    tensors = load_file(str(tensors_file), device=str(map_location))
+    return unflatten_state(json.loads(json_file.read_text(encoding="utf-8")), tensors)
+
+
+def publish_directory(tmp_dir: Path, final_dir: Path) -> Path:
+    """Move a fully written ``tmp_dir`` to ``final_dir``, replacing an older copy without a window of loss."""
+    if final_dir.exists():
+        trash = final_dir.with_name(f".{final_dir.name}.old")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final_dir, trash)
+        os.replace(tmp_dir, final_dir)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp_dir, final_dir)
+    return final_dir

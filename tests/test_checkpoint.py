@@ -1,0 +1,73 @@
+import os
+
+import pytest
+import torch
+
+from mtlzoo.checkpoint import (
+    atomic_write_text,
+    flatten_state,
+    load_state,
+    publish_directory,
+    save_state,
+    unflatten_state,
+)
+
+
+def test_optimizer_state_round_trips_without_pickle(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    state = {"optimizer": optimizer.state_dict(), "step": 3, "tuple": (1, "a"), "none": None}
+    save_state(tmp_path / "state", state)
+    assert sorted(os.listdir(tmp_path)) == ["state.json", "state.safetensors"]
+    loaded = load_state(tmp_path / "state")
+    assert loaded["step"] == 3 and loaded["tuple"] == (1, "a") and loaded["none"] is None
+    fresh = torch.optim.Adam(model.parameters(), lr=0.1)
+    fresh.load_state_dict(loaded["optimizer"])
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(fresh.state_dict()["state"][0][key], optimizer.state_dict()["state"][0][key])
+    assert fresh.state_dict()["param_groups"] == optimizer.state_dict()["param_groups"]
+
+
+def test_integer_keys_and_nesting_survive():
+    state = {0: {"a": torch.ones(2)}, "x": [torch.zeros(1), {1: 2.5}]}
+    tree, tensors = flatten_state(state)
+    back = unflatten_state(tree, tensors)
+    assert set(back) == {0, "x"} and torch.equal(back[0]["a"], torch.ones(2)) and back["x"][1] == {1: 2.5}
+
+
+def test_unstorable_values_are_refused():
+    with pytest.raises(TypeError, match="cannot store a object"):
+        flatten_state({"bad": object()})
+
+
+def test_missing_half_of_a_state_is_reported(tmp_path):
+    save_state(tmp_path / "s", {"a": torch.ones(1)})
+    (tmp_path / "s.json").unlink()
+    with pytest.raises(FileNotFoundError, match="s.json is missing"):
+        load_state(tmp_path / "s")
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "file.txt"
+    atomic_write_text(target, "old")
+    from mtlzoo.checkpoint import atomic_write
+
+    def explode(tmp):
+        open(tmp, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, explode)
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["file.txt"]
+
+
+def test_publish_directory_replaces_an_older_copy(tmp_path):
+    old, new = tmp_path / "ckpt", tmp_path / ".ckpt.tmp"
+    old.mkdir()
+    (old / "a").write_text("old")
+    new.mkdir()
+    (new / "a").write_text("new")
+    publish_directory(new, old)
+    assert (old / "a").read_text() == "new" and sorted(os.listdir(tmp_path)) == ["ckpt"]
