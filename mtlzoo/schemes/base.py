@@ -1,0 +1,141 @@
+"""The update-rule contract: one object owns a whole training step (forwards, backwards, optimizer steps).
+
+A trainer treats every method alike: ``rule.step(batch, epoch, epochs, scaler=, clip_grad=)``
+returns a :class:`StepInfo`; ``rule.optimizers`` lists the optimizers it owns (for schedulers);
+``rule.state_dict()`` holds their state, the rule's RNG and anything else a resumed run needs.
+Under AMP the caller runs ``step`` inside autocast and calls ``scaler.update()`` once afterwards;
+a rule taking several optimizer steps updates the scaler between them itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from mtlzoo.registry import Registry
+
+OptimizerSpec = Optimizer | Callable[..., Optimizer]
+
+
+@dataclass
+class StepInfo:
+    """What one step produced: each task's loss (detached, on the device) and method-specific info."""
+
+    losses: dict[str, Tensor]
+    info: Any = field(default_factory=dict)
+
+
+class UpdateRule:
+    """Base of every update rule; subclasses implement :meth:`step` and list their optimizers."""
+
+    def __init__(self, model: nn.Module, seed: int = 0) -> None:
+        self.model = model
+        self.optimizers: list[Optimizer] = []
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def step(self, batch: Mapping[str, Any], epoch: int = 0, epochs: int = 1, scaler: Any = None,
+             clip_grad: float | None = None) -> StepInfo:
+        """Run one update on ``batch`` (``{"image": x, task: target, ...}``) at ``epoch`` of ``epochs``."""
+        raise NotImplementedError
+
+    def epoch_end(self) -> None:
+        """Called by the trainer after every epoch; rules with epoch-level state override it."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimizer states, the RNG state and the rule's own state."""
+        return {"optimizers": [o.state_dict() for o in self.optimizers], "generator": self.generator.get_state(),
+                **self._extra_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; the rule must own as many optimizers as when saved."""
+        saved = state["optimizers"]
+        if len(saved) != len(self.optimizers):
+            raise ValueError(f"state holds {len(saved)} optimizer(s) but this {type(self).__name__} owns "
+                             f"{len(self.optimizers)}; build the rule with the same options as the saved run")
+        for optimizer, optimizer_state in zip(self.optimizers, saved, strict=True):
+            optimizer.load_state_dict(optimizer_state)
+        self.generator.set_state(state["generator"])
+        self._load_extra_state(state)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Subclasses restore what :meth:`_extra_state` saved."""
+
+
+UPDATE_RULES: Registry[Callable[..., UpdateRule]] = Registry("update rule")
+
+
+def split_batch(batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+    """``(images, {task: target})`` from a batch dict."""
+    if "image" not in batch:
+        raise ValueError(f"a batch needs an 'image' entry; got keys {sorted(batch)}")
+    return batch["image"], {k: v for k, v in batch.items() if k != "image"}
+
+
+def forward_tasks(model: nn.Module, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+    """Outputs of only the heads in ``names`` after one pass through the shared trunk."""
+    rep = model.encode(x)
+    return {name: model.heads[name](model.head_features(rep, model.task(name)), rep.size) for name in names}
+
+
+def backward(loss: Tensor, scaler: Any = None) -> None:
+    """``loss.backward()``, through the AMP grad scaler when there is one."""
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+def optimizer_step(optimizer: Optimizer, scaler: Any = None, clip_grad: float | None = None,
+                   last: bool = True) -> None:
+    """Clip (optional), then step; with a scaler, update it unless this is the step's last optimizer step."""
+    if clip_grad is not None:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, clip_grad)
+    if scaler is None:
+        optimizer.step()
+        return
+    scaler.step(optimizer)
+    if not last:
+        scaler.update()
+
+
+def as_factory(optimizer: OptimizerSpec) -> Callable[..., Optimizer]:
+    """A ``factory(params) -> Optimizer``; an optimizer instance serves as a template (class and defaults)."""
+    if isinstance(optimizer, Optimizer):
+        cls = type(optimizer)
+        accepted = inspect.signature(cls.__init__).parameters
+        defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted}
+        return lambda params: cls(params, **defaults)
+    if callable(optimizer):
+        return optimizer
+    raise TypeError(f"optimizer must be a torch.optim.Optimizer or a factory params -> Optimizer, "
+                    f"got {type(optimizer).__name__}")
+
+
+def build_optimizer(factory: Callable[..., Optimizer],
+                    groups: Sequence[tuple[Iterable[nn.Parameter], float]]) -> Optimizer:
+    """One optimizer over parameter groups ``(params, weight_decay_scale)``; empty groups are left out."""
+    kept = [(list(params), scale) for params, scale in groups]
+    kept = [(params, scale) for params, scale in kept if params]
+    optimizer = factory([{"params": params} for params, _ in kept])
+    for group, (_, scale) in zip(optimizer.param_groups, kept, strict=True):
+        if "weight_decay" in group:
+            group["weight_decay"] = group["weight_decay"] * scale
+    return optimizer
+
+
+def task_weights(model: nn.Module, weights: Mapping[str, float] | None) -> dict[str, float]:
+    """Per-task loss weights (default 1), rejecting names the model does not have."""
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(model.task_names))
+    if unknown:
+        raise ValueError(f"weights name unknown task(s) {unknown}; the model has tasks {model.task_names}")
+    return {name: float(weights.get(name, 1.0)) for name in model.task_names}

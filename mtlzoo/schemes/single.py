@@ -1,0 +1,55 @@
+"""SingleStep: one forward, one balanced backward, one optimizer step; wraps any single-step balancer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+from torch.optim import Optimizer
+
+from mtlzoo.schemes.base import OptimizerSpec, StepInfo, UpdateRule, optimizer_step, split_batch
+
+
+class SingleStep(UpdateRule):
+    """The update rule of every gradient balancer (``ew``, ``pcgrad``, ``aligned_mtl``...).
+
+    ``balancer.backward(losses, model, features=None)`` fills ``.grad``; the shared representation
+    is passed when ``balancer.needs.features`` says so. With an optimizer factory the optimizer
+    covers the model and the balancer's own learnable parameters (uncertainty weights...).
+    """
+
+    def __init__(self, balancer: Any, model: nn.Module, optimizer: OptimizerSpec, seed: int = 0) -> None:
+        super().__init__(model, seed)
+        if hasattr(balancer, "bind"):
+            balancer.bind(model.task_names)
+        self.balancer = balancer
+        if not isinstance(optimizer, Optimizer):
+            extra = list(balancer.parameters()) if isinstance(balancer, nn.Module) else []
+            optimizer = optimizer(list(model.parameters()) + extra)
+        self.optimizer = optimizer
+        self.optimizers = [optimizer]
+
+    def step(self, batch: Mapping[str, Any], epoch: int = 0, epochs: int = 1, scaler: Any = None,
+             clip_grad: float | None = None) -> StepInfo:
+        x, targets = split_batch(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        rep = self.model.encode(x)
+        losses = self.model.losses(self.model.decode(rep), targets)
+        wants_features = getattr(getattr(self.balancer, "needs", None), "features", False)
+        kwargs = {"scaler": scaler} if scaler is not None else {}
+        info = self.balancer.backward(losses, self.model, features=rep.features if wants_features else None,
+                                      **kwargs)
+        optimizer_step(self.optimizer, scaler, clip_grad)
+        return StepInfo({name: loss.detach() for name, loss in losses.items()}, info)
+
+    def epoch_end(self) -> None:
+        if hasattr(self.balancer, "epoch_end"):
+            self.balancer.epoch_end()
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"balancer": self.balancer.state_dict()} if hasattr(self.balancer, "state_dict") else {}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if "balancer" in state:
+            self.balancer.load_state_dict(state["balancer"])
