@@ -1,0 +1,143 @@
+"""Random indoor scenes for synthscenes: a room of planes, objects on the floor, an optional figure, lights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from mtlzoo.data._render import Primitive, rotation
+
+# semantic classes (mtlzoo.tasks.SYNTHSCENES_CLASSES): floor, wall, ceiling, sphere, box, cylinder, cone, figure
+FLOOR, WALL, CEILING, SPHERE, BOX, CYLINDER, CONE, FIGURE = range(8)
+# parts (mtlzoo.tasks.SYNTHSCENES_PARTS): background, head, torso, left_arm, right_arm, left_leg, right_leg
+HEAD, TORSO, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG = range(1, 7)
+_OBJECT_CLASSES = (SPHERE, BOX, CYLINDER, CONE)
+
+
+@dataclass
+class Solid:
+    """A primitive with its labels and its look: semantic class, instance id, part id, albedo and texture."""
+
+    primitive: Primitive
+    semantic: int
+    instance: int
+    part: int
+    albedo: np.ndarray
+    texture: tuple[int, float, float, np.ndarray]  # (kind 0 plain / 1 checker / 2 stripes / 3 noise, scale, amp, axis)
+
+
+@dataclass
+class Scene:
+    """Everything needed to render one image: camera, room box, window, solids and lights."""
+
+    rotation: np.ndarray
+    room_low: np.ndarray
+    room_high: np.ndarray
+    room_looks: list[tuple[np.ndarray, tuple]]  # per room face (axis * 2 + side): albedo, texture
+    window: tuple[float, float, float, float] | None  # (x0, x1, y0, y1) on the back wall, or None
+    solids: list[Solid] = field(default_factory=list)
+    lights: list[tuple[np.ndarray, float]] = field(default_factory=list)  # (position, intensity)
+    ambient: float = 0.2
+    exposure: float = 1.0
+    noise: float = 0.01
+    invalid_blobs: list[tuple[float, float, float, float]] = field(default_factory=list)  # cy, cx, ry, rx (0-1)
+
+
+def _look(rng: np.random.Generator) -> tuple[np.ndarray, tuple]:
+    """A random albedo and texture, drawn independently of the class so colour alone does not give it."""
+    albedo = rng.uniform(0.15, 0.95, 3).astype(np.float32)
+    axis = rng.normal(size=3).astype(np.float32)
+    axis /= np.linalg.norm(axis)
+    return albedo, (int(rng.integers(0, 4)), float(rng.uniform(0.1, 0.5)), float(rng.uniform(0.1, 0.45)), axis)
+
+
+def _figure(rng: np.random.Generator, x: float, z: float, floor: float, instance: int) -> list[Solid]:
+    """A standing person-like figure: two legs, torso, two arms (cylinders) and a head (sphere)."""
+    tall = rng.uniform(1.45, 1.85)
+    leg_h, torso_h, head_r = 0.47 * tall, 0.33 * tall, 0.075 * tall
+    torso_r, limb_r = 0.11 * tall, 0.035 * tall
+    yaw = rng.uniform(-0.6, 0.6)
+    side = np.array([np.cos(yaw), 0.0, -np.sin(yaw)])  # the figure's left, seen facing the camera
+    skin, cloth = _look(rng), _look(rng)
+
+    def at(offset: float, lift: float) -> tuple[float, float, float]:
+        return (x + offset * side[0], floor - lift, z + offset * side[2])
+
+    parts = [
+        (Primitive("cylinder", at(0.45 * torso_r, 0.0), (limb_r * 1.3, leg_h)), LEFT_LEG, cloth),
+        (Primitive("cylinder", at(-0.45 * torso_r, 0.0), (limb_r * 1.3, leg_h)), RIGHT_LEG, cloth),
+        (Primitive("cylinder", at(0.0, leg_h), (torso_r, torso_h)), TORSO, cloth),
+        (Primitive("cylinder", at(torso_r + limb_r, leg_h + 0.1 * torso_h), (limb_r, 0.85 * torso_h)), LEFT_ARM, skin),
+        (Primitive("cylinder", at(-torso_r - limb_r, leg_h + 0.1 * torso_h), (limb_r, 0.85 * torso_h)), RIGHT_ARM,
+         skin),
+        (Primitive("sphere", at(0.0, leg_h + torso_h + head_r * 0.95), (head_r,)), HEAD, skin),
+    ]
+    return [Solid(p, FIGURE, instance, part, look[0], look[1]) for p, part, look in parts]
+
+
+def _object(rng: np.random.Generator, cls: int, floor: float, instance: int) -> tuple[Solid, float]:
+    """One object of class ``cls`` standing on the floor at x = z = 0, and its footprint radius."""
+    if cls == SPHERE:
+        r = rng.uniform(0.15, 0.5)
+        prim, foot = Primitive("sphere", (0.0, floor - r, 0.0), (r,)), r
+    elif cls == BOX:
+        hx, hy, hz = rng.uniform(0.12, 0.5), rng.uniform(0.1, 0.6), rng.uniform(0.12, 0.5)
+        prim, foot = Primitive("box", (0.0, floor, 0.0), (hx, hy, hz), float(rng.uniform(0, np.pi))), np.hypot(hx, hz)
+    else:
+        r, h = rng.uniform(0.1, 0.45), rng.uniform(0.3, 1.5)
+        prim, foot = Primitive("cylinder" if cls == CYLINDER else "cone", (0.0, floor, 0.0), (r, h)), r
+    albedo, texture = _look(rng)
+    return Solid(prim, cls, instance, 0, albedo, texture), foot
+
+
+def _place(rng: np.random.Generator, placed: list[tuple[float, float, float]], foot: float,
+           low: np.ndarray, high: np.ndarray) -> tuple[float, float] | None:
+    """A floor position at least ``foot`` from the walls and clear of already placed footprints."""
+    for _ in range(8):
+        z = rng.uniform(1.3, high[2] - foot - 0.2)
+        half = 0.55 * z  # stay roughly inside the field of view
+        x = rng.uniform(max(low[0] + foot, -half), min(high[0] - foot, half))
+        if all(np.hypot(x - px, z - pz) > foot + pf + 0.05 for px, pz, pf in placed):
+            return x, z
+    return None
+
+
+def sample_scene(rng: np.random.Generator) -> Scene:
+    """Draw a random room, camera pose, objects, figure (half the time), window, lights and depth holes."""
+    cam_h = rng.uniform(1.2, 1.7)
+    room_h, depth, width = rng.uniform(2.5, 3.2), rng.uniform(4.5, 9.0), rng.uniform(4.0, 8.0)
+    offset = rng.uniform(-0.3, 0.3) * width
+    low = np.array([offset - width / 2, cam_h - room_h, -1.0], np.float32)
+    high = np.array([offset + width / 2, cam_h, depth], np.float32)
+    rot = rotation(rng.uniform(0.08, 0.35), rng.uniform(-0.25, 0.25), rng.uniform(-0.05, 0.05))
+    window = None
+    if rng.random() < 0.4:
+        x0 = rng.uniform(low[0] + 0.3, high[0] - 1.5)
+        y1 = rng.uniform(cam_h - 1.0, cam_h - 0.8)
+        window = (x0, x0 + rng.uniform(0.8, 1.4), y1 - rng.uniform(0.6, 1.2), y1)
+    scene = Scene(rot, low, high, [_look(rng) for _ in range(6)], window)
+    placed: list[tuple[float, float, float]] = []
+    instance = 6  # 0-5 are the room faces
+    if rng.random() < 0.5:
+        spot = _place(rng, placed, 0.35, low, high)
+        if spot is not None:
+            scene.solids += _figure(rng, spot[0], spot[1], cam_h, instance)
+            placed.append((spot[0], spot[1], 0.35))
+            instance += 1
+    for _ in range(int(rng.integers(3, 10))):
+        solid, foot = _object(rng, int(rng.choice(_OBJECT_CLASSES)), cam_h, instance)
+        spot = _place(rng, placed, foot, low, high)
+        if spot is None:
+            continue
+        solid.primitive = replace(solid.primitive, base=(spot[0], solid.primitive.base[1], spot[1]))
+        scene.solids.append(solid)
+        placed.append((spot[0], spot[1], foot))
+        instance += 1
+    for _ in range(int(rng.integers(1, 3))):
+        pos = np.array([rng.uniform(low[0], high[0]), low[1] + 0.2, rng.uniform(0.5, depth)], np.float32)
+        scene.lights.append((pos, float(rng.uniform(2.0, 7.0))))
+    scene.ambient, scene.exposure, scene.noise = rng.uniform(0.1, 0.35), rng.uniform(0.7, 1.3), rng.uniform(0, 0.03)
+    scene.invalid_blobs = [tuple(rng.uniform([0, 0, 0.03, 0.03], [1, 1, 0.15, 0.15])) for _ in
+                           range(int(rng.integers(0, 3)))]
+    return scene
