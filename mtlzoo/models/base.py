@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
@@ -152,3 +154,15 @@ class MultiTaskModel(nn.Module):
     def config(self) -> dict[str, Any]:
         """JSON-able arguments that rebuild this model with ``create_model_from_config``."""
         return {"architecture": self.architecture, "tasks": [t.to_dict() for t in self.tasks], **self.model_kwargs}
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write model.safetensors + config.json + README.md card (see :func:`mtlzoo.hub.save_pretrained`)."""
+        from mtlzoo.hub import save_pretrained
+
+        return save_pretrained(self, save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Save and upload to the Hugging Face Hub as ``repo_id`` (see :func:`mtlzoo.hub.push_to_hub`)."""
+        from mtlzoo.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
