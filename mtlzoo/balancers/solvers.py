@@ -42,22 +42,34 @@ def _quad(w: Tensor, gram: Tensor) -> Tensor:
     return ((w @ gram) * w).sum(-1)
 
 
+def jacobi(gram: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetric diagonal scaling: ``(D G D, d)`` with ``d_i = 1 / ||g_i||`` (zero rows kept finite).
+
+    Solving in the scaled variables ``y = w / d`` makes the linear systems well conditioned even
+    when task gradient norms differ by many orders of magnitude.
+    """
+    diag = gram.diagonal().clamp_min(0)
+    d = 1.0 / diag.clamp_min(diag.max() * 1e-30 + torch.finfo(torch.float64).tiny).sqrt()
+    return gram * d[:, None] * d[None, :], d
+
+
 def min_norm_simplex(gram: Tensor) -> Tensor:
     """Weights ``w`` on the simplex minimising ``w^T G w`` (MGDA's min-norm point)."""
     T = gram.shape[-1]
-    gn = normalise(gram)
     if T > MAX_ENUMERATED_TASKS:
-        return _frank_wolfe(gn)
+        return _simplex_projected_gradient(normalise(gram))
+    corr, d = jacobi(gram)
     masks = support_masks(T, gram.device)
     K = masks.shape[0]
     kkt = torch.zeros(K, T + 1, T + 1, dtype=gram.dtype, device=gram.device)
-    kkt[:, :T, :T] = _restricted(gn, masks)
-    kkt[:, :T, T] = masks
-    kkt[:, T, :T] = masks
+    kkt[:, :T, :T] = _restricted(corr, masks)
+    kkt[:, :T, T] = masks * d
+    kkt[:, T, :T] = masks * d
     rhs = torch.zeros(K, T + 1, 1, dtype=gram.dtype, device=gram.device)
     rhs[:, T] = 1.0
-    w = torch.linalg.solve_ex(kkt, rhs)[0][:, :T, 0] * masks
-    return _best(w, _quad(w, gn), (w >= -_FEASIBLE_TOL).all(-1)).clamp_min(0)
+    y = torch.linalg.solve_ex(kkt, rhs)[0][:, :T, 0] * masks
+    w = _best(y * d, _quad(y, corr), (y >= -_FEASIBLE_TOL).all(-1)).clamp_min(0)
+    return w / w.sum()
 
 
 def _best(candidates: Tensor, objective: Tensor, feasible: Tensor) -> Tensor:
@@ -66,16 +78,26 @@ def _best(candidates: Tensor, objective: Tensor, feasible: Tensor) -> Tensor:
     return candidates[torch.where(ok, objective, torch.inf).argmin()]
 
 
-def _frank_wolfe(gn: Tensor, iters: int = 250) -> Tensor:
-    """Min-norm point on the simplex by Frank-Wolfe with exact line search (fixed iterations)."""
+def project_simplex(v: Tensor) -> Tensor:
+    """Euclidean projection of each row of ``v`` onto the probability simplex (sort based)."""
+    u = v.sort(dim=-1, descending=True).values
+    css = u.cumsum(-1) - 1
+    k = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype, device=v.device)
+    rho = ((u - css / k) > 0).sum(-1, keepdim=True).clamp_min(1)
+    theta = css.gather(-1, rho - 1) / rho.to(v.dtype)
+    return (v - theta).clamp_min(0)
+
+
+def _simplex_projected_gradient(gn: Tensor, iters: int = 1000) -> Tensor:
+    """Min-norm point on the simplex by accelerated projected gradient (fixed iterations)."""
     T = gn.shape[-1]
+    step = 1.0 / (2 * torch.linalg.eigvalsh(gn)[-1].clamp_min(1e-30))
     w = torch.full((T,), 1.0 / T, dtype=gn.dtype, device=gn.device)
-    eye = torch.eye(T, dtype=gn.dtype, device=gn.device)
-    for _ in range(iters):
-        d = eye[(gn @ w).argmin()] - w
-        gd = gn @ d
-        step = (-(w @ gd) / (d @ gd).clamp_min(1e-30)).clamp(0, 1)
-        w = w + step * d
+    y = w
+    for k in range(iters):
+        w_next = project_simplex(y - step * 2 * (gn @ y))
+        y = w_next + (k / (k + 3)) * (w_next - w)
+        w = w_next
     return w
 
 
@@ -86,22 +108,23 @@ def project_dual_cone(gram: Tensor, lower: Tensor) -> Tensor:
     (UPGrad's projection, in weight space).
     """
     T = gram.shape[-1]
-    gn = normalise(gram)
     if T > MAX_ENUMERATED_TASKS:
-        return _projected_gradient_orthant(gn, lower)
+        return _projected_gradient_orthant(normalise(gram), lower)
+    corr, d = jacobi(gram)
+    low = lower / d  # bounds on y = v / d
     masks = support_masks(T, gram.device, include_empty=True)
-    rhs = -(masks[:, :, None] * (gn @ lower.T)[None])
-    s = torch.linalg.solve_ex(_restricted(gn, masks), rhs)[0] * masks[:, :, None]
-    v = lower.T[None] + s
-    objective = torch.einsum("kim,ij,kjm->km", v, gn, v)
+    rhs = -(masks[:, :, None] * (corr @ low.T)[None])
+    s = torch.linalg.solve_ex(_restricted(corr, masks), rhs)[0] * masks[:, :, None]
+    y = low.T[None] + s
+    objective = torch.einsum("kim,ij,kjm->km", y, corr, y)
     feasible = (s >= -_FEASIBLE_TOL).all(1)
     idx = torch.where(feasible & torch.isfinite(objective), objective, torch.inf).argmin(0)
-    return v[idx, :, torch.arange(lower.shape[0], device=gram.device)]
+    return y[idx, :, torch.arange(lower.shape[0], device=gram.device)] * d
 
 
-def _projected_gradient_orthant(gn: Tensor, lower: Tensor, iters: int = 500) -> Tensor:
+def _projected_gradient_orthant(gn: Tensor, lower: Tensor, iters: int = 1000) -> Tensor:
     """Accelerated projected gradient for ``min v^T G v, v >= u`` (rows of ``lower``)."""
-    step = 1.0 / (2 * gn.diagonal().sum().clamp_min(1e-30))
+    step = 1.0 / (2 * torch.linalg.eigvalsh(gn)[-1].clamp_min(1e-30))
     v = lower.clone()
     y = v
     for k in range(iters):
@@ -131,8 +154,8 @@ def cagrad_weights(gram: Tensor, c: float) -> tuple[Tensor, Tensor]:
     objective = w_all @ gb + kappa * _quad(w_all, gn).clamp_min(0).sqrt()
     w = _best(w_all, objective, (w_all >= -_FEASIBLE_TOL).all(-1)).clamp_min(0)
     w = w / w.sum()
-    # the epsilons of the reference implementation (normalised units), so that G_w = 0 stays finite
-    lam = c * ((b @ gb) + 1e-4).sqrt() / ((_quad(w, gn) + 1e-4).sqrt() + 1e-4)
+    # exact multiplier; ||G_w|| is floored at 1e-4 (normalised units) as in the reference code
+    lam = kappa / _quad(w, gn).clamp_min(0).sqrt().clamp_min(1e-4)
     return w, lam
 
 
@@ -154,7 +177,7 @@ def _cagrad_faces(gn: Tensor, gb: Tensor, kappa: Tensor) -> Tensor:
     return torch.where(ok[..., None], w, torch.nan).reshape(-1, T)
 
 
-def nash_bargaining(gram: Tensor, init: Tensor, iters: int = 20, reg: float = 1e-6) -> Tensor:
+def nash_bargaining(gram: Tensor, init: Tensor, iters: int = 20, reg: float = 1e-12) -> Tensor:
     """Solve Nash-MTL's bargaining system ``G a = 1 / a`` (a > 0) by damped Newton steps.
 
     ``a`` minimises the strictly convex ``0.5 a^T G a - sum log a``; the damped step
@@ -166,6 +189,7 @@ def nash_bargaining(gram: Tensor, init: Tensor, iters: int = 20, reg: float = 1e
     gn = gram / torch.linalg.matrix_norm(gram).clamp_min(torch.finfo(torch.float64).tiny)
     h0 = gn + reg * torch.eye(T, dtype=gram.dtype, device=gram.device)
     a = init.to(gram.dtype).clamp_min(1e-6)
+    a = a * (T / (a @ h0 @ a).clamp_min(1e-300)).sqrt()  # the solution has a^T G a = T
     for _ in range(iters):
         grad = h0 @ a - 1.0 / a
         hess = h0 + torch.diag(a.pow(-2))

@@ -61,3 +61,12 @@ def jacobian_families(seed: int = 0) -> dict[str, Tensor]:
         fams[f"scaled_{s:g}"] = base * s
     fams["mixed_scales"] = base * torch.tensor([[1e-4], [1.0], [1e4]], dtype=torch.float64)
     return fams
+
+
+def apply_to_jacobian(balancer, jac: Tensor, seed: int = 0) -> Tensor:
+    """Run ``balancer.backward`` on linear losses ``L_t = J_t . x`` and return ``x.grad`` (= the update)."""
+    torch.manual_seed(seed)
+    x = torch.randn(jac.shape[1], dtype=torch.float64, requires_grad=True)
+    losses = {f"t{i}": jac[i] @ x for i in range(jac.shape[0])}
+    balancer.backward(losses, [x])
+    return x.grad

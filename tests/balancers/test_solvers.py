@@ -1,0 +1,97 @@
+"""The batched torch solvers against scipy (a test-only dependency)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mtlzoo.balancers.solvers import (
+    MAX_ENUMERATED_TASKS,
+    cagrad_weights,
+    min_norm_simplex,
+    nash_bargaining,
+    project_dual_cone,
+)
+
+scipy_optimize = pytest.importorskip("scipy.optimize")
+
+
+def _gram(T: int, P: int, seed: int, rank: int | None = None) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    jac = torch.randn(rank or T, P, generator=g, dtype=torch.float64)
+    if rank is not None:
+        jac = torch.randn(T, rank, generator=g, dtype=torch.float64) @ jac
+    jac = jac * torch.logspace(-1, 1, T, dtype=torch.float64)[:, None]
+    return jac @ jac.T
+
+
+def _slsqp(fun, x0, bounds, constraints=()):
+    res = scipy_optimize.minimize(fun, x0, method="SLSQP", bounds=bounds, constraints=constraints,
+                                  options={"ftol": 1e-14, "maxiter": 1000})
+    return res.x
+
+
+@pytest.mark.parametrize(("T", "seed", "rank"), [(2, 0, None), (3, 1, None), (5, 2, None), (6, 3, 3), (8, 4, None)])
+def test_min_norm_matches_scipy(T, seed, rank):
+    gram = _gram(T, 12, seed, rank)
+    g = gram.numpy()
+    ref = _slsqp(lambda w: w @ g @ w, np.full(T, 1 / T), [(0, 1)] * T, [{"type": "eq", "fun": lambda w: w.sum() - 1}])
+    w = min_norm_simplex(gram).numpy()
+    assert w @ g @ w <= ref @ g @ ref + 1e-9 * np.abs(g).max()
+    np.testing.assert_allclose(g @ w @ w, g @ ref @ ref, rtol=1e-5, atol=1e-10 * np.abs(g).max())
+
+
+def test_min_norm_fallback_for_many_tasks():
+    T = MAX_ENUMERATED_TASKS + 2
+    gram = _gram(T, 40, 5)
+    g = gram.numpy()
+    ref = _slsqp(lambda w: w @ g @ w, np.full(T, 1 / T), [(0, 1)] * T, [{"type": "eq", "fun": lambda w: w.sum() - 1}])
+    w = min_norm_simplex(gram).numpy()
+    assert abs(w.sum() - 1) < 1e-9 and (w >= 0).all()
+    assert w @ g @ w <= ref @ g @ ref * (1 + 1e-2) + 1e-12
+
+
+@pytest.mark.parametrize(("T", "seed", "rank"), [(2, 0, None), (3, 1, None), (4, 2, 2), (6, 3, None)])
+def test_dual_cone_projection_matches_scipy(T, seed, rank):
+    gram = _gram(T, 10, seed, rank)
+    g = gram.numpy()
+    lower = torch.eye(T, dtype=torch.float64) / T
+    v = project_dual_cone(gram, lower).numpy()
+    for i in range(T):
+        u = lower[i].numpy()
+        ref = _slsqp(lambda x: x @ g @ x, u + 0.1, [(ui, None) for ui in u])
+        assert (v[i] >= u - 1e-12).all()
+        assert v[i] @ g @ v[i] <= ref @ g @ ref + 1e-8 * np.abs(g).max()
+
+
+def test_dual_cone_fallback_for_many_tasks():
+    T = MAX_ENUMERATED_TASKS + 1
+    gram = _gram(T, 30, 7)
+    v = project_dual_cone(gram, torch.eye(T, dtype=torch.float64) / T)
+    assert (gram @ v.T >= -1e-4 * gram.diagonal().max()).all()
+
+
+@pytest.mark.parametrize(("T", "seed", "c"), [(2, 0, 0.4), (3, 1, 0.4), (4, 2, 0.9), (5, 3, 0.2), (3, 4, 2.0)])
+def test_cagrad_dual_matches_scipy(T, seed, c):
+    gram = _gram(T, 10, seed)
+    gn = gram / gram.diagonal().sqrt().mean() ** 2
+    g = gn.numpy()
+    b = np.full(T, 1 / T)
+    kappa = c * np.sqrt(b @ g @ b)
+    objective = lambda w: w @ g @ b + kappa * np.sqrt(max(w @ g @ w, 0) + 1e-16)
+    best = min((_slsqp(objective, x0, [(0, 1)] * T, [{"type": "eq", "fun": lambda w: w.sum() - 1}])
+                for x0 in [b, *np.eye(T)]), key=objective)
+    w, _ = cagrad_weights(gram, c)
+    assert objective(w.numpy()) <= objective(best) + 1e-7
+
+
+@pytest.mark.parametrize(("T", "seed"), [(2, 0), (3, 1), (5, 2), (10, 3)])
+def test_nash_solves_bargaining_system(T, seed):
+    gram = _gram(T, 20, seed)
+    alpha = nash_bargaining(gram, torch.ones(T, dtype=torch.float64))
+    gn = gram / torch.linalg.matrix_norm(gram)
+    assert (alpha > 0).all()
+    torch.testing.assert_close(gn @ alpha, 1 / alpha, rtol=1e-6, atol=0)
+    ref = scipy_optimize.fsolve(lambda a: gn.numpy() @ a - 1 / a, alpha.numpy() * 1.1, xtol=1e-13)
+    np.testing.assert_allclose(alpha.numpy(), ref, rtol=1e-6)
