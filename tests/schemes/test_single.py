@@ -79,3 +79,17 @@ def test_create_update_rule_names_and_errors():
         create_update_rule("cs_two_phase", model, _sgd)
     with pytest.raises(ValueError, match="'image'"):
         create_update_rule(EqualWeight(), model, _sgd).step({"semseg": torch.zeros(1)})
+
+
+def test_balancer_names_are_wrapped_in_single_step(batch):
+    torch.manual_seed(0)
+    model = create_model("hps_tiny", tasks="nyud")
+    twin = copy.deepcopy(model)
+    rule = create_update_rule("ew", model, _sgd)
+    assert isinstance(rule, SingleStep)
+    rule.step(batch)
+    SingleStep(EqualWeight(), twin, _sgd).step(batch)
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Did you mean"):
+        create_update_rule("pcgrd", model, _sgd)
