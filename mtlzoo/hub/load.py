@@ -32,19 +32,15 @@ from mtlzoo.tasks import resolve_tasks
 _SHOWN_KEYS = 10
 
 
-def read_weights(folder: str | os.PathLike, *, trust_pickle: bool = False,
-                 map_location: str | torch.device = "cpu") -> tuple[dict[str, Tensor], Path]:
-    """The state dict in ``folder`` and the file it came from: ``model.safetensors``; a pickle only if trusted.
+def find_weights(folder: str | os.PathLike, *, trust_pickle: bool = False) -> Path:
+    """The weight file of ``folder``: ``model.safetensors``; a pickle file only when ``trust_pickle``.
 
     A pickle file (``pytorch_model.bin``...) can run code when unpickled, so it is refused unless
-    ``trust_pickle=True``, and even then read with ``torch.load(weights_only=True)``.
+    ``trust_pickle=True``, and even then :func:`read_weights` reads it with ``torch.load(weights_only=True)``.
     """
     folder = Path(folder)
-    safetensors_path = folder / WEIGHTS_NAME
-    if safetensors_path.is_file():
-        from safetensors.torch import load_file
-
-        return load_file(str(safetensors_path), device=str(torch.device(map_location))), safetensors_path
+    if (folder / WEIGHTS_NAME).is_file():
+        return folder / WEIGHTS_NAME
     pickles = [folder / name for name in PICKLE_WEIGHTS_NAMES if (folder / name).is_file()]
     if not pickles:
         present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else "the folder does not exist"
@@ -55,11 +51,21 @@ def read_weights(folder: str | os.PathLike, *, trust_pickle: bool = False,
             f"loads {WEIGHTS_NAME} only. If you trust its source, pass trust_pickle=True (it is then read with "
             f"torch.load(weights_only=True)); convert it once with "
             f"mtlzoo.from_pretrained(folder, trust_pickle=True).save_pretrained(folder).")
-    state = torch.load(pickles[0], map_location=map_location, weights_only=True)
+    return pickles[0]
+
+
+def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """The state dict in a safetensors file, or in a (trusted) pickle file read with ``weights_only=True``."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device=str(torch.device(map_location)))
+    state = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{pickles[0]} must hold a flat state dict {{name: tensor}}, got {type(state).__name__}"
+        raise ValueError(f"{path} must hold a flat state dict {{name: tensor}}, got {type(state).__name__}"
                          + (f" with keys {sorted(state)[:_SHOWN_KEYS]}" if isinstance(state, Mapping) else ""))
-    return dict(state), pickles[0]
+    return dict(state)
 
 
 def verify_sha256(path: Path, expected: Mapping[str, str | None]) -> str:
@@ -136,12 +142,13 @@ def load_checkpoint(folder: str | os.PathLike, *, strict: bool = True, trust_pic
     missing = [key for key in ("architecture", "tasks") if key not in config]
     if missing:
         raise ValueError(f"{folder / CONFIG_NAME} lacks {missing}; was it written by mtlzoo's save_pretrained?")
-    state, path = read_weights(folder, trust_pickle=trust_pickle, map_location=map_location)
+    path = find_weights(folder, trust_pickle=trust_pickle)
     recorded = config.get("weights") or {}
     expected = {"the pretrained config": sha256}
     if recorded.get("file") == path.name:
         expected[f"{CONFIG_NAME}"] = recorded.get("sha256")
     actual = verify_sha256(path, expected)
+    state = read_weights(path, map_location)
     args = {**config.get("model_args", {}), **model_kwargs}
     if args.get("encoder_weights") is not None:
         args["encoder_weights"] = None  # the checkpoint holds the weights: never download ImageNet ones
