@@ -1,0 +1,96 @@
+"""torch.hub entry points for mtlzoo: one per registered architecture and one per pretrained tag.
+
+    model = torch.hub.load("<repo>", "squadnet_tiny", pretrained=True)            # default weights
+    model = torch.hub.load("<repo>", "squadnet_tiny__synthscenes")                 # a named tag
+    model = torch.hub.load("<repo>", "hps_resnet50", tasks="nyud")                 # random init
+
+This file imports only the standard library; mtlzoo (and torch) are imported inside the entry
+points, after torch.hub has checked ``dependencies``. The names below mirror
+``mtlzoo.list_models()`` and ``mtlzoo.list_models(pretrained=True)`` (a test keeps them in step).
+Tag entries use ``__`` where the model name has ``.``.
+"""
+
+dependencies = [
+    "torch", "torchvision", "timm", "segmentation_models_pytorch", "huggingface_hub", "safetensors", "yaml",
+    "tqdm", "numpy",
+]
+
+_ARCHITECTURES = {
+    "cs_resnet18": "ResNet-18 (dilated, output stride 8) with task-specific BN after every conv + ASPP heads.",
+    "cs_tiny": "Connection-strength model: one block per stage, widths 16-128, light heads, output stride 32.",
+    "hps": "Hard parameter sharing on any encoder: encoder='convnext_small', 'smp:mit_b0', ...",
+    "hps_convnext_tiny": "Hard parameter sharing: ConvNeXt-T (output stride 32) + ASPP heads.",
+    "hps_efficientnet_b0": "Hard parameter sharing: EfficientNet-B0 (output stride 16) + ASPP heads.",
+    "hps_mobilenetv3_large_100": "Hard parameter sharing: MobileNetV3-Large (output stride 16) + ASPP heads.",
+    "hps_resnet18": "Hard parameter sharing: ResNet-18 (dilated, output stride 8) + DeepLab ASPP heads.",
+    "hps_resnet50": "Hard parameter sharing: ResNet-50 (dilated, output stride 8) + DeepLab ASPP heads.",
+    "hps_tiny": "Hard parameter sharing: tiny 4-stage conv encoder + light heads, for tests and CPU demos.",
+    "squadnet_base": "SquadNet with 8 expert-squad blocks per stage (the released main configuration).",
+    "squadnet_small": "SquadNet with 4 expert-squad blocks per stage.",
+    "squadnet_tiny": "SquadNet with 2 expert-squad blocks per stage (the paper's ablation size).",
+}
+
+_PRETRAINED = {}
+
+_ARCH_DOC = """{description}
+
+Keyword arguments go to ``mtlzoo.create_model("{name}", ...)``: ``tasks`` (a preset name such as
+"nyud" or a list of Task / dict; required unless pretrained) and the model's options.
+``pretrained=True`` loads the default pretrained weights ({weights}) from the Hugging Face
+cache or the copy bundled under weights/, without network when they are there.
+"""
+
+_TAG_DOC = """{description}
+
+Pretrained weights "{model}" (architecture "{arch}"), loaded from the Hugging Face cache or the
+copy bundled under weights/. ``pretrained=False`` builds the same architecture and tasks with
+random weights; ``tasks=`` changes the heads (kept tasks keep their trained weights).
+"""
+
+
+def _architecture_entry(name, description):
+    def entry(pretrained=False, **kwargs):
+        import mtlzoo
+
+        return mtlzoo.create_model(name, pretrained=pretrained, **kwargs)
+
+    tags = sorted(model for model in _PRETRAINED if model.partition(".")[0] == name)
+    entry.__doc__ = _ARCH_DOC.format(description=description, name=name, weights=tags[0] if tags else
+                                     "none published yet")
+    return entry
+
+
+def _tag_entry(model, description):
+    arch = model.partition(".")[0]
+
+    def entry(pretrained=True, **kwargs):
+        import mtlzoo
+
+        if pretrained:
+            return mtlzoo.create_model(model, pretrained=True, **kwargs)
+        from mtlzoo.models.pretrained import PRETRAINED_CFGS
+
+        cfg = PRETRAINED_CFGS.get(model)
+        return mtlzoo.create_model(arch, **{"tasks": cfg.tasks, **cfg.model_kwargs, **kwargs})
+
+    entry.__doc__ = _TAG_DOC.format(description=description, model=model, arch=arch)
+    return entry
+
+
+def _define_entries():
+    entries = {name: _architecture_entry(name, text) for name, text in _ARCHITECTURES.items()}
+    entries.update({model.replace(".", "__"): _tag_entry(model, text) for model, text in _PRETRAINED.items()})
+    for hub_name, entry in entries.items():
+        entry.__name__ = entry.__qualname__ = hub_name
+        globals()[hub_name] = entry
+
+
+_define_entries()
+
+
+def from_pretrained(name_or_path, **kwargs):
+    """Load any mtlzoo checkpoint: a local folder written by ``save_pretrained``, ``hf-hub:org/name[@revision]``,
+    or a pretrained name such as ``squadnet_tiny.synthscenes`` (see ``mtlzoo.from_pretrained``)."""
+    import mtlzoo
+
+    return mtlzoo.from_pretrained(name_or_path, **kwargs)
