@@ -38,6 +38,7 @@ from mtlzoo.balancers.base import (
 from mtlzoo.balancers.jacobian import (
     TaskJacobian,
     batched_vjp,
+    cut_between,
     jacobian_and_heads,
     looped_vjp,
     per_task_grads,
@@ -169,36 +170,39 @@ def _average_grads(model_or_params: Any) -> None:
 
 def _feature_jacobian(L: list[Tensor], feats: tuple[Tensor, ...], own: list[list[Tensor]]
                       ) -> tuple[TaskJacobian, list[list[Tensor | None]]]:
-    blocks, heads = per_task_grads(L, feats, own, retain_graph=False)
-    return TaskJacobian(blocks, [f.shape for f in feats]), heads
+    """Per-task gradients w.r.t. the features through the heads only (the encoder graph is kept)."""
+    with cut_between(feats):
+        (blocks, index), heads = per_task_grads(L, feats, own, retain_graph=True)
+    return TaskJacobian(blocks, feats, index, len(L)), heads
 
 
 def _parameter_jacobian(balancer: Balancer, L: list[Tensor], shared: list[Tensor], own: list[list[Tensor]],
                         feats: tuple[Tensor, ...] | None) -> tuple[TaskJacobian, list[list[Tensor | None]]]:
     """Per-task gradients on the shared parameters, batched with a looped fallback."""
-    shapes = [p.shape for p in shared]
     # keep the graph on the first batched attempt so that the looped fallback can still run
     retain = not getattr(balancer, "_batched_ok", False)
     if feats is not None:
-        zs, heads = per_task_grads(L, feats, own, retain_graph=False)
-        grad_outputs = [z.view(-1, *f.shape) for z, f in zip(zs, feats, strict=True)]
+        zjac, heads = _feature_jacobian(L, feats, own)
+        outputs = [feats[i] for i in zjac.index]
+        grad_outputs = [z.view(-1, *shape) for z, shape in zip(zjac.blocks, zjac.shapes, strict=True)]
         if balancer.jacobian_mode != "loop":
             try:
-                blocks = batched_vjp(feats, shared, grad_outputs, retain_graph=retain)
+                blocks, index = batched_vjp(outputs, shared, grad_outputs, retain_graph=retain)
                 balancer._batched_ok = True
-                return TaskJacobian(blocks, shapes), heads
+                return TaskJacobian(blocks, shared, index, len(L)), heads
             except RuntimeError as err:
                 _fall_back(balancer, err)
-        return TaskJacobian(looped_vjp(feats, shared, grad_outputs, retain_graph=False), shapes), heads
+        blocks, index = looped_vjp(outputs, shared, grad_outputs, retain_graph=False)
+        return TaskJacobian(blocks, shared, index, len(L)), heads
     if balancer.jacobian_mode != "loop":
         try:
-            blocks, heads = jacobian_and_heads(L, shared, own, batched=True, retain_graph=retain)
+            (blocks, index), heads = jacobian_and_heads(L, shared, own, batched=True, retain_graph=retain)
             balancer._batched_ok = True
-            return TaskJacobian(blocks, shapes), heads
+            return TaskJacobian(blocks, shared, index, len(L)), heads
         except RuntimeError as err:
             _fall_back(balancer, err)
-    blocks, heads = jacobian_and_heads(L, shared, own, batched=False)
-    return TaskJacobian(blocks, shapes), heads
+    (blocks, index), heads = jacobian_and_heads(L, shared, own, batched=False)
+    return TaskJacobian(blocks, shared, index, len(L)), heads
 
 
 def _fall_back(balancer: Balancer, err: RuntimeError) -> None:
@@ -240,13 +244,14 @@ def _combine_and_write(balancer: Balancer, jac: TaskJacobian, head_grads: list[l
     weights = torch.where(finite, weights, float("nan"))
     grads = jac.shaped(combined)
     if ctx.level == "features":
-        torch.autograd.backward(ctx.features, [g * factor.to(g.dtype) for g in grads])
+        outputs = [ctx.features[i] for i in jac.index]
+        torch.autograd.backward(outputs, [g * factor.to(g.dtype) for g in grads])
         if _distributed():
             for p in ctx.shared:
                 if p.grad is not None:
                     _all_reduce(p.grad)
     else:
-        _accumulate(ctx.shared, grads, factor)
+        _accumulate([ctx.shared[i] for i in jac.index], grads, factor)
     head_w = balancer.head_weights(weights)
     for t, (params, grads_t) in enumerate(zip(own, head_grads, strict=True)):
         if _distributed():

@@ -7,28 +7,31 @@ and the combined update is one ``weights @ block`` per block.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 
 class TaskJacobian:
-    """Per-task gradients as ``(T, n_i)`` blocks; ``shapes`` are the shapes of the targets."""
+    """Per-task gradients as ``(T, n_i)`` blocks.
 
-    def __init__(self, blocks: list[Tensor], shapes: list[torch.Size]) -> None:
+    ``index`` says which of the targets (shared parameters or feature tensors) the blocks belong
+    to: targets no task reaches are left out, like ``backward`` leaves their ``.grad`` alone.
+    """
+
+    def __init__(self, blocks: list[Tensor], targets: Sequence[Tensor], index: list[int], num_tasks: int) -> None:
         self.blocks = blocks
-        self.shapes = shapes
-
-    @property
-    def num_tasks(self) -> int:
-        """Number of rows (tasks)."""
-        return self.blocks[0].shape[0]
+        self.index = index
+        self.shapes = [targets[i].shape for i in index]
+        self.num_tasks = num_tasks
+        self.device = targets[0].device
 
     def gramian(self) -> Tensor:
         """The T x T Gramian ``J J^T`` in float64, accumulated block by block."""
         T = self.num_tasks
-        gram = torch.zeros(T, T, dtype=torch.float64, device=self.blocks[0].device)
+        gram = torch.zeros(T, T, dtype=torch.float64, device=self.device)
         for block in self.blocks:
             b = block.double()
             gram.addmm_(b, b.T)
@@ -49,27 +52,36 @@ class TaskJacobian:
         return [v.view(shape) for v, shape in zip(flat, self.shapes, strict=True)]
 
 
-def _stack_rows(rows: Sequence[Sequence[Tensor | None]], targets: Sequence[Tensor]) -> list[Tensor]:
-    """Turn T lists of per-target gradients (None = unused) into flat ``(T, n)`` blocks."""
-    blocks = []
+Blocks = tuple[list[Tensor], list[int]]
+
+
+def _stack_rows(rows: Sequence[Sequence[Tensor | None]], targets: Sequence[Tensor]) -> Blocks:
+    """Turn T lists of per-target gradients (None = not reached) into flat ``(T, n)`` blocks.
+
+    A target that no task reaches gets no block; one reached by some tasks gets zero rows.
+    """
+    blocks, index = [], []
     for i, target in enumerate(targets):
+        if all(r[i] is None for r in rows):
+            continue
         parts = [r[i] if r[i] is not None else torch.zeros_like(target) for r in rows]
         blocks.append(torch.stack([p.reshape(-1) for p in parts]))
-    return blocks
+        index.append(i)
+    return blocks, index
 
 
 def batched_vjp(outputs: Sequence[Tensor], inputs: Sequence[Tensor], grad_outputs: Sequence[Tensor],
-                retain_graph: bool) -> list[Tensor]:
-    """One autograd call with ``is_grads_batched``; returns ``(T, n)`` blocks (zeros when unused)."""
+                retain_graph: bool) -> Blocks:
+    """One autograd call with ``is_grads_batched``; returns ``(T, n)`` blocks and their target indices."""
     grads = torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph=retain_graph, allow_unused=True,
                                 is_grads_batched=True)
     T = grad_outputs[0].shape[0]
-    return [g.reshape(T, -1) if g is not None else torch.zeros(T, x.numel(), dtype=x.dtype, device=x.device)
-            for g, x in zip(grads, inputs, strict=True)]
+    index = [i for i, g in enumerate(grads) if g is not None]
+    return [grads[i].reshape(T, -1) for i in index], index
 
 
 def looped_vjp(outputs: Sequence[Tensor], inputs: Sequence[Tensor], grad_outputs: Sequence[Tensor],
-               retain_graph: bool) -> list[Tensor]:
+               retain_graph: bool) -> Blocks:
     """The same as :func:`batched_vjp` with one autograd call per row (no vmap)."""
     T = grad_outputs[0].shape[0]
     rows = []
@@ -81,7 +93,7 @@ def looped_vjp(outputs: Sequence[Tensor], inputs: Sequence[Tensor], grad_outputs
 
 
 def per_task_grads(losses: Sequence[Tensor], targets: Sequence[Tensor], own: Sequence[Sequence[Tensor]],
-                   retain_graph: bool) -> tuple[list[Tensor], list[list[Tensor | None]]]:
+                   retain_graph: bool) -> tuple[Blocks, list[list[Tensor | None]]]:
     """Loop over tasks: gradient of loss t w.r.t. ``targets`` (as blocks) and w.r.t. its own ``own[t]``.
 
     A loss without a graph contributes zeros. The last call frees the graph unless
@@ -103,7 +115,7 @@ def per_task_grads(losses: Sequence[Tensor], targets: Sequence[Tensor], own: Seq
 
 
 def jacobian_and_heads(losses: Sequence[Tensor], targets: Sequence[Tensor], own: Sequence[Sequence[Tensor]],
-                       batched: bool, retain_graph: bool = False) -> tuple[list[Tensor], list[list[Tensor | None]]]:
+                       batched: bool, retain_graph: bool = False) -> tuple[Blocks, list[list[Tensor | None]]]:
     """Per-task gradients of the T ``losses`` on ``targets`` plus each task's gradient on ``own[t]``.
 
     Batched: one autograd call over the stacked losses with an identity ``grad_outputs``
@@ -114,12 +126,34 @@ def jacobian_and_heads(losses: Sequence[Tensor], targets: Sequence[Tensor], own:
     stacked = torch.stack(list(losses))
     flat_own = [p for group in own for p in group]
     eye = torch.eye(len(losses), dtype=stacked.dtype, device=stacked.device)
-    blocks = batched_vjp([stacked], list(targets) + flat_own, [eye], retain_graph=retain_graph)
+    grads = torch.autograd.grad([stacked], list(targets) + flat_own, [eye], retain_graph=retain_graph,
+                                allow_unused=True, is_grads_batched=True)
     heads, k = [], len(targets)
     for t, group in enumerate(own):
-        heads.append([blocks[k + i][t].view_as(p) for i, p in enumerate(group)])
+        heads.append([grads[k + i][t] if grads[k + i] is not None else None for i in range(len(group))])
         k += len(group)
-    return blocks[: len(targets)], heads
+    index = [i for i in range(len(targets)) if grads[i] is not None]
+    return ([grads[i].reshape(len(losses), -1) for i in index], index), heads
+
+
+@contextmanager
+def cut_between(features: Sequence[Tensor]) -> Iterator[None]:
+    """While active, no gradient flows from one feature tensor into the graph that produced it.
+
+    With multi-scale features (one computed from another) a gradient w.r.t. an earlier feature
+    would otherwise include the path through the later one; cut, each feature receives only what
+    the heads send it directly, and nothing upstream is computed.
+    """
+    handles = [f.grad_fn.register_prehook(_drop) for f in features if f.grad_fn is not None]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _drop(grad_outputs: tuple[Tensor | None, ...]) -> tuple[None, ...]:
+    return tuple(None for _ in grad_outputs)
 
 
 def reachable_leaves(root: Tensor, stop: Sequence[Tensor] = ()) -> list[Tensor]:
