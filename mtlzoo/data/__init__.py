@@ -6,11 +6,18 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from mtlzoo.data.mtan import MTANCityscapes, MTANNYUv2
+from mtlzoo.data.nyud import NYUD
+from mtlzoo.data.pascal_context import PascalContext
 from mtlzoo.data.synthscenes import GENERATOR_VERSION, SynthScenes, render_scene
 from mtlzoo.registry import Registry
 
 DATASETS: Registry[Any] = Registry("dataset")
 DATASETS.register("synthscenes")(SynthScenes)
+DATASETS.register("nyud")(NYUD)
+DATASETS.register("pascal_context")(PascalContext)
+DATASETS.register("nyuv2_mtan")(MTANNYUv2)
+DATASETS.register("cityscapes_mtan")(MTANCityscapes)
 
 
 def create_dataset(name: str, **kwargs: Any) -> Dataset:
@@ -23,4 +30,5 @@ def list_datasets(pattern: str = "*") -> list[str]:
     return DATASETS.names(pattern)
 
 
-__all__ = ["DATASETS", "GENERATOR_VERSION", "SynthScenes", "create_dataset", "list_datasets", "render_scene"]
+__all__ = ["DATASETS", "GENERATOR_VERSION", "MTANCityscapes", "MTANNYUv2", "NYUD", "PascalContext", "SynthScenes",
+           "create_dataset", "list_datasets", "render_scene"]

@@ -6,9 +6,18 @@ from functools import lru_cache
 
 import numpy as np
 
-from mtlzoo.data._render import camera_intrinsics, camera_rays, intersect, room_hits, screen_window, surface_normal
+from mtlzoo.data._render import (
+    camera_intrinsics,
+    camera_rays,
+    intersect,
+    room_hits,
+    rowdot,
+    screen_window,
+    surface_normal,
+)
 from mtlzoo.data._scene import CEILING, FLOOR, SPHERE, WALL, Scene
 
+_ONES3 = np.ones(3, np.float32)
 VOID = 255
 MAX_DEPTH = 10.0
 _GRAZING_COS = 0.06  # hits this oblique lose their depth and normal, like sensor dropouts at grazing angles
@@ -29,7 +38,7 @@ def _cast(scene: Scene, dirs: np.ndarray, size: tuple[int, int]) -> tuple[np.nda
     """
     h, w = size
     origin = np.zeros(3, np.float32)
-    t, axis, side = room_hits(origin, dirs, scene.room_low, scene.room_high)
+    t, axis, side = room_hits(dirs, scene.room_low, scene.room_high)
     ids = axis * 2 + side
     normals = np.zeros_like(dirs)
     normals[np.arange(len(dirs)), axis] = np.float32(1.0) - np.float32(2.0) * side  # room faces point inwards
@@ -80,14 +89,21 @@ def _tables(scene: Scene) -> dict[str, np.ndarray]:
     }
 
 
+def _fraction(x: np.ndarray) -> np.ndarray:
+    return x - np.floor(x)
+
+
 def _texture(points: np.ndarray, ids: np.ndarray, tab: dict[str, np.ndarray]) -> np.ndarray:
     """Solid (3-D) textures: plain, checker, stripes or hashed value noise, as a brightness factor."""
+    kind = tab["tex_kind"][ids]
+    used = set(np.unique(tab["tex_kind"]).tolist())
     scale = tab["tex_scale"][ids]
-    cells = np.floor(points / scale[:, None])
-    checker = np.mod(cells.sum(axis=1), 2.0)
-    stripes = 0.5 + 0.5 * np.sin(np.einsum("ij,ij->i", points, tab["tex_axis"][ids]) * (2 * np.pi / scale))
-    noise = np.mod(np.sin(cells @ np.float32([12.9898, 78.233, 37.719])) * 43758.547, 1.0)
-    pattern = np.choose(tab["tex_kind"][ids], [np.full_like(noise, 0.5), checker, stripes, noise])
+    flat = np.full(len(ids), 0.5, np.float32)
+    cells = np.floor(points / scale[:, None]) if used & {1, 3} else None
+    checker = _fraction(0.5 * (cells @ _ONES3)) * 2.0 if 1 in used else flat
+    stripes = 0.5 + 0.5 * np.sin(rowdot(points, tab["tex_axis"][ids]) * (2 * np.pi / scale)) if 2 in used else flat
+    noise = _fraction(np.sin(cells @ np.float32([12.9898, 78.233, 37.719])) * 43758.547) if 3 in used else flat
+    pattern = np.where(kind == 1, checker, np.where(kind == 2, stripes, np.where(kind == 3, noise, flat)))
     amp = tab["tex_amp"][ids]
     return 1.0 - amp + 2.0 * amp * pattern
 
@@ -98,8 +114,8 @@ def _shade(scene: Scene, points: np.ndarray, normals: np.ndarray, ids: np.ndarra
     light = np.full((len(points), 3), scene.ambient, np.float32)
     for pos, power in scene.lights:
         to_light = pos - points
-        dist2 = np.einsum("ij,ij->i", to_light, to_light)
-        cos = np.einsum("ij,ij->i", normals, to_light) / np.sqrt(np.maximum(dist2, 1e-6))
+        dist2 = rowdot(to_light, to_light)
+        cos = rowdot(normals, to_light) / np.sqrt(np.maximum(dist2, 1e-6))
         tint = rng.uniform(0.8, 1.2, 3).astype(np.float32)
         light += np.maximum(cos, 0.0)[:, None] * (power / (1.0 + dist2))[:, None] * tint
     colour = tab["albedo"][ids] * _texture(points, ids, tab)[:, None] * light * scene.exposure
@@ -138,7 +154,7 @@ def render(scene: Scene, size: tuple[int, int], rng: np.random.Generator) -> dic
     sky = np.array([0.75, 0.85, 1.0], np.float32) * (0.9 + 0.1 * cam[:, 1:2])
     rgb = np.where(void[:, None], sky, rgb)
     cam_normals = normals @ scene.rotation  # room -> camera frame
-    cosine = -np.einsum("ij,ij->i", cam_normals, cam) / np.linalg.norm(cam, axis=1)
+    cosine = -rowdot(cam_normals, cam) / np.sqrt(rowdot(cam, cam))
     invalid = void | (t > MAX_DEPTH) | (cosine < _GRAZING_COS) | _blob_mask(size, scene.invalid_blobs).ravel()
     semantic = np.where(void, VOID, tab["semantic"][ids]).astype(np.uint8)
     instance = np.where(void, -1, tab["instance"][ids]).astype(np.int16).reshape(h, w)

@@ -14,6 +14,12 @@ import numpy as np
 
 HFOV_DEGREES = 62.0
 _INF = np.float32(np.inf)
+_ONES3 = np.ones(3, np.float32)
+
+
+def rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of two (N, 3) arrays (a matrix product: much faster than einsum or sum(axis=1))."""
+    return (a * b) @ _ONES3
 
 
 def camera_intrinsics(size: tuple[int, int]) -> np.ndarray:
@@ -54,17 +60,20 @@ class Primitive:
     yaw: float = 0.0
 
 
-def room_hits(origin: np.ndarray, dirs: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Exit distance of rays from inside the box [low, high], the axis (0, 1, 2) and side (0 low, 1 high) hit."""
+def room_hits(dirs: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For rays from the origin, inside the box [low, high]: exit distance, axis (0, 1, 2) and side (0 low, 1 high)."""
+    hits, sides = [], []
     with np.errstate(divide="ignore"):
-        inv = np.float32(1.0) / dirs
-    side = (dirs > 0).astype(np.int64)
-    bound = np.where(side == 1, high, low).astype(np.float32)
-    t = (bound - origin) * inv
-    t[~np.isfinite(t) | (t <= 0)] = _INF
-    axis = t.argmin(axis=1)
-    rows = np.arange(len(dirs))
-    return t[rows, axis], axis, side[rows, axis]
+        for a in range(3):
+            d = dirs[:, a]
+            positive = d > 0
+            hits.append(np.where(positive, high[a], low[a]).astype(np.float32) / d)
+            sides.append(positive)
+    tx, ty, tz = (np.where(np.isfinite(t), t, _INF) for t in hits)
+    t = np.minimum(np.minimum(tx, ty), tz)
+    axis = np.where(t == tx, 0, np.where(t == ty, 1, 2))
+    side = np.where(axis == 0, sides[0], np.where(axis == 1, sides[1], sides[2])).astype(np.int64)
+    return t, axis, side
 
 
 def _smallest_root(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +89,7 @@ def _smallest_root(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndar
 
 def _sphere(o: np.ndarray, d: np.ndarray, p: Primitive) -> np.ndarray:
     oc = o - np.asarray(p.base, np.float32)
-    a = np.einsum("ij,ij->i", d, d)
+    a = rowdot(d, d)
     b = 2.0 * (d @ oc)
     c = np.float32(oc @ oc - p.size[0] ** 2)
     near, _ = _smallest_root(a, b, c)
@@ -201,4 +210,4 @@ def surface_normal(points: np.ndarray, p: Primitive) -> np.ndarray:
         else:
             cap = rel[:, 1] <= -height + 1e-4
             n[cap] = np.array([0.0, -1.0, 0.0], np.float32)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    return n / np.maximum(np.sqrt(rowdot(n, n)), 1e-12)[:, None]
