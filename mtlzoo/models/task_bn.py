@@ -28,6 +28,7 @@ class TaskSpecificBN(nn.Module):
 
     @property
     def tasks(self) -> list[str]:
+        """Task names in the order the folded batch stacks them."""
         return list(self.norms.keys())
 
     def forward(self, x: Tensor, task: str | None = None) -> Tensor:
