@@ -70,3 +70,12 @@ def apply_to_jacobian(balancer, jac: Tensor, seed: int = 0) -> Tensor:
     losses = {f"t{i}": jac[i] @ x for i in range(jac.shape[0])}
     balancer.backward(losses, [x])
     return x.grad
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: extra intra-op threads only add contention on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -31,7 +31,7 @@ def _manual(model, weights, x, y, level="parameters", scale_heads=True):
     if level == "parameters":
         for i, t in enumerate(losses):
             g = torch.autograd.grad(losses[t], list(model.parameters()), retain_graph=True, allow_unused=True)
-            for (n, p), gi in zip(model.named_parameters(), g, strict=True):
+            for (n, _), gi in zip(model.named_parameters(), g, strict=True):
                 is_head = n.startswith(f"heads.{t}.")
                 if gi is None or (n.startswith("heads.") and not is_head):
                     continue
