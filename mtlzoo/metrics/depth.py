@@ -2,37 +2,39 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, safe_div
+from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, chunked_sum, safe_div
 
 REDUCTIONS = ("pixel", "batch_mean")
 _SUMS = ("sq", "log_sq", "abs", "abs_rel", "sq_rel", "delta1", "delta2", "delta3")
 _MIN_DEPTH = 1e-9  # predictions are clamped here before logs and ratios (MTI-Net family)
+_LOG_125 = math.log(1.25)
 
 
 def _batch_sums(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-quantity sums over the valid pixels of one batch, and the valid count (float64, on device)."""
-    pred = pred.double().reshape(-1)
-    target = target.double().reshape(-1)
-    valid = (target > 0) & torch.isfinite(target)
-    safe_gt = torch.where(valid, target, torch.ones_like(target))
-    safe_pred = pred.clamp_min(_MIN_DEPTH)
-    diff = pred - safe_gt
-    ratio = torch.maximum(safe_pred / safe_gt, safe_gt / safe_pred)
-    terms = torch.stack([
-        diff.square(),
-        (safe_pred.log() - safe_gt.log()).square(),
-        diff.abs(),
-        diff.abs() / safe_gt,
-        diff.square() / safe_gt,
-        (ratio < 1.25).double(),
-        (ratio < 1.25**2).double(),
-        (ratio < 1.25**3).double(),
-    ])
-    terms = torch.where(valid, terms, torch.zeros_like(terms))
-    return terms.sum(dim=1), valid.sum().double()
+    """Per-quantity sums over the valid pixels of one batch, and the valid count (float64, on device).
+
+    Per-pixel terms are float32 (invalid pixels are set to pred = target = 1, so they add nothing); each
+    batch's sums are carried across batches in float64.
+    """
+    pred = pred.float().reshape(-1)
+    target = target.float().reshape(-1)
+    valid = (target > 0) & (target < math.inf)
+    gt = torch.where(valid, target, 1.0)
+    raw = torch.where(valid, pred, 1.0)
+    diff = raw - gt
+    sq, absolute = diff.square(), diff.abs()
+    log_ratio = raw.clamp_min(_MIN_DEPTH).log() - gt.log()
+    abs_log = log_ratio.abs()  # max(p / g, g / p) < 1.25^k  <=>  |log p - log g| < k log 1.25
+    n = torch.count_nonzero(valid).double()
+    invalid = target.numel() - n
+    totals = [t.sum().double() for t in (sq, log_ratio.square(), absolute, absolute / gt, sq / gt)]
+    totals += [torch.count_nonzero(abs_log < k * _LOG_125).double() - invalid for k in (1, 2, 3)]
+    return torch.stack(totals), n
 
 
 def _finish(sums: Tensor, count: Tensor, empty: float = 0.0) -> Tensor:
@@ -68,7 +70,7 @@ class DepthMeter(Meter):
     def update(self, pred: Tensor, target: Tensor) -> None:
         """Add a batch of depth predictions and targets of the same shape, e.g. (B, 1, H, W)."""
         check_same_numel(self.kind, pred, target)
-        sums, n = _batch_sums(pred, target.to(pred.device))
+        sums, n = chunked_sum(_batch_sums, pred, target.to(pred.device))
         if self.reduce == "pixel":
             self.total, self.count = accumulate(self.total, sums), accumulate(self.count, n)
         else:

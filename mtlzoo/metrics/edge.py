@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, safe_div
+from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, chunked_sum, safe_div
 
 _EPS = 1e-7
 
@@ -92,18 +92,23 @@ class EdgeMeter(Meter):
         """Add a batch of edge probabilities (B, 1, H, W) and {0, 1, 255} targets of the same shape."""
         check_same_numel(self.kind, pred, target)
         target = target.reshape(pred.shape).to(pred.device)
-        p = pred.double().clamp(_EPS, 1.0 - _EPS)
-        valid = target != self.ignore_index
-        positive = (target == 1) & valid
-        w = self.pos_weight
-        loss = -torch.where(positive, w * p.log(), (1.0 - w) * (1.0 - p).log())
-        loss = torch.where(valid, loss, torch.zeros_like(loss))
-        self.total = accumulate(self.total, torch.stack([loss.sum(), valid.sum().double()]))
+        self.total = accumulate(self.total, chunked_sum(self._bce_sums, pred, target))
         if self.odsf:
             probs = pred.detach().float().cpu().numpy().reshape(pred.shape[0], *pred.shape[-2:])
             gts = target.cpu().numpy().reshape(probs.shape)
             for prob, gt in zip(probs, gts, strict=True):
                 self.boundary += boundary_counts(prob, gt, self.thresholds, self.max_dist, self.ignore_index)
+
+    def _bce_sums(self, pred: Tensor, target: Tensor) -> Tensor:
+        p = pred.float().clamp(_EPS, 1.0 - _EPS)
+        valid = target != self.ignore_index
+        positive = target == 1
+        w = self.pos_weight
+        # -w log p on positives, -(1 - w) log(1 - p) on negatives, with a single log pass
+        likelihood = torch.where(positive, p, 1.0 - p)
+        weight = torch.where(positive, w, 1.0 - w)
+        loss = torch.where(valid, weight * likelihood.log(), 0.0)
+        return torch.stack([-loss.sum().double(), torch.count_nonzero(valid).double()])
 
     def compute(self) -> dict[str, float]:
         """``bce`` (lower is better), plus ``odsf`` when enabled."""

@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, counts_by_index, safe_div
+from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, chunked_sum, counts_by_index, safe_div
 
 VALIDITY = ("norm", "channel_sum")
 REDUCTIONS = ("pixel", "batch_mean")
 MEDIANS = ("global", "per_batch")
 NORMALS_KEYS = ("mean", "median", "rmse", "within_11_25", "within_22_5", "within_30")
-MEDIAN_BINS = 1 << 17  # global median resolution: 180 / 2**17 = 0.0014 degrees
-_THRESHOLDS = (11.25, 22.5, 30.0)
+BINS_PER_DEGREE = 1024  # a power of two: angle * 1024 is exact, so the threshold fractions are exact too
+MEDIAN_BINS = 180 * BINS_PER_DEGREE
+_THRESHOLD_BINS = tuple(int(t * BINS_PER_DEGREE) for t in (11.25, 22.5, 30.0))
+
+
+def _channel_sum(x: Tensor) -> Tensor:
+    """Sum over dim 1 as a sum of channel planes (torch's strided reduction over a 3-wide dim is slow)."""
+    total = x[:, 0]
+    for c in range(1, x.shape[1]):
+        total = total + x[:, c]
+    return total
 
 
 def angular_error(pred: Tensor, target: Tensor) -> Tensor:
-    """Angle in degrees between (re-normalised) normals along dim 1, as 2 atan2(|p - g|, |p + g|) (stable)."""
-    p = F.normalize(pred.double(), dim=1, eps=1e-12)
-    g = F.normalize(target.double(), dim=1, eps=1e-12)
-    return torch.rad2deg(2.0 * torch.atan2((p - g).norm(dim=1), (p + g).norm(dim=1)))
+    """Angle in degrees between normals along dim 1, as atan2(|p x g|, p . g): exact for any lengths, stable."""
+    (px, py, pz), (gx, gy, gz) = pred.float().unbind(1), target.float().unbind(1)
+    cross = (py * gz - pz * gy).square() + (pz * gx - px * gz).square() + (px * gy - py * gx).square()
+    return torch.rad2deg(torch.atan2(cross.sqrt(), px * gx + py * gy + pz * gz))
 
 
 def _valid_mask(target: Tensor, validity: str) -> Tensor:
+    target = target.float()
     if validity == "norm":
-        return target.double().norm(dim=1) > 0
-    return target.double().sum(dim=1) != 0
+        return _channel_sum(target.square()) > 0
+    return _channel_sum(target) != 0
 
 
 def _value_at_rank(hist: Tensor, cum: Tensor, rank: Tensor) -> Tensor:
@@ -34,11 +43,11 @@ def _value_at_rank(hist: Tensor, cum: Tensor, rank: Tensor) -> Tensor:
     index = torch.searchsorted(cum, rank.reshape(1), right=True).clamp_max(MEDIAN_BINS - 1)
     before = torch.where(index > 0, cum[(index - 1).clamp_min(0)], torch.zeros_like(cum[:1]))
     inside = safe_div(rank - before + 0.5, hist[index], 0.0)
-    return ((index.double() + inside) * (180.0 / MEDIAN_BINS))[0]
+    return ((index.double() + inside) / BINS_PER_DEGREE)[0]
 
 
 def _median_from_histogram(hist: Tensor) -> Tensor:
-    """Median of all histogrammed angles (the mean of the two middle ones for an even count; NaN when empty)."""
+    """Median of the histogrammed angles (the mean of the two middle ones for an even count; NaN when empty)."""
     cum = hist.cumsum(0)
     n = cum[-1]
     low = _value_at_rank(hist, cum, ((n - 1) / 2).floor())
@@ -58,8 +67,9 @@ class NormalsMeter(Meter):
     ``"channel_sum"``: where its components do not sum to 0 (MTAN family; drops a genuine normal whose
     components sum to 0). ``reduce="pixel"`` pools all pixels; ``"batch_mean"`` averages per-batch values
     (MTAN / Nash-MTL / FAMO). ``median="global"`` is the median over all pixels of the set, from a
-    2**17-bin histogram (within 0.0014 degrees; the mean of the two middle values for an even count, as
-    numpy); ``"per_batch"`` is the mean of per-batch lower medians (``torch.median``, as MTAN).
+    histogram of 1/1024-degree bins (within 0.001 degrees; the mean of the two middle values for an even
+    count, as numpy); ``"per_batch"`` is the mean of per-batch lower medians (``torch.median``, as MTAN),
+    read from the batch's histogram.
     Fractions are in [0, 1] with a strict ``<``.
     """
 
@@ -84,12 +94,10 @@ class NormalsMeter(Meter):
         """Add a batch of normals (B, 3, H, W) and targets (B, 3, H, W); a zero target vector is invalid."""
         check_same_numel(self.kind, pred, target)
         target = target.to(pred.device)
-        angle = angular_error(pred, target).reshape(-1)
-        valid = _valid_mask(target, self.validity).reshape(-1)
-        zero = torch.zeros_like(angle)
-        a = torch.where(valid, angle, zero)
-        terms = torch.stack([a, a.square()] + [((angle < t) & valid).double() for t in _THRESHOLDS]).sum(dim=1)
-        n = valid.sum().double()
+        moments, n, hist = chunked_sum(self._pixel_stats, pred, target)
+        hist = hist.double()
+        below = [hist[:edge].sum() for edge in _THRESHOLD_BINS]
+        terms = torch.cat([moments, torch.stack(below)])
         has = (n > 0).double()
         self.batches = accumulate(self.batches, has)
         if self.reduce == "pixel":
@@ -97,12 +105,20 @@ class NormalsMeter(Meter):
         else:
             self.sums = accumulate(self.sums, _finish(safe_div(terms, n)))
         if self.median == "per_batch":
-            batch_median = torch.where(valid, angle, torch.full_like(angle, float("nan"))).nanmedian()
-            self.median_sum = accumulate(self.median_sum, torch.nan_to_num(batch_median, nan=0.0) * has)
+            cum = hist.cumsum(0)
+            lower = _value_at_rank(hist, cum, ((n - 1) / 2).floor().clamp_min(0))
+            self.median_sum = accumulate(self.median_sum, lower * has)
         else:
-            bins = (angle * (MEDIAN_BINS / 180.0)).long().clamp(0, MEDIAN_BINS - 1)
-            index = torch.where(valid, bins, torch.full_like(bins, MEDIAN_BINS))
-            self.histogram = accumulate(self.histogram, counts_by_index(index, MEDIAN_BINS + 1)[:MEDIAN_BINS])
+            self.histogram = accumulate(self.histogram, hist)
+
+    def _pixel_stats(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(sum of angles, sum of squares), valid count and the angle histogram of some pixels."""
+        angle = angular_error(pred, target).reshape(-1)
+        valid = _valid_mask(target, self.validity).reshape(-1)
+        bins = (angle * BINS_PER_DEGREE).long().clamp_max(MEDIAN_BINS - 1)
+        hist = counts_by_index(torch.where(valid, bins, MEDIAN_BINS), MEDIAN_BINS + 1)[:MEDIAN_BINS]
+        a = torch.where(valid, angle, 0.0)
+        return torch.stack([a.sum().double(), a.square().sum().double()]), torch.count_nonzero(valid).double(), hist
 
     def compute(self) -> dict[str, float]:
         """Mean / median / rmse angle in degrees and the three within-threshold fractions."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, counts_by_index, safe_div
+from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, chunked_sum, counts_by_index, safe_div
 
 REDUCTIONS = ("image", "pixel")
 
@@ -31,7 +31,7 @@ def _threshold_counts(prob: Tensor, target: Tensor, thresholds: Tensor, ignore_i
     image = torch.arange(b, device=prob.device).unsqueeze(1) * (k + 1)
     index = torch.where(valid, image + above, torch.full_like(above, b * (k + 1)))
     size = b * (k + 1) + 1
-    every = counts_by_index(index, size)[:-1].view(b, k + 1)
+    every = counts_by_index(index, size)[:-1].view(b, k + 1).double()
     hits = counts_by_index(index, size, positive.double())[:-1].view(b, k + 1)
     # predicted positive at threshold j = pixels whose bucket is > j: a reversed cumulative sum.
     predicted = every.flip(1).cumsum(1).flip(1)[:, 1:]
@@ -86,7 +86,8 @@ class SaliencyMeter(Meter):
         """Add a batch of probabilities (B, 1, H, W) and {0, 1, 255} targets of the same shape."""
         check_same_numel(self.kind, pred, target)
         thresholds = torch.tensor(self.thresholds, dtype=torch.float32, device=pred.device)
-        counts = _threshold_counts(pred, target, thresholds, self.ignore_index)
+        counts = chunked_sum(lambda p, t: _threshold_counts(p, t, thresholds, self.ignore_index), pred,
+                             target.to(pred.device))
         if self.reduce == "image":
             self.total = accumulate(self.total, _image_scores(counts).sum(dim=0))
             self.images = accumulate(self.images, torch.tensor(float(pred.shape[0]), device=pred.device))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlzoo.metrics.base import Meter, check_same_numel, counts_by_index, safe_div
+from mtlzoo.metrics.base import Meter, check_same_numel, chunked_sum, counts_by_index, safe_div
 
 ABSENT_RULES = ("zero", "nan", "skip")
 
@@ -37,12 +37,14 @@ class SegmentationMeter(Meter):
         """Add a batch of class-id predictions (B, H, W) and targets (B, H, W) or (B, 1, H, W)."""
         check_same_numel(self.kind, pred, target)
         c = self.num_classes
-        pred = pred.reshape(-1).long()
-        target = target.reshape(-1).long().to(pred.device)
-        valid = (target >= 0) & (target < c) & (pred >= 0) & (pred < c)
-        index = torch.where(valid, target * c + pred, torch.full_like(target, c * c))
-        counts = counts_by_index(index, c * c + 1)[: c * c].view(c, c)
+        counts = chunked_sum(self._counts, pred, target.to(pred.device))[: c * c].view(c, c).double()
         self.confusion = counts if self.confusion is None else self.confusion + counts
+
+    def _counts(self, pred: Tensor, target: Tensor) -> Tensor:
+        c = self.num_classes
+        pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+        valid = (target >= 0) & (target < c) & (pred >= 0) & (pred < c)
+        return counts_by_index(torch.where(valid, target * c + pred, c * c), c * c + 1)
 
     def compute(self) -> dict[str, float]:
         """mIoU, pixel accuracy and mean class accuracy as fractions in [0, 1]."""

@@ -63,7 +63,7 @@ def test_per_batch_median_and_batch_mean():
         mtan.update(pred, gt)
     assert pooled.compute()["median"] == pytest.approx(10.0, abs=2e-3)
     assert pooled.compute()["mean"] == pytest.approx(12.5)
-    assert mtan.compute()["median"] == pytest.approx(15.0)
+    assert mtan.compute()["median"] == pytest.approx(15.0, abs=2e-3)  # read from a 1/1024-degree histogram
     assert mtan.compute()["mean"] == pytest.approx(15.0)
     with pytest.raises(ValueError, match="median"):
         NormalsMeter(median="exact")
