@@ -23,7 +23,7 @@ def _threshold_counts(prob: Tensor, target: Tensor, thresholds: Tensor, ignore_i
     A pixel is predicted positive at threshold t when prob > t; targets equal to ``ignore_index`` are dropped.
     """
     b, k = prob.shape[0], thresholds.numel()
-    prob = prob.reshape(b, -1).float()
+    prob = prob.reshape(b, -1).float().contiguous()
     target = target.reshape(b, -1).to(prob.device)
     valid = target != ignore_index
     positive = (target == 1) & valid

@@ -83,3 +83,17 @@ def test_amp_channels_last_and_resizing():
     assert 0.0 <= evaluate(Half(), batches, progress=False)["semseg"]["miou"] <= 1.0
     with pytest.raises(ValueError, match="no batch"):
         evaluate(_Oracle(), [{"image": batches[0]["image"]}], progress=False)
+
+
+def test_zoo_model_on_synthscenes_loader():
+    from torch.utils.data import DataLoader
+
+    from mtlzoo.data import SynthScenes
+    from mtlzoo.models import create_model
+
+    model = create_model("hps_tiny", tasks="synthscenes")
+    loader = DataLoader(SynthScenes("val", size=(32, 48), length=4), batch_size=2)
+    result = evaluate(model, loader, protocol="synthscenes", progress=False)
+    assert set(result) == {t.name for t in model.tasks}
+    for task in model.tasks:
+        assert set(result[task.name]) <= set(task.spec.metrics)
