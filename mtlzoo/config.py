@@ -80,6 +80,7 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = False
     sync_bn: bool = False
+    freeze_norm: bool = False
     out_dir: str = "runs/mtlzoo"
     keep_last: int = 2
     best_metric: str | None = None

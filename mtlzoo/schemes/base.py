@@ -91,9 +91,23 @@ def backward(loss: Tensor, scaler: Any = None) -> None:
     (scaler.scale(loss) if scaler is not None else loss).backward()
 
 
+def all_reduce_mean(tensors: Iterable[Tensor | None]) -> None:
+    """Average tensors over the ranks of a torchrun job, in place (no-op in a single process)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    for tensor in tensors:
+        if tensor is not None:
+            dist.all_reduce(tensor)
+            tensor.div_(dist.get_world_size())
+
+
 def optimizer_step(optimizer: Optimizer, scaler: Any = None, clip_grad: float | None = None,
-                   last: bool = True) -> None:
-    """Clip (optional), then step; with a scaler, update it unless this is the step's last optimizer step."""
+                   last: bool = True, sync: bool = True) -> None:
+    """Average gradients over ranks (unless the caller already did: ``sync=False``), clip (optional), then
+    step; with a scaler, update it unless this is the step's last optimizer step."""
+    if sync:
+        all_reduce_mean(p.grad for group in optimizer.param_groups for p in group["params"])
     if clip_grad is not None:
         if scaler is not None:
             scaler.unscale_(optimizer)

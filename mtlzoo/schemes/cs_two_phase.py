@@ -22,6 +22,7 @@ from mtlzoo.schemes.base import (
     OptimizerSpec,
     StepInfo,
     UpdateRule,
+    all_reduce_mean,
     backward,
     optimizer_step,
     split_batch,
@@ -131,13 +132,14 @@ class ConnectionStrengthTwoPhase(UpdateRule):
                 elif grad is not None:
                     totals[index] = grad if totals[index] is None else totals[index] + grad
             losses[name] = loss.detach()
+        all_reduce_mean([*totals, *(g for grads in per_task.values() for g in grads)])
         projected = {id(layer.conv.weight): conserve_priority(torch.stack(per_task[id(layer.conv.weight)]),
                                                               layer.top_priority(), self.skip_single_group).sum(0)
                      for layer in layers if id(layer.conv.weight) in per_task}
         self.optimizer.zero_grad(set_to_none=True)
         for index, param in enumerate(params):
             param.grad = projected.get(id(param), totals[index])
-        optimizer_step(self.optimizer, scaler, clip_grad)
+        optimizer_step(self.optimizer, scaler, clip_grad, sync=False)
         return losses
 
     def _extra_state(self) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class SingleStep(UpdateRule):
         kwargs = {"scaler": scaler} if scaler is not None else {}
         info = self.balancer.backward(losses, self.model, features=rep.features if wants_features else None,
                                       **kwargs)
-        optimizer_step(self.optimizer, scaler, clip_grad)
+        optimizer_step(self.optimizer, scaler, clip_grad, sync=False)  # the gradient engine reduced already
         return StepInfo({name: loss.detach() for name, loss in losses.items()}, info)
 
     def epoch_end(self) -> None:

@@ -137,7 +137,7 @@ class Trainer:
         if resume:
             self.load_checkpoint(checkpoints.latest(self.out_dir))
         stop_at = self.options.steps if stop_at is None else min(stop_at, self.options.steps)
-        self.model.train()
+        self._train_mode()
         bar = self._progress_bar()
         for batch in self._batches(stop_at):
             result = self.train_step(batch)
@@ -153,6 +153,14 @@ class Trainer:
             bar.close()
         self.log.close()
         return self.last_metrics
+
+    def _train_mode(self) -> None:
+        """Training mode; with ``freeze_norm`` batch-norm layers keep their running statistics (small batches)."""
+        self.model.train()
+        if self.options.freeze_norm:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
 
     def _progress_bar(self):
         if not (self.options.progress and self.dist.is_main):
@@ -188,6 +196,7 @@ class Trainer:
     def _evaluate_and_checkpoint(self, bar: Any) -> None:
         if self.dist.is_main and self.evaluation.data is not None:
             self.last_metrics = self.evaluate()
+            self._train_mode()
             self.log.write("eval", self.step, **self.last_metrics)
             if bar is not None:
                 bar.write(f"step {self.step}: {checkpoints.summary(self.last_metrics)}")
