@@ -131,12 +131,22 @@ def _edges(instance: np.ndarray) -> np.ndarray:
     return edge
 
 
-def _blob_mask(size: tuple[int, int], blobs: list) -> np.ndarray:
+@lru_cache(maxsize=8)
+def _pixel_grid(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel row and column coordinates scaled to [0, 1)."""
     h, w = size
-    yy, xx = np.mgrid[0:h, 0:w]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return yy / h, xx / w
+
+
+def _blob_mask(size: tuple[int, int], blobs: list) -> np.ndarray:
+    """Union of the elliptical depth-dropout blobs (centre and radii as fractions of the image)."""
     mask = np.zeros(size, bool)
+    if not blobs:
+        return mask
+    yy, xx = _pixel_grid(size)
     for cy, cx, ry, rx in blobs:
-        mask |= ((yy / h - cy) / ry) ** 2 + ((xx / w - cx) / rx) ** 2 <= 1.0
+        mask |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
     return mask
 
 
