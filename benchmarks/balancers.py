@@ -1,0 +1,216 @@
+"""Per-step time and peak memory of every balancer relative to the plain summed-loss step (``ew``).
+
+One step = forward + balanced backward + Adam step, on the same model and batch. Every
+configuration runs in its own subprocess (so peak memory is per configuration: CUDA peak
+allocated on the GPU, peak resident set size on the CPU). Also times the balancers' own T x T
+solves alone and, when installed, TorchJD 0.18 (``mtl_backward`` + ``jac_to_grad``) on the same
+model. Usage::
+
+    python benchmarks/balancers.py --device cuda                       # hps_resnet50, 288x384, batch 8
+    python benchmarks/balancers.py --device cpu --model hps_resnet18 --size 72 96 --batch 2 --steps 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+GRADIENT = ["mgda", "pcgrad", "graddrop", "gradvac", "imtl", "cagrad", "nash_mtl", "aligned_mtl", "upgrad",
+            "db_mtl", "pomsi"]
+LOSS = ["fixed", "uw", "dwa", "rlw", "gls", "si", "famo", "gradnorm"]
+TORCHJD = {"upgrad": "UPGrad", "mgda": "MGDA", "pcgrad": "PCGrad", "cagrad": "CAGrad", "aligned_mtl": "AlignedMTL",
+           "imtl": "IMTLG", "nash_mtl": "NashMTL"}
+
+
+def _batch(model, batch: int, size: tuple[int, int], device: str) -> tuple[torch.Tensor, dict]:
+    g = torch.Generator().manual_seed(0)
+    h, w = size
+    x = torch.randn(batch, 3, h, w, generator=g)
+    y = {}
+    for task in model.tasks:
+        if task.kind in ("segmentation", "parts"):
+            y[task.name] = torch.randint(0, task.channels, (batch, h, w), generator=g)
+        elif task.kind == "depth":
+            y[task.name] = torch.rand(batch, 1, h, w, generator=g) + 0.5
+        elif task.kind == "normals":
+            y[task.name] = torch.nn.functional.normalize(torch.randn(batch, 3, h, w, generator=g), dim=1)
+        else:
+            y[task.name] = (torch.rand(batch, task.channels, h, w, generator=g) > 0.8).float()
+    return x.to(device), {k: v.to(device) for k, v in y.items()}
+
+
+def _step_fn(args, model):
+    """The training step of one configuration as a closure."""
+    from mtlzoo.balancers import create_balancer
+
+    if args.library == "torchjd":
+        import torchjd.aggregation as agg
+        from torchjd.autojac import jac_to_grad, mtl_backward
+
+        aggregator = getattr(agg, TORCHJD[args.balancer])()
+        shared = list(model.shared_parameters())
+        heads = [list(model.task_parameters(t.name)) for t in model.tasks]
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def step(x, y):
+            opt.zero_grad(set_to_none=True)
+            rep = model.encode(x)
+            losses = model.losses(model.decode(rep), y)
+            mtl_backward(list(losses.values()), features=rep.features[-1], tasks_params=heads, shared_params=shared,
+                         parallel_chunk_size=args.chunk)
+            jac_to_grad(shared, aggregator)
+            opt.step()
+        return step
+
+    kwargs = {"level": args.level, "jacobian_mode": args.mode} if args.balancer in GRADIENT else {}
+    balancer = create_balancer(args.balancer, **kwargs).bind([t.name for t in model.tasks])
+    balancer.to(args.device)
+    opt = torch.optim.Adam(list(model.parameters()) + list(balancer.parameters()), lr=1e-4)
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        rep = model.encode(x)
+        losses = model.losses(model.decode(rep), y)
+        balancer.backward(losses, model, features=rep.features)
+        opt.step()
+    return step
+
+
+def run_one(args) -> dict:
+    """Time one configuration in this process; returns ms per step and peak memory in MB."""
+    import mtlzoo
+
+    torch.manual_seed(0)
+    model = mtlzoo.create_model(args.model, tasks=args.tasks).to(args.device).train()
+    x, y = _batch(model, args.batch, tuple(args.size), args.device)
+    step = _step_fn(args, model)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    for _ in range(args.warmup):
+        step(x, y)
+    sync()
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        step(x, y)
+        sync()
+        times.append(time.perf_counter() - start)
+    if args.device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"ms": 1000 * sorted(times)[len(times) // 2], "peak_mb": peak}
+
+
+def solve_times(device: str, repeats: int = 20) -> dict:
+    """Milliseconds per T x T solve (the balancer's ``weights`` alone) for T = 3 and T = 10."""
+    from mtlzoo.balancers import GramianBalancer, StepContext, create_balancer
+
+    out = {}
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for T in (3, 10):
+        jac = torch.randn(T, 1000, dtype=torch.float64, device=device)
+        gram = jac @ jac.T
+        tasks = [f"t{i}" for i in range(T)]
+        values = torch.rand(T, device=device) + 0.5
+        for name in GRADIENT:
+            b = create_balancer(name).bind(tasks).to(device)
+            if not isinstance(b, GramianBalancer):
+                continue
+            ctx = StepContext(tasks, values, list(values), values, [], None, "parameters")
+            b.weights(gram, ctx)
+            sync()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                b.weights(gram, ctx)
+            sync()
+            out[(name, T)] = 1000 * (time.perf_counter() - start) / repeats
+    return out
+
+
+def _configs(args) -> list[dict]:
+    names = args.balancers or (["ew"] + GRADIENT + LOSS)
+    configs = []
+    for name in names:
+        if name in GRADIENT:
+            for mode in args.modes:
+                configs.append({"balancer": name, "level": "parameters", "mode": mode, "library": "mtlzoo"})
+            configs.append({"balancer": name, "level": "features", "mode": "loop", "library": "mtlzoo"})
+        else:
+            configs.append({"balancer": name, "level": "parameters", "mode": "-", "library": "mtlzoo"})
+    if args.torchjd:
+        for name in TORCHJD:
+            if name in names:
+                for chunk in (None, 1):
+                    configs.append({"balancer": name, "level": "parameters", "mode": f"chunk={chunk}",
+                                    "library": "torchjd", "chunk": chunk})
+    return configs
+
+
+def _subprocess(args, config: dict) -> dict:
+    cmd = [sys.executable, __file__, "--one", json.dumps(config), "--device", args.device, "--model", args.model,
+           "--tasks", args.tasks, "--batch", str(args.batch), "--size", *map(str, args.size),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--model", default="hps_resnet50")
+    p.add_argument("--tasks", default="nyuv2_mtan")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, nargs=2, default=[288, 384])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
+    p.add_argument("--balancers", nargs="*", default=None)
+    p.add_argument("--modes", nargs="*", default=["batched", "loop"])
+    p.add_argument("--torchjd", action="store_true", help="also time TorchJD (pip install torchjd)")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.one:
+        config = json.loads(args.one)
+        for k, v in config.items():
+            setattr(args, k, v)
+        print(json.dumps(run_one(args)))
+        return
+    results = []
+    for config in _configs(args):
+        res = _subprocess(args, config)
+        results.append((config, res))
+        print(json.dumps({**config, **res}), file=sys.stderr, flush=True)
+    _print_table(args, results)
+    print("\nT x T solve alone (ms, median of 20, float64 on", args.device + "):")
+    for (name, T), ms in sorted(solve_times(args.device).items()):
+        print(f"  {name:12s} T={T:2d}: {ms:7.3f}")
+
+
+def _print_table(args, results: list[tuple[dict, dict]]) -> None:
+    base = next(r for c, r in results if c["balancer"] == "ew" and "ms" in r)
+    print(f"\n{args.model}, tasks {args.tasks}, batch {args.batch} x 3 x {args.size[0]} x {args.size[1]}, "
+          f"{args.device}; ew = {base['ms']:.1f} ms/step, peak {base['peak_mb']:.0f} MB\n")
+    print("| balancer | library | level | Jacobian | ms/step | x ew | peak MB | x ew |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c, r in results:
+        if "ms" not in r:
+            print(f"| {c['balancer']} | {c['library']} | {c['level']} | {c['mode']} | failed: {r['error'][:60]} |||||")
+            continue
+        print(f"| {c['balancer']} | {c['library']} | {c['level']} | {c['mode']} | {r['ms']:.1f} | "
+              f"{r['ms'] / base['ms']:.2f} | {r['peak_mb']:.0f} | {r['peak_mb'] / base['peak_mb']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
