@@ -20,6 +20,7 @@ for gradient-level balancers (or run them under ``no_sync``).
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -178,40 +179,72 @@ def _feature_jacobian(L: list[Tensor], feats: tuple[Tensor, ...], own: list[list
 
 def _parameter_jacobian(balancer: Balancer, L: list[Tensor], shared: list[Tensor], own: list[list[Tensor]],
                         feats: tuple[Tensor, ...] | None) -> tuple[TaskJacobian, list[list[Tensor | None]]]:
-    """Per-task gradients on the shared parameters, batched with a looped fallback."""
-    # keep the graph on the first batched attempt so that the looped fallback can still run
-    retain = not getattr(balancer, "_batched_ok", False)
+    """Per-task gradients on the shared parameters by the batched or the looped path.
+
+    ``jacobian_mode="auto"`` runs the batched path once as a warm-up, times one batched and one
+    looped call (the only host syncs, two in a run), then keeps the faster. A batched call that
+    fails (an op without a batching rule) falls back to the loop for good.
+    """
+    mode, timed = _pick_mode(balancer)
+    if timed:
+        _sync(shared[0].device)
+        start = time.perf_counter()
     if feats is not None:
         zjac, heads = _feature_jacobian(L, feats, own)
         outputs = [feats[i] for i in zjac.index]
         grad_outputs = [z.view(-1, *shape) for z, shape in zip(zjac.blocks, zjac.shapes, strict=True)]
-        if balancer.jacobian_mode != "loop":
-            try:
-                blocks, index = batched_vjp(outputs, shared, grad_outputs, retain_graph=retain)
-                balancer._batched_ok = True
-                return TaskJacobian(blocks, shared, index, len(L)), heads
-            except RuntimeError as err:
-                _fall_back(balancer, err)
-        blocks, index = looped_vjp(outputs, shared, grad_outputs, retain_graph=False)
-        return TaskJacobian(blocks, shared, index, len(L)), heads
-    if balancer.jacobian_mode != "loop":
+        compute = {"batched": lambda retain: (batched_vjp(outputs, shared, grad_outputs, retain), heads),
+                   "loop": lambda retain: (looped_vjp(outputs, shared, grad_outputs, False), heads)}
+    else:
+        compute = {m: (lambda retain, m=m: jacobian_and_heads(L, shared, own, m == "batched", retain))
+                   for m in ("batched", "loop")}
+    if mode == "batched":
         try:
-            (blocks, index), heads = jacobian_and_heads(L, shared, own, batched=True, retain_graph=retain)
+            # keep the graph until batching has worked once, so that the loop can still run
+            (blocks, index), heads = compute["batched"](not getattr(balancer, "_batched_ok", False))
             balancer._batched_ok = True
-            return TaskJacobian(blocks, shared, index, len(L)), heads
         except RuntimeError as err:
             _fall_back(balancer, err)
-    (blocks, index), heads = jacobian_and_heads(L, shared, own, batched=False)
+            mode, timed = "loop", False
+    if mode == "loop":
+        (blocks, index), heads = compute["loop"](False)
+    if timed:
+        _sync(shared[0].device)
+        _record(balancer, mode, time.perf_counter() - start)
     return TaskJacobian(blocks, shared, index, len(L)), heads
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _pick_mode(balancer: Balancer) -> tuple[str, bool]:
+    """The Jacobian path for this call and whether to time it (auto mode's calibration)."""
+    if balancer.jacobian_mode != "auto":
+        return balancer.jacobian_mode, False
+    resolved = getattr(balancer, "_resolved_mode", None)
+    if resolved is not None:
+        return resolved, False
+    calls = getattr(balancer, "_auto_calls", 0)
+    balancer._auto_calls = calls + 1
+    return ("batched", False) if calls == 0 else ("batched" if calls == 1 else "loop", True)
+
+
+def _record(balancer: Balancer, mode: str, seconds: float) -> None:
+    times = balancer.__dict__.setdefault("_auto_times", {})
+    times[mode] = seconds
+    if len(times) == 2:
+        balancer._resolved_mode = min(times, key=times.get)
+
+
 def _fall_back(balancer: Balancer, err: RuntimeError) -> None:
-    """Switch ``balancer`` to the looped Jacobian for good after a failed batched call."""
+    """Use the looped Jacobian for good after a failed batched call (re-raise if batched was asked for)."""
     if balancer.jacobian_mode == "batched":
         raise err
     warnings.warn(f"batched Jacobian failed ({str(err).splitlines()[0]}); using the looped path from now on",
                   RuntimeWarning, stacklevel=4)
-    balancer.jacobian_mode = "loop"
+    balancer._resolved_mode = "loop"
 
 
 def _diagnostics(gram: Tensor) -> tuple[Tensor, Tensor]:
