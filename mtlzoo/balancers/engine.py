@@ -278,7 +278,9 @@ def _combine_and_write(balancer: Balancer, jac: TaskJacobian, head_grads: list[l
     grads = jac.shaped(combined)
     if ctx.level == "features":
         outputs = [ctx.features[i] for i in jac.index]
-        torch.autograd.backward(outputs, [g * factor.to(g.dtype) for g in grads])
+        if outputs:
+            torch.autograd.backward(outputs, [(g * factor.to(g.dtype)).to(f.dtype) for g, f in zip(grads, outputs,
+                                                                                                     strict=True)])
         if _distributed():
             for p in ctx.shared:
                 if p.grad is not None:

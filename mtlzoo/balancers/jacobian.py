@@ -42,9 +42,12 @@ class TaskJacobian:
         return [weights.to(block.dtype) @ block for block in self.blocks]
 
     def mul_(self, factor: Tensor) -> TaskJacobian:
-        """Multiply every block in place (used to unscale AMP-scaled gradients)."""
-        for block in self.blocks:
-            block.mul_(factor.to(block.dtype))
+        """Multiply every block (used to unscale AMP-scaled gradients); half-precision blocks are
+        moved to float32 first, so that unscaled values cannot underflow."""
+        for i, block in enumerate(self.blocks):
+            if block.dtype in (torch.float16, torch.bfloat16):
+                self.blocks[i] = block.float()
+            self.blocks[i].mul_(factor.to(self.blocks[i].dtype))
         return self
 
     def shaped(self, flat: list[Tensor]) -> list[Tensor]:

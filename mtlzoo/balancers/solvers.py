@@ -4,8 +4,8 @@ Quadratic programs over the simplex or a shifted orthant are solved exactly by e
 2^T candidate supports in one batched linear solve (for T <= ``MAX_ENUMERATED_TASKS``), picking
 the feasible candidate with the smallest objective: no iteration, no branch on tensor values,
 no host sync. Larger T falls back to a fixed number of projected-gradient steps. All inputs and
-outputs are float64; every solver first normalises the Gramian so that scales from 1e-8 to 1e8
-behave the same.
+outputs are float64; the linear systems are solved in Jacobi-scaled variables (unit gradient
+norms), so global scales from 1e-8 to 1e8 and task norms differing by 1e8 behave the same.
 """
 
 from __future__ import annotations

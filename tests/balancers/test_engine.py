@@ -173,12 +173,14 @@ def test_scaler_unscales_before_combining_and_skips_on_inf():
     assert scaler.get_scale() < 1024.0
 
 
-@pytest.mark.parametrize("name", ["ew", "mgda", "aligned_mtl_ub", "graddrop"])
-def test_autocast_bfloat16(name):
+@pytest.mark.parametrize("name", ["ew", "mgda", "aligned_mtl_ub", "graddrop", "db_mtl"])
+@pytest.mark.parametrize("with_scaler", [False, True])
+def test_autocast_bfloat16(name, with_scaler):
     model, (x, y) = ToyModel(), toy_batch()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16) if with_scaler else None
     with torch.autocast("cpu", dtype=torch.bfloat16):
         losses, feats = model.losses(x, y)
-        info = create_balancer(name).backward(losses, model, features=feats)
+        info = create_balancer(name).backward(losses, model, features=feats, scaler=scaler)
     assert torch.isfinite(info.weights).all()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
