@@ -111,15 +111,16 @@ def _texture(points: np.ndarray, ids: np.ndarray, tab: dict[str, np.ndarray]) ->
 def _shade(scene: Scene, points: np.ndarray, normals: np.ndarray, ids: np.ndarray, tab: dict,
            rng: np.random.Generator) -> np.ndarray:
     """Lambert shading with ambient light, 1-2 tinted point lights, exposure, gamma 2 and sensor noise."""
+    sq_points = rowdot(points, points)
+    n_dot_p = rowdot(normals, points)
     light = np.full((len(points), 3), scene.ambient, np.float32)
-    for pos, power in scene.lights:
-        to_light = pos - points
-        dist2 = rowdot(to_light, to_light)
-        cos = rowdot(normals, to_light) / np.sqrt(np.maximum(dist2, 1e-6))
+    for pos, power in scene.lights:  # |pos - P|^2 and n . (pos - P) from matrix-vector products
+        dist2 = np.maximum(sq_points - 2.0 * (points @ pos) + np.float32(pos @ pos), 1e-6)
+        cos = (normals @ pos - n_dot_p) / np.sqrt(dist2)
         tint = rng.uniform(0.8, 1.2, 3).astype(np.float32)
-        light += np.maximum(cos, 0.0)[:, None] * (power / (1.0 + dist2))[:, None] * tint
-    colour = tab["albedo"][ids] * _texture(points, ids, tab)[:, None] * light * scene.exposure
-    colour = np.sqrt(np.clip(colour, 0.0, 1.0))  # gamma 2
+        light += np.outer(np.maximum(cos, 0.0) * (power / (1.0 + dist2)), tint)
+    shade = _texture(points, ids, tab) * np.float32(scene.exposure)
+    colour = np.sqrt(np.clip(tab["albedo"][ids] * light * shade[:, None], 0.0, 1.0))  # gamma 2
     return colour + np.float32(scene.noise) * rng.standard_normal(colour.shape, dtype=np.float32)
 
 
