@@ -30,6 +30,8 @@ TASK_NAMES = ("semseg", "depth", "normals", "edge", "saliency", "parts")
 TASK_KINDS = {"semseg": "segmentation", "depth": "depth", "normals": "normals", "edge": "edge",
               "saliency": "saliency", "parts": "parts"}
 SHARD_SIZE = 128
+# left / right parts to exchange when mirroring (RandomHorizontalFlip(swaps=FLIP_SWAPS)): arms 3 <-> 4, legs 5 <-> 6
+FLIP_SWAPS = {"parts": [(3, 4), (5, 6)]}
 
 
 def _check(split: str, version: int) -> None:

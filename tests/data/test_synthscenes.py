@@ -124,3 +124,16 @@ def test_dataset_items_cache_and_errors(tmp_path):
         SynthScenes("valid")
     with pytest.raises(ValueError, match="version"):
         render_scene(0, "train", 0, SIZE, version=9)
+
+
+def test_mirrored_figure_swaps_left_and_right_parts():
+    from mtlzoo.data.synthscenes import FLIP_SWAPS
+    from mtlzoo.data.transforms import RandomHorizontalFlip
+
+    index = next(i for i in range(40) if (render_scene(0, "train", i, SIZE)["parts"] == 3).any())
+    sample = SynthScenes("train", size=SIZE, length=index + 1)[index]
+    left, right = (sample["parts"] == 3).nonzero()[:, 1], (sample["parts"] == 4).nonzero()[:, 1]
+    if len(right):  # figures face the camera: their left arm shows on the image's right
+        assert left.float().mean() > right.float().mean()
+    flipped = RandomHorizontalFlip(p=1.0, swaps=FLIP_SWAPS)(sample)
+    assert torch.equal(flipped["parts"] == 4, (sample["parts"] == 3).flip(-1))
