@@ -22,6 +22,17 @@ def _rate(fn, count: int) -> tuple[float, float]:
     return count / (time.perf_counter() - wall), count / max(time.process_time() - cpu, 1e-9)
 
 
+def _measure(size: tuple[int, int], n: int, workers: int) -> str:
+    """One table row: render_scene (wall and CPU rates), Dataset indexing and a DataLoader."""
+    render_scene(0, "train", 0, size)  # warm the ray cache
+    wall, cpu = _rate(lambda: [render_scene(0, "train", i, size) for i in range(n)], n)
+    ds = SynthScenes("train", size=size, length=n)
+    item, _ = _rate(lambda: [ds[i] for i in range(n)], n)
+    loader = DataLoader(ds, batch_size=16, num_workers=workers)
+    loaded, _ = _rate(lambda: list(loader), n)
+    return f"| {size[0]}x{size[1]} | {wall:.0f} | {cpu:.0f} | {item:.0f} | {loaded:.0f} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--num-images", type=int, default=300)
@@ -36,13 +47,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for text in args.sizes:
         h, w = (int(v) for v in text.split("x"))
-        render_scene(0, "train", 0, (h, w))  # warm the ray cache
-        wall, cpu = _rate(lambda: [render_scene(0, "train", i, (h, w)) for i in range(n)], n)
-        ds = SynthScenes("train", size=(h, w), length=n)
-        item, _ = _rate(lambda: [ds[i] for i in range(n)], n)
-        loader = DataLoader(ds, batch_size=16, num_workers=args.workers)
-        loaded, _ = _rate(lambda: [b for b in loader], n)
-        print(f"| {h}x{w} | {wall:.0f} | {cpu:.0f} | {item:.0f} | {loaded:.0f} |")
+        print(_measure((h, w), n, args.workers))
 
 
 if __name__ == "__main__":
