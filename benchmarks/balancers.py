@@ -45,15 +45,15 @@ def _batch(model, batch: int, size: tuple[int, int], device: str) -> tuple[torch
     return x.to(device), {k: v.to(device) for k, v in y.items()}
 
 
-def _step_fn(args, model):
+def _step_fn(args, model, balancer_name: str, library: str):
     """The training step of one configuration as a closure."""
     from mtlzoo.balancers import create_balancer
 
-    if args.library == "torchjd":
+    if library == "torchjd":
         import torchjd.aggregation as agg
         from torchjd.autojac import jac_to_grad, mtl_backward
 
-        aggregator = getattr(agg, TORCHJD[args.balancer])()
+        aggregator = getattr(agg, TORCHJD[balancer_name])()
         shared = list(model.shared_parameters())
         heads = [list(model.task_parameters(t.name)) for t in model.tasks]
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -62,14 +62,15 @@ def _step_fn(args, model):
             opt.zero_grad(set_to_none=True)
             rep = model.encode(x)
             losses = model.losses(model.decode(rep), y)
+            # the ASPP heads read only the last feature map
             mtl_backward(list(losses.values()), features=rep.features[-1], tasks_params=heads, shared_params=shared,
                          parallel_chunk_size=args.chunk)
             jac_to_grad(shared, aggregator)
             opt.step()
         return step
 
-    kwargs = {"level": args.level, "jacobian_mode": args.mode} if args.balancer in GRADIENT else {}
-    balancer = create_balancer(args.balancer, **kwargs).bind([t.name for t in model.tasks])
+    kwargs = {"level": args.level, "jacobian_mode": args.mode} if balancer_name in GRADIENT else {}
+    balancer = create_balancer(balancer_name, **kwargs).bind([t.name for t in model.tasks])
     balancer.to(args.device)
     opt = torch.optim.Adam(list(model.parameters()) + list(balancer.parameters()), lr=1e-4)
 
@@ -83,30 +84,42 @@ def _step_fn(args, model):
 
 
 def run_one(args) -> dict:
-    """Time one configuration in this process; returns ms per step and peak memory in MB."""
+    """Time one configuration against ``ew`` in this process, steps interleaved (ew, config, ew, ...)
+    so that both see the same machine load; returns medians and the median of the paired ratios."""
     import mtlzoo
 
     torch.manual_seed(0)
     model = mtlzoo.create_model(args.model, tasks=args.tasks).to(args.device).train()
     x, y = _batch(model, args.batch, tuple(args.size), args.device)
-    step = _step_fn(args, model)
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    base = _step_fn(args, model, "ew", "mtlzoo")
+    step = _step_fn(args, model, args.balancer, args.library)
+    cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(args.warmup):
+        base(x, y)
         step(x, y)
     sync()
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    times = []
+    pairs, peaks = [], []
     for _ in range(args.steps):
-        start = time.perf_counter()
-        step(x, y)
-        sync()
-        times.append(time.perf_counter() - start)
-    if args.device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"ms": 1000 * sorted(times)[len(times) // 2], "peak_mb": peak}
+        times = []
+        for fn in (base, step):
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            fn(x, y)
+            sync()
+            times.append(time.perf_counter() - start)
+            if cuda:
+                peaks.append(torch.cuda.max_memory_allocated() / 2**20)
+        pairs.append(times)
+    med = lambda v: sorted(v)[len(v) // 2]
+    out = {"ms": 1000 * med([t for _, t in pairs]), "ew_ms": 1000 * med([b for b, _ in pairs]),
+           "ratio": med([t / b for b, t in pairs])}
+    if cuda:
+        out.update(peak_mb=max(peaks[1::2]), ew_peak_mb=max(peaks[0::2]))
+    else:  # resident set size of the whole process: the larger of ew and the configuration
+        out.update(peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
 
 
 def solve_times(device: str, repeats: int = 20) -> dict:
@@ -185,6 +198,7 @@ def main() -> None:
         config = json.loads(args.one)
         for k, v in config.items():
             setattr(args, k, v)
+        args.chunk = config.get("chunk")
         print(json.dumps(run_one(args)))
         return
     results = []
@@ -199,17 +213,19 @@ def main() -> None:
 
 
 def _print_table(args, results: list[tuple[dict, dict]]) -> None:
-    base = next(r for c, r in results if c["balancer"] == "ew" and "ms" in r)
+    base = next((r for c, r in results if c["balancer"] == "ew" and "ms" in r), None)
     print(f"\n{args.model}, tasks {args.tasks}, batch {args.batch} x 3 x {args.size[0]} x {args.size[1]}, "
-          f"{args.device}; ew = {base['ms']:.1f} ms/step, peak {base['peak_mb']:.0f} MB\n")
-    print("| balancer | library | level | Jacobian | ms/step | x ew | peak MB | x ew |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"{args.device}, {args.steps} paired steps after {args.warmup} warm-up\n")
+    print("| balancer | library | level | Jacobian | ms/step | ew ms/step | x ew (paired) | peak MB | x ew peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for c, r in results:
+        head = f"| {c['balancer']} | {c['library']} | {c['level']} | {c['mode']} |"
         if "ms" not in r:
-            print(f"| {c['balancer']} | {c['library']} | {c['level']} | {c['mode']} | failed: {r['error'][:60]} |||||")
+            print(f"{head} failed: {r['error'][:70]} |||||")
             continue
-        print(f"| {c['balancer']} | {c['library']} | {c['level']} | {c['mode']} | {r['ms']:.1f} | "
-              f"{r['ms'] / base['ms']:.2f} | {r['peak_mb']:.0f} | {r['peak_mb'] / base['peak_mb']:.2f} |")
+        ew_peak = r.get("ew_peak_mb", base["peak_mb"] if base else float("nan"))
+        print(f"{head} {r['ms']:.1f} | {r['ew_ms']:.1f} | {r['ratio']:.2f} | {r['peak_mb']:.0f} | "
+              f"{r['peak_mb'] / ew_peak:.2f} |")
 
 
 if __name__ == "__main__":
