@@ -102,6 +102,28 @@ _add(Protocol(
     delta_metrics=_MTAN_SEG_DEPTH,
     task_preset="cityscapes2", baseline="cagrad_segnet_cityscapes",
 ))
+_ATRC = {"segmentation": {"absent": "zero"}, "parts": {"absent": "zero"}, "depth": {"reduce": "pixel"},
+         "normals": _MTINET_NORMALS, "saliency": {"reduce": "pixel", "beta2": 0.3}}
+_add(Protocol(
+    "atrc_nyud", "ATRC / InvPT / TaskPrompter (ViT era, MTI-Net data)",
+    "NYUD-v2 40 classes as ATRC / InvPT report it: pooled IoU (empty union = 0), pixel-pooled depth rmse and "
+    "normal angles; edges: official numbers are SEISM odsF at maxDist 0.011 (the optional approximation here "
+    "is not that number). delta_m: Vandenhende over semseg miou, depth rmse, normals mean.",
+    meters={**_ATRC, "edge": {"max_dist": 0.011}},
+    delta_style="vandenhende",
+    delta_metrics={"semseg": ("miou",), "depth": ("rmse",), "normals": ("mean",)},
+    task_preset="nyud",
+))
+_add(Protocol(
+    "atrc_pascal", "ATRC / InvPT / TaskPrompter (ViT era, MTI-Net data)",
+    "PASCAL-Context as ATRC / InvPT report it: pooled IoU for semseg and parts, saliency maxF with beta^2 = 0.3 "
+    "on counts pooled over the set (thresholds 0.05..0.95), pixel-pooled normal angles; edges at maxDist 0.0075. "
+    "delta_m: Vandenhende over semseg and parts miou, saliency maxf, normals mean.",
+    meters={**_ATRC, "edge": {"max_dist": 0.0075}},
+    delta_style="vandenhende",
+    delta_metrics={"semseg": ("miou",), "parts": ("miou",), "saliency": ("maxf",), "normals": ("mean",)},
+    task_preset="pascal_context",
+))
 _add(Protocol(
     "synthscenes", "mtlzoo synthscenes (pooled, MTI-Net-like)",
     "The offline synthscenes benchmark: pooled confusion matrix skipping absent classes, pixel-pooled "
