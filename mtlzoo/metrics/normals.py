@@ -61,7 +61,7 @@ def _finish(means: Tensor) -> Tensor:
 
 
 class NormalsMeter(Meter):
-    """Angular error of unit normals over valid pixels; both prediction and target are re-normalised.
+    """Angular error of normals over valid pixels; vector lengths do not matter (as if both were re-normalised).
 
     ``validity="norm"``: the target is valid where its norm is > 0 (MTI-Net offline, mtlzoo);
     ``"channel_sum"``: where its components do not sum to 0 (MTAN family; drops a genuine normal whose
@@ -115,7 +115,7 @@ class NormalsMeter(Meter):
         """(sum of angles, sum of squares), valid count and the angle histogram of some pixels."""
         angle = angular_error(pred, target).reshape(-1)
         valid = _valid_mask(target, self.validity).reshape(-1)
-        bins = (angle * BINS_PER_DEGREE).long().clamp_max(MEDIAN_BINS - 1)
+        bins = (angle * BINS_PER_DEGREE).long().clamp(0, MEDIAN_BINS - 1)  # NaN predictions: bin 0, NaN mean
         hist = counts_by_index(torch.where(valid, bins, MEDIAN_BINS), MEDIAN_BINS + 1)[:MEDIAN_BINS]
         a = torch.where(valid, angle, 0.0)
         return torch.stack([a.sum().double(), a.square().sum().double()]), torch.count_nonzero(valid).double(), hist
