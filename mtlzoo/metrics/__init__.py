@@ -1,5 +1,6 @@
 """Streaming per-task meters, named evaluation protocols, delta_m and evaluate()."""
 
+from mtlzoo.metrics.aggregate import average_results
 from mtlzoo.metrics.base import Meter
 from mtlzoo.metrics.baselines import BASELINES, Baseline, get_baseline, list_baselines
 from mtlzoo.metrics.classification import AccuracyMeter, RegressionMeter
@@ -15,6 +16,6 @@ from mtlzoo.metrics.segmentation import PartsMeter, SegmentationMeter
 __all__ = [
     "AccuracyMeter", "BASELINES", "Baseline", "DepthMeter", "EdgeMeter", "EvalResult", "Meter", "NormalsMeter",
     "PROTOCOLS", "PartsMeter", "Protocol", "RegressionMeter", "SaliencyMeter", "SegmentationMeter",
-    "angular_error", "create_meter", "delta_m", "delta_m_terms", "evaluate", "get_baseline", "get_protocol",
-    "list_baselines", "list_protocols",
+    "angular_error", "average_results", "create_meter", "delta_m", "delta_m_terms", "evaluate", "get_baseline",
+    "get_protocol", "list_baselines", "list_protocols",
 ]

@@ -1,3 +1,4 @@
+import math
 import warnings
 
 import pytest
@@ -97,3 +98,20 @@ def test_zoo_model_on_synthscenes_loader():
     assert set(result) == {t.name for t in model.tasks}
     for task in model.tasks:
         assert set(result[task.name]) <= set(task.spec.metrics)
+
+
+def test_auto_baseline_and_averaging_seeds():
+    from mtlzoo.metrics import average_results
+
+    result = evaluate(_Oracle(40), _batches(1), protocol="mtinet_nyud", baseline="auto", progress=False)
+    assert result.baseline == "mtinet_hrnet18_nyud" and result.delta_style == "vandenhende"
+    # 3 of 40 classes seen (absent ones count 0): miou 3/40; depth and normals perfect (+100 % each)
+    assert result.delta_m == pytest.approx((100 * (0.075 - 0.3318) / 0.3318 + 100 + 100) / 3, rel=1e-4)
+    mtan = evaluate(_Oracle(13), _batches(1), protocol="mtan_nyuv2", baseline="auto", progress=False)
+    assert mtan.delta_style == "nash" and math.isnan(mtan.delta_m)  # MTAN's NaN mIoU for absent classes
+    runs = [EvalResult({"semseg": {"miou": v}}, "synthscenes") for v in (0.4, 0.5, 0.6)]
+    mean, std = average_results(runs)
+    assert mean.protocol == "synthscenes" and mean["semseg"]["miou"] == pytest.approx(0.5)
+    assert std["semseg"]["miou"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="protocols"):
+        average_results([runs[0], EvalResult({"semseg": {"miou": 0.1}}, "mtan_nyuv2")])
