@@ -1,4 +1,14 @@
-"""Streaming per-task meters, named evaluation protocols, delta_m and evaluate()."""
+"""Streaming per-task meters, named evaluation protocols, delta_m and evaluate().
+
+Typical use::
+
+    result = evaluate(model, loader, protocol="mtan_nyuv2", baseline="auto")
+    result["semseg"]["miou"], result.protocol, result.delta_m
+    delta_m(result, "cagrad_segnet_nyuv2", style="nash", tasks="nyuv2_mtan")
+
+Two protocol families report different numbers under the same metric names (see each Protocol's
+``description``); a result always carries the name of the protocol that made it.
+"""
 
 from mtlzoo.metrics.aggregate import average_results
 from mtlzoo.metrics.base import Meter
