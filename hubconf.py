@@ -1,8 +1,9 @@
-"""torch.hub entry points for mtlzoo: one per registered architecture and one per pretrained tag.
+"""torch.hub entry points for mtlzoo: one per registered architecture, one per pretrained tag, and from_pretrained.
 
     model = torch.hub.load("<repo>", "squadnet_tiny", pretrained=True)            # default weights
     model = torch.hub.load("<repo>", "squadnet_tiny__synthscenes")                 # a named tag
     model = torch.hub.load("<repo>", "hps_resnet50", tasks="nyud")                 # random init
+    model = torch.hub.load("<repo>", "from_pretrained", "hf-hub:org/name")         # any checkpoint
 
 This file imports only the standard library; mtlzoo (and torch) are imported inside the entry
 points, after torch.hub has checked ``dependencies``. The names below mirror

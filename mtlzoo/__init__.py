@@ -1,6 +1,7 @@
 """mtlzoo: multi-task architectures, gradient balancers, protocol-exact metrics and pretrained checkpoints."""
 
 from mtlzoo.balancers import create_balancer, list_balancers
+from mtlzoo.data import create_dataset, list_datasets
 from mtlzoo.hub import from_pretrained
 from mtlzoo.metrics import delta_m, evaluate, list_protocols
 from mtlzoo.models import MultiTaskModel, create_model, list_models, register_model
@@ -11,7 +12,7 @@ from mtlzoo.tasks import Task, list_task_presets, task_preset
 __version__ = "0.1.0"
 
 __all__ = [
-    "MultiTaskModel", "Registry", "Task", "__version__", "create_balancer", "create_model", "create_update_rule",
-    "delta_m", "evaluate", "from_pretrained", "list_balancers", "list_models", "list_protocols", "list_task_presets",
-    "list_update_rules", "register_model", "task_preset",
+    "MultiTaskModel", "Registry", "Task", "__version__", "create_balancer", "create_dataset", "create_model",
+    "create_update_rule", "delta_m", "evaluate", "from_pretrained", "list_balancers", "list_datasets", "list_models",
+    "list_protocols", "list_task_presets", "list_update_rules", "register_model", "task_preset",
 ]

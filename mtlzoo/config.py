@@ -25,10 +25,15 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Which data set (a registered name), its options, and the loaders' batch sizes."""
+    """Which data set (a registered name), its options, training augmentation, and the loaders' batch sizes.
+
+    ``augment`` (training split only): ``scales`` for a random scale-crop (depth divided by the scale) and
+    ``flip`` for a horizontal flip that negates the normals' x, e.g. ``{scales: [1.0, 1.2, 1.5], flip: true}``.
+    """
 
     name: str = "synthscenes"
     kwargs: dict = field(default_factory=dict)
+    augment: dict = field(default_factory=dict)
     train_split: str = "train"
     eval_split: str = "val"
     batch_size: int = 8

@@ -39,6 +39,7 @@ class MultiTaskModel(nn.Module):
         self.architecture: str = type(self).__name__
         self.model_kwargs: dict[str, Any] = {}
         self._encoder_frozen = False
+        self._frozen_tasks: set[str] = set()
 
     # ---- building -------------------------------------------------------------------------
     def build_heads(self) -> None:
@@ -125,6 +126,7 @@ class MultiTaskModel(nn.Module):
             raise ValueError(f"cannot remove {name!r}: a model keeps at least one task")
         self.tasks.remove(task)
         del self.heads[name]
+        self._frozen_tasks.discard(name)
         return task
 
     def freeze_encoder(self) -> None:
@@ -139,6 +141,23 @@ class MultiTaskModel(nn.Module):
         for p in self.shared_parameters():
             p.requires_grad_(True)
         self._encoder_frozen = False
+        self._frozen_tasks: set[str] = set()
+        self.train(self.training)
+
+    def freeze_tasks(self, names: Iterable[str]) -> None:
+        """Stop training these tasks' own parameters; their heads stay in eval mode (fine-tuning new tasks only)."""
+        for name in names:
+            for p in self.task_parameters(name):
+                p.requires_grad_(False)
+            self._frozen_tasks.add(name)
+        self.train(self.training)
+
+    def unfreeze_tasks(self, names: Iterable[str] | None = None) -> None:
+        """Train these tasks' parameters again (default: every frozen task)."""
+        for name in list(self._frozen_tasks if names is None else names):
+            for p in self.task_parameters(name):
+                p.requires_grad_(True)
+            self._frozen_tasks.discard(name)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> MultiTaskModel:
@@ -147,6 +166,8 @@ class MultiTaskModel(nn.Module):
             for name, module in self.named_children():
                 if name != "heads":
                     module.eval()
+        for name in self._frozen_tasks & set(self.heads.keys()):
+            self.heads[name].eval()
         return self
 
     # ---- config -----------------------------------------------------------------------------

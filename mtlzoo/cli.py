@@ -1,0 +1,205 @@
+"""The ``mtlzoo`` command: list, info, demo, train, eval, finetune, diagnose, publish."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    import mtlzoo
+    from mtlzoo.config import shipped_configs
+
+    listers = {
+        "models": lambda: mtlzoo.list_models(args.pattern),
+        "pretrained": lambda: mtlzoo.list_models(args.pattern, pretrained=True),
+        "balancers": mtlzoo.list_balancers,
+        "rules": mtlzoo.list_update_rules,
+        "presets": mtlzoo.list_task_presets,
+        "protocols": mtlzoo.list_protocols,
+        "datasets": mtlzoo.list_datasets,
+        "configs": shipped_configs,
+    }
+    for what in [args.what] if args.what != "all" else list(listers):
+        names = listers[what]()
+        print(f"{what} ({len(names)}): {', '.join(names) if names else '-'}")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from mtlzoo.models.info import model_info
+
+    info = model_info(args.model, tasks=args.tasks, input_size=tuple(args.size))
+    print(json.dumps(info, indent=2))
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from mtlzoo.demo import run_demo
+
+    run_demo(out_dir=args.out, steps=args.steps, quick=args.quick)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from mtlzoo.config import load_config, resolve_config_path
+    from mtlzoo.train.run import train_from_config
+
+    config = load_config(resolve_config_path(args.config) if args.config else None, args.overrides)
+    result = train_from_config(config, resume=args.resume)
+    print(json.dumps(result, indent=2))
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from mtlzoo.train.run import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, protocol=args.protocol,
+                                 baseline=args.baseline, data_options=_options(args.data_opt),
+                                 batch_size=args.batch_size, device=args.device)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        from mtlzoo.checkpoint import atomic_write_text
+
+        atomic_write_text(args.json, text)
+    print(text)
+
+
+def _cmd_finetune(args: argparse.Namespace) -> None:
+    from mtlzoo.config import load_config, resolve_config_path
+    from mtlzoo.train.run import finetune_from_checkpoint
+
+    config = load_config(resolve_config_path(args.config) if args.config else None, args.overrides)
+    result = finetune_from_checkpoint(args.checkpoint, config, add_tasks=args.add_task,
+                                      freeze_encoder=args.freeze_encoder, only_new_tasks=args.only_new_tasks)
+    print(json.dumps(result, indent=2))
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> None:
+    from mtlzoo.diagnose import gradient_report, summarize, write_report
+    from mtlzoo.train.run import load_model_or_checkpoint, make_loader
+
+    model = load_model_or_checkpoint(args.model, tasks=args.tasks)
+    loader = make_loader(args.data, args.split, model, _options(args.data_opt), args.batch_size, shuffle=True)
+    report = gradient_report(model, loader, max_batches=args.batches, layer_depth=args.layer_depth)
+    paths = write_report(report, args.out)
+    print(summarize(report))
+    print(f"report and plots written to {Path(args.out).resolve()}: {', '.join(p.name for p in paths)}")
+
+
+def _cmd_publish(args: argparse.Namespace) -> None:
+    from mtlzoo.hub import publish
+
+    url = publish(args.checkpoint, args.repo_id, revision=args.revision, private=args.private,
+                  token=args.token, commit_message=args.message)
+    print(f"published {args.checkpoint} to {url}")
+
+
+def _options(items: Sequence[str] | None) -> dict:
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"data option {item!r} must look like key=value, e.g. size=[96,128]")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``mtlzoo`` command (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(prog="mtlzoo", description="Multi-task learning model zoo.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list models, pretrained weights, balancers, presets, protocols...")
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["all", "models", "pretrained", "balancers", "rules", "presets", "protocols", "datasets",
+                            "configs"])
+    p.add_argument("--pattern", default="*", help="fnmatch filter for model names")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("info", help="parameters and FLOPs of a model for a task preset and input size")
+    p.add_argument("model")
+    p.add_argument("--tasks", default="nyud", help="task preset (default: nyud)")
+    p.add_argument("--size", type=int, nargs=2, default=[288, 384], metavar=("H", "W"))
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("demo", help="the end-to-end demo on synthscenes (a few minutes on a laptop CPU)")
+    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per model (default: the demo's own)")
+    p.add_argument("--quick", action="store_true", help="a much shorter run, for smoke tests")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("train", help="train from a YAML config with key=value overrides")
+    p.add_argument("--config", help="YAML file or shipped config name (see `mtlzoo list configs`)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of train.out_dir")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.steps=500 method.name=pcgrad")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint folder on a data set under a protocol")
+    _add_data_args(p)
+    p.add_argument("checkpoint")
+    p.add_argument("--protocol", default=None, help="protocol preset (default: the data set's)")
+    p.add_argument("--baseline", default=None, help="'auto', a shipped baseline name, or a JSON file")
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", default=None, help="also write the result to this JSON file")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("finetune", help="add task heads to a checkpoint and train them (optionally frozen encoder)")
+    p.add_argument("checkpoint")
+    p.add_argument("--add-task", action="append", default=[], metavar="NAME:KIND[:CHANNELS]",
+                   help="a task to add, e.g. sal:saliency or scene:classification:10")
+    p.add_argument("--freeze-encoder", action="store_true", help="keep the shared part as it is")
+    p.add_argument("--only-new-tasks", action="store_true",
+                   help="train only the added heads (with --freeze-encoder the old outputs stay unchanged)")
+    p.add_argument("--config", help="YAML file or shipped config name for data, optimizer and loop")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("diagnose", help="gradient-conflict report of a model or checkpoint on some batches")
+    p.add_argument("model", help="a registered model name or a checkpoint folder")
+    _add_data_args(p)
+    p.add_argument("--tasks", default=None, help="task preset for a model name (default: the data set's)")
+    p.add_argument("--batches", type=int, default=4)
+    p.add_argument("--layer-depth", type=int, default=3, help="name levels that make one layer of the map")
+    p.add_argument("--out", default="outputs/diagnose")
+    p.set_defaults(func=_cmd_diagnose)
+
+    p = sub.add_parser("publish", help="push a checkpoint folder (weights, config, model card) to the HF Hub")
+    p.add_argument("checkpoint")
+    p.add_argument("--repo-id", required=True, help="org/name on the Hugging Face Hub")
+    p.add_argument("--revision", default=None)
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--token", default=None)
+    p.add_argument("--message", default="Upload mtlzoo checkpoint")
+    p.set_defaults(func=_cmd_publish)
+    return parser
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="synthscenes", help="registered data set name (default: synthscenes)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="data set option, e.g. root=/data/NYUD or length=64")
+    p.add_argument("--batch-size", type=int, default=8)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mtlzoo`` console script."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may follow options (argparse stops filling a positional list at the first option)
+    if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Every `mtlzoo` subcommand runs (in-process through cli.main, on tiny synthscenes data)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import HfApi
+
+import mtlzoo
+from mtlzoo.cli import build_parser, main
+
+SMALL_DATA = ["data.kwargs={size: [32, 48], length: 16}", "data.batch_size=4", "data.eval_batch_size=8"]
+DATA_OPTS = ["--data-opt", "size=[32,48]", "--data-opt", "length=8"]
+
+
+def _train(out_dir: Path, *extra: str) -> None:
+    args = ["train", "--config", "synthscenes_hps", f"train.out_dir={out_dir}", "train.steps=4", "train.eval_every=4",
+            "train.progress=false", "model.tasks=[{name: semseg, kind: segmentation, channels: 8}, "
+            "{name: depth, kind: depth}]", *SMALL_DATA, *extra]
+    assert main(args) == 0
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli_run")
+    _train(out)
+    return out / "checkpoints" / "step_0000004"
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert set(commands) == {"list", "info", "demo", "train", "eval", "finetune", "diagnose", "publish"}
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+    assert "usage: mtlzoo" in capsys.readouterr().out
+
+
+def test_list_prints_every_registry(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for line in ("models", "balancers", "presets", "protocols", "pretrained", "datasets", "configs", "rules"):
+        assert f"{line} (" in out
+    assert "squadnet_tiny" in out and "aligned_mtl" in out and "mtinet_nyud" in out
+
+
+def test_info_reports_parameters_and_flops(capsys):
+    assert main(["info", "hps_tiny", "--tasks", "nyud", "--size", "64", "64"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"] > 0 and info["flops"] > 0
+
+
+def test_train_writes_a_loadable_checkpoint(checkpoint):
+    model = mtlzoo.from_pretrained(checkpoint)
+    assert model.task_names == ["semseg", "depth"]
+    log = (checkpoint.parents[1] / "log.jsonl").read_text().splitlines()
+    assert any(json.loads(line)["kind"] == "eval" for line in log)
+
+
+def test_train_rejects_unknown_config_keys(capsys):
+    assert main(["train", "--config", "synthscenes_hps", "train.stepz=3"]) == 2
+    assert "Did you mean 'steps'" in capsys.readouterr().err
+
+
+def test_eval_scores_a_checkpoint(checkpoint, tmp_path, capsys):
+    out_json = tmp_path / "result.json"
+    assert main(["eval", str(checkpoint), *DATA_OPTS, "--json", str(out_json)]) == 0
+    result = json.loads(out_json.read_text())
+    assert result["protocol"] == "synthscenes" and set(result["metrics"]) == {"semseg", "depth"}
+    assert json.loads(capsys.readouterr().out) == result
+
+
+def test_diagnose_writes_report_and_plots(checkpoint, tmp_path, capsys):
+    assert main(["diagnose", str(checkpoint), *DATA_OPTS, "--batch-size", "4", "--batches", "2",
+                 "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "diagnose.json").read_text())
+    assert report["tasks"] == ["semseg", "depth"] and report["batches"] == 2
+    assert len(report["cosine"]) == 2 and report["condition_number"] >= 1.0
+    assert {p.name for p in tmp_path.glob("*.png")} == {"gradient_cosine.png", "magnitude_similarity.png",
+                                                        "layer_conflicts.png"}
+    assert "most conflicting pair: semseg vs depth" in capsys.readouterr().out
+
+
+def test_finetune_adds_a_task_and_keeps_old_outputs_when_frozen(checkpoint, tmp_path):
+    out = tmp_path / "ft"
+    args = ["finetune", str(checkpoint), "--add-task", "saliency:saliency", "--freeze-encoder", "--only-new-tasks",
+            "--config", "synthscenes_hps", f"train.out_dir={out}", "train.steps=3", "train.eval_every=3",
+            "train.progress=false", *SMALL_DATA]
+    assert main(args) == 0
+    before = mtlzoo.from_pretrained(checkpoint).eval()
+    after = mtlzoo.from_pretrained(out / "checkpoints" / "step_0000003").eval()
+    assert after.task_names == ["semseg", "depth", "saliency"]
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        old, new = before(x), after(x)
+    for name in ("semseg", "depth"):
+        assert torch.equal(old[name], new[name])
+
+
+def test_finetune_rejects_bad_task_specs(checkpoint, capsys):
+    assert main(["finetune", str(checkpoint), "--add-task", "saliency"]) == 2
+    assert "NAME:KIND" in capsys.readouterr().err
+
+
+def test_publish_pushes_with_the_hub_client(checkpoint, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda api, repo_id, **kw: calls.append(("create_repo", repo_id)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda api, **kw: calls.append(("upload", kw["repo_id"])) or "ok")
+    assert main(["publish", str(checkpoint), "--repo-id", "org/tiny"]) == 0
+    assert calls == [("create_repo", "org/tiny"), ("upload", "org/tiny")]
+    assert "published" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "delta_m" in out and "torch.hub.load" in out
+    assert (tmp_path / "squadnet_tiny-synthscenes" / "model.safetensors").exists()
+    assert (tmp_path / "gradient_cosine.png").exists()
