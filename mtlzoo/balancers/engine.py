@@ -139,6 +139,9 @@ def balanced_backward(balancer: Balancer, losses: Mapping[str, Tensor],
     if isinstance(balancer, LossBalancer):
         return _loss_level(balancer, L, per_task, values, tasks, model_or_params, scale)
     shared, own, declared = split_parameters(model_or_params, tasks, per_task, feats)
+    if not shared and balancer.level == "parameters":
+        raise ValueError(f"{type(balancer).__name__} balances the shared parameters, but none requires grad "
+                         "(frozen encoder?); use level='features' or a loss-level balancer")
     ctx = StepContext(tasks, L, per_task, values, shared, feats, balancer.level)
     scaled = per_task if scale is None else [v * scale for v in per_task]
     if balancer.level == "features":
