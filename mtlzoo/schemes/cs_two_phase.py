@@ -34,22 +34,24 @@ GRANULARITIES = ("iteration", "epoch")
 
 
 def conserve_priority(grads: Tensor, top: Tensor, skip_single_group: bool = True, eps: float = 1e-20) -> Tensor:
-    """Project conflicting task gradients off each channel group's top-priority task (branch-free).
+    """Project conflicting task gradients off each channel group's top-priority task (branch-free, one pass).
 
     ``grads`` is (T, C_out, ...) (one conv weight's gradient per task), ``top`` (C_out,) the
-    top-priority task of every output channel. With ``skip_single_group`` a layer whose channels all
-    share one top task is left unprojected, as in the released code.
+    top-priority task of every output channel. A projection inside group CG_i only changes rows of
+    CG_i and reads the untouched reference rows, so every inner product is taken from the input at
+    once. With ``skip_single_group`` a layer whose channels all share one top task is left
+    unprojected, as in the released code.
     """
-    num_tasks = grads.shape[0]
-    flat = grads.flatten(2)
-    masks = F.one_hot(top, num_tasks).T.to(flat.dtype).unsqueeze(-1)  # (T, C_out, 1)
-    out = flat
-    for i in range(num_tasks):
-        reference = out[i] * masks[i]  # rows of CG_i; never touched by another group's projection
-        dots = (out * masks[i]).flatten(1).double() @ reference.flatten().double()
-        coef = torch.where(dots < 0, dots / reference.double().pow(2).sum().clamp_min(eps), 0.0)
-        coef = coef * (1.0 - F.one_hot(torch.tensor(i, device=top.device), num_tasks).to(coef))
-        out = out - coef.to(out.dtype).view(-1, 1, 1) * reference
+    num_tasks, channels = grads.shape[:2]
+    flat = grads.flatten(2)  # (T, C, R)
+    reference = flat[top, torch.arange(channels, device=top.device)]  # (C, R): each row's top task's gradient
+    groups = F.one_hot(top, num_tasks).to(torch.float64)  # (C, T)
+    dots = torch.einsum("jcr,cr->jc", flat, reference).double() @ groups  # (T, T): <G_j[CG_i], R_i>
+    norms = reference.double().pow(2).sum(1) @ groups  # (T,): |R_i|^2
+    coef = torch.where(dots < 0, dots / norms.clamp_min(eps), 0.0)
+    coef = coef * (1.0 - torch.eye(num_tasks, dtype=coef.dtype, device=coef.device))
+    per_row = coef[:, top].to(flat.dtype)  # (T, C): coefficient of each task's row on its group's reference
+    out = flat - per_row.unsqueeze(-1) * reference
     if skip_single_group:
         out = torch.where((top != top[0]).any(), out, flat)
     return out.view_as(grads)
