@@ -64,3 +64,43 @@ def test_aligned_mtl_two_conflicting_gradients():
     alpha = lam[0].sqrt() * vec @ torch.diag(lam.rsqrt()) @ vec.T @ torch.ones(2, dtype=torch.float64)
     d = apply_to_jacobian(create_balancer("aligned_mtl"), CONFLICT_2)
     torch.testing.assert_close(d, CONFLICT_2.T @ alpha)
+
+
+def _orders_used(seed: int, jac: torch.Tensor, exclude_self: bool) -> torch.Tensor:
+    """The task orders the balancer draws inside ``apply_to_jacobian(..., seed)``."""
+    from mtlzoo.balancers.pcgrad import random_orders
+
+    torch.manual_seed(seed)
+    torch.randn(jac.shape[1], dtype=torch.float64)
+    return random_orders(jac.shape[0], jac.device, exclude_self)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pcgrad_matches_the_vector_algorithm(seed):
+    jac = torch.randn(4, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    orders = _orders_used(seed, jac, exclude_self=False)
+    expected = torch.zeros(7, dtype=torch.float64)
+    for i in range(4):
+        g = jac[i].clone()
+        for j in orders[i].tolist():
+            dot = g @ jac[j]
+            if dot < 0:
+                g = g - dot / (jac[j] @ jac[j]) * jac[j]
+        expected += g
+    torch.testing.assert_close(apply_to_jacobian(create_balancer("pcgrad"), jac, seed), expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gradvac_first_step_matches_the_vector_algorithm(seed):
+    """Targets start at 0, so the first step lifts every negative cosine to 0 (beta only moves the targets)."""
+    jac = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    orders = _orders_used(seed, jac, exclude_self=True)
+    expected = torch.zeros(6, dtype=torch.float64)
+    for i in range(3):
+        g = jac[i].clone()
+        for j in orders[i, :2].tolist():
+            cos = g @ jac[j] / (g.norm() * jac[j].norm())
+            if cos < 0:
+                g = g + g.norm() * (-cos) / jac[j].norm() * jac[j]
+        expected += g
+    torch.testing.assert_close(apply_to_jacobian(create_balancer("gradvac"), jac, seed), expected)
