@@ -14,6 +14,9 @@ import torch
 from torch import Tensor
 
 
+_GRAM_CHUNK = 1 << 22
+
+
 class TaskJacobian:
     """Per-task gradients as ``(T, n_i)`` blocks.
 
@@ -33,8 +36,9 @@ class TaskJacobian:
         T = self.num_tasks
         gram = torch.zeros(T, T, dtype=torch.float64, device=self.device)
         for block in self.blocks:
-            b = block.double()
-            gram.addmm_(b, b.T)
+            for part in block.split(_GRAM_CHUNK, dim=1):  # bounds the float64 copy
+                b = part.double()
+                gram.addmm_(b, b.T)
         return gram
 
     def combine(self, weights: Tensor) -> list[Tensor]:
