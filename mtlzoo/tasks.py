@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mtlzoo import losses
@@ -72,7 +71,10 @@ def _identity(task: Task, out: Tensor) -> Tensor:
 
 
 def _unit(task: Task, out: Tensor) -> Tensor:
-    return F.normalize(out.float(), dim=1, eps=1e-12)
+    # the norm as a sum over channel planes: several times faster on CPU than a strided reduction over dim 1
+    out = out.float()
+    norm = sum(plane * plane for plane in out.unbind(1)).sqrt().clamp_min(1e-12)
+    return out / norm.unsqueeze(1)
 
 
 def _ce(task: Task, out: Tensor, target: Tensor) -> Tensor:

@@ -46,12 +46,22 @@ class Trainer:
 
     The rule owns forward, backward and optimizer steps; the trainer feeds it batches in a
     resumable order, runs it under autocast, keeps schedules, EMA, logs and checkpoints, and
-    evaluates with the protocol's metrics every ``options.eval_every`` steps.
+    evaluates with the protocol's metrics every ``options.eval_every`` steps. ``rule`` may also be
+    a balancer or a method name, wrapped with ``optimizer`` (an Optimizer or a factory) by
+    ``mtlzoo.create_update_rule``.
     """
 
     def __init__(self, model: nn.Module, rule: Any, train_data: Dataset, options: TrainConfig | None = None,
                  evaluation: EvalSetup | None = None, schedule: ScheduleConfig | None = None,
-                 batch_size: int = 8, num_workers: int = 0, run_config: Mapping[str, Any] | None = None) -> None:
+                 batch_size: int = 8, num_workers: int = 0, run_config: Mapping[str, Any] | None = None,
+                 optimizer: Any = None) -> None:
+        if not hasattr(rule, "step"):
+            from mtlzoo.schemes import create_update_rule
+
+            if optimizer is None:
+                raise ValueError("pass optimizer= (an Optimizer or a factory params -> Optimizer) with a balancer "
+                                 "or method name, or pass an update rule from mtlzoo.create_update_rule")
+            rule = create_update_rule(rule, model, optimizer)
         self.options = options or TrainConfig()
         self.device = pick_device(self.options.device)
         self.dist: DistInfo = init_distributed(self.device)

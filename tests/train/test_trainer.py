@@ -73,3 +73,22 @@ def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path, toy_data):
     trainer = _trainer(tmp_path, toy_data)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         trainer.fit(resume=True)
+
+
+def test_a_balancer_name_and_an_optimizer_factory_are_enough(tmp_path, toy_data):
+    train, _ = toy_data
+    model = mtlzoo.create_model("hps_tiny", tasks="nyud")
+    options = TrainConfig(steps=2, eval_every=2, out_dir=str(tmp_path), device="cpu", progress=False)
+    trainer = Trainer(model, "pcgrad", train, options=options, batch_size=4,
+                      optimizer=lambda params: torch.optim.SGD(params, lr=0.01))
+    trainer.fit()
+    assert trainer.step == 2 and type(trainer.rule).__name__ == "SingleStep"
+    with pytest.raises(ValueError, match="optimizer="):
+        Trainer(model, "pcgrad", train, options=options)
+
+
+def test_fp16_with_grad_scaler_trains_without_nan(tmp_path, toy_data):
+    trainer = _trainer(tmp_path, toy_data, method="pcgrad", steps=2, amp="fp16")
+    trainer.fit()
+    assert trainer.scaler is not None and trainer.scaler.get_scale() > 0
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
