@@ -1,0 +1,179 @@
+"""mkdocs hook: fill the generated tables of the docs from mtlzoo's registries at build time.
+
+A page asks for a table with a marker line such as ``<!-- mtlzoo:zoo-table -->``; the tables are
+built from the model, pretrained, balancer and protocol registries, so they cannot drift from the
+code. Run ``python docs/hooks.py`` to print every table.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+ZOO_INPUT_SIZE = (288, 384)
+ZOO_TASKS = "nyud"
+_MARKER = re.compile(r"<!-- mtlzoo:([a-z-]+) -->")
+_CITATION = re.compile(r"\(([^()]*?(?:\b(?:19|20)\d\d\b|DOI)[^()]*)\)")
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    return "\n".join([_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)])
+
+
+def _first_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.split("\n\n")[0].replace("\n", " ").strip()
+
+
+def _format_results(results: dict[str, Any]) -> str:
+    """``{"protocol": p, "metrics": {task: {metric: v}}}`` -> ``semseg miou 0.61, ... (protocol p)``."""
+    metrics = results.get("metrics") or {}
+    parts = [f"{task} {metric} {value:.3g}" for task, values in metrics.items() for metric, value in values.items()]
+    if not parts:
+        return "-"
+    return f"{', '.join(parts)} (`{results.get('protocol', '?')}` protocol)"
+
+
+def zoo_table() -> str:
+    """One row per registered architecture: parameters and FLOPs (nyud tasks), pretrained tags, description."""
+    import torch
+
+    import mtlzoo
+    from mtlzoo.models import MODELS
+    from mtlzoo.models.info import model_info
+
+    rows = []
+    for name in mtlzoo.list_models():
+        with torch.device("meta"):  # shapes only: no weight initialisation, no memory
+            model = mtlzoo.create_model(name, tasks=ZOO_TASKS)
+        info = model_info(model, input_size=ZOO_INPUT_SIZE)
+        tags = ", ".join(f"`{tag}`" for tag in mtlzoo.list_models(f"{name}.*", pretrained=True)) or "-"
+        rows.append([f"`{name}`", f"{info['params'] / 1e6:.2f}", f"{info['params_shared'] / 1e6:.2f}",
+                     f"{info['gflops']:.1f}", tags, _first_line(MODELS.get(name))])
+    h, w = ZOO_INPUT_SIZE
+    header = ["model", "params (M)", "shared (M)", f"GFLOPs @{h}x{w}", "pretrained", "description"]
+    return _table(header, rows)
+
+
+def pretrained_table() -> str:
+    """One row per pretrained tag: data set, tasks, and the recorded results with their protocol."""
+    import mtlzoo
+    from mtlzoo.models.pretrained import PRETRAINED_CFGS
+
+    names = mtlzoo.list_models(pretrained=True)
+    if not names:
+        return "*No pretrained weights are registered in this version; `mtlzoo list pretrained` prints them.*"
+    rows = []
+    for name in names:
+        cfg = PRETRAINED_CFGS.get(name)
+        tasks = cfg.tasks if isinstance(cfg.tasks, str) else ", ".join(t["name"] for t in cfg.tasks)
+        rows.append([f"`{name}`", cfg.dataset or "-", tasks, _format_results(cfg.results), f"`{cfg.hub_id}`"])
+    return _table(["name", "trained on", "tasks", "results", "hub id"], rows)
+
+
+def _balancer_class(name: str) -> tuple[Any, Any]:
+    """(an instance, its class) for a registered balancer (factories such as ``mgda_ub`` are called)."""
+    from mtlzoo.balancers import create_balancer
+
+    balancer = create_balancer(name)
+    return balancer, type(balancer)
+
+
+def _cost(balancer: Any) -> str:
+    from mtlzoo.balancers import GramianBalancer, JacobianBalancer, LossBalancer
+
+    if isinstance(balancer, LossBalancer):
+        return "loss-level: one backward"
+    if balancer.level == "features":
+        return "feature-level: one encoder backward + T head backwards"
+    if isinstance(balancer, GramianBalancer):
+        return "T backwards on the shared parameters (T x T Gramian)"
+    if isinstance(balancer, JacobianBalancer):
+        return "T backwards + the T x P Jacobian in memory"
+    raise TypeError(f"unknown balancer family for {type(balancer).__name__}")
+
+
+def _needs(balancer: Any) -> str:
+    needs = balancer.needs
+    wanted = [label for flag, label in [(needs.losses, "losses"), (needs.gramian, "Gramian"),
+                                        (needs.jacobian, "Jacobian"), (needs.features, "feature grads")] if flag]
+    return ", ".join(wanted)
+
+
+def _paper(name: str, cls: type) -> str:
+    """The citation in parentheses of the registered object's or its module's docstring."""
+    from mtlzoo.balancers import BALANCERS
+
+    for doc in (inspect.getdoc(BALANCERS.get(name)), inspect.getdoc(cls), inspect.getdoc(sys.modules[cls.__module__])):
+        match = _CITATION.search(doc or "")
+        if match:
+            return match.group(1).replace("\n", " ")
+    return "-"
+
+
+def _defaults(cls: type, balancer: Any) -> str:
+    params = [p for p in inspect.signature(cls.__init__).parameters.values()
+              if p.default is not inspect.Parameter.empty and p.name != "jacobian_mode"]
+    shown = [f"{p.name}={p.default!r}" for p in params if p.name != "level"]
+    shown.append(f"level={balancer.level!r}")
+    return ", ".join(shown)
+
+
+def balancer_table() -> str:
+    """One row per registered balancer: family, what it needs, cost class, paper, default arguments."""
+    import mtlzoo
+
+    rows = []
+    for name in mtlzoo.list_balancers():
+        balancer, cls = _balancer_class(name)
+        family = next(base.__name__ for base in cls.__mro__ if base.__name__.endswith("Balancer")
+                      and base.__module__ == "mtlzoo.balancers.base" and base.__name__ != "Balancer")
+        doc = inspect.getdoc(sys.modules[cls.__module__]) or ""
+        note = " **Reconstruction** (paper unavailable)." if "reconstruct" in doc.lower() else ""
+        rows.append([f"`{name}`", family.removesuffix("Balancer").lower(), _needs(balancer), _cost(balancer),
+                     _paper(name, cls) + note, f"`{_defaults(cls, balancer)}`"])
+    return _table(["name", "family", "needs", "cost per step", "paper", "defaults"], rows)
+
+
+def protocol_table() -> str:
+    """One row per evaluation protocol: paper family, task preset, delta_m style, shipped baseline."""
+    from mtlzoo.metrics import get_protocol, list_protocols
+
+    rows = []
+    for name in list_protocols():
+        p = get_protocol(name)
+        rows.append([f"`{name}`", p.family, f"`{p.task_preset}`" if p.task_preset else "-", p.delta_style,
+                     f"`{p.baseline}`" if p.baseline else "-", p.description])
+    return _table(["protocol", "paper family", "task preset", "delta_m style", "baseline", "what it computes"], rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {"zoo-table": zoo_table, "pretrained-table": pretrained_table,
+                                        "balancer-table": balancer_table, "protocol-table": protocol_table}
+
+
+def render_markers(markdown: str) -> str:
+    """Replace every ``<!-- mtlzoo:NAME -->`` line by the generated table NAME (unknown names raise)."""
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in TABLES:
+            raise ValueError(f"unknown docs table marker {name!r}; known: {sorted(TABLES)}")
+        return TABLES[name]()
+
+    return _MARKER.sub(replace, markdown)
+
+
+def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+    """mkdocs hook: generate the tables a page asks for."""
+    return render_markers(markdown)
+
+
+if __name__ == "__main__":
+    for table in TABLES.values():
+        print(table(), end="\n\n")
