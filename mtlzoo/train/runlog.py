@@ -35,8 +35,11 @@ class RunLog:
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError as error:
+                    raise ValueError("train.tensorboard needs the tensorboard package: pip install tensorboard "
+                                     "(or set train.tensorboard=false; logs go to log.jsonl either way)") from error
                 self._tb = SummaryWriter(str(Path(out_dir) / "tensorboard"))
 
     def write(self, kind: str, step: int, **values: Any) -> None:
