@@ -92,8 +92,10 @@ def _commands(code: str) -> list[list[str]]:
     """``mtlzoo`` argument lists of a shell block (also behind ``torchrun ... -m mtlzoo.cli``)."""
     commands = []
     for line in code.replace("\\\n", " ").splitlines():
-        words = shlex.split(line.split(" #")[0].removeprefix("$ "))
-        if words[:1] == ["mtlzoo"]:
+        words = shlex.split(line.removeprefix("$ "), comments=True)
+        if not words:
+            continue
+        if words[0] == "mtlzoo":
             commands.append(words[1:])
         elif "mtlzoo.cli" in words and words[0] in ("torchrun", "python"):
             commands.append(words[words.index("mtlzoo.cli") + 1:])
