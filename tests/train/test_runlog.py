@@ -22,7 +22,7 @@ def test_a_disabled_log_writes_nothing(tmp_path):
 
 
 def test_to_plain_handles_nesting():
-    assert to_plain({"a": (torch.tensor(1), [torch.tensor([2.0])])}) == {"a": [1, [[2.0]]]}
+    assert to_plain({"a": (torch.tensor(1), [torch.tensor([2.0, 3.0])])}) == {"a": [1, [[2.0, 3.0]]]}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
