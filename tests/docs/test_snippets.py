@@ -7,6 +7,7 @@ dataset root, an upload): the line before its fence is ``<!-- docs-test: skip <r
 
 from __future__ import annotations
 
+import gc
 import re
 import shlex
 from dataclasses import dataclass
@@ -73,8 +74,22 @@ def test_skipped_blocks_are_few_and_explained():
     assert len(skipped) <= MAX_SKIPPED, [f"{b.page.name}:{b.line} {b.skip_reason}" for b in skipped]
 
 
+@pytest.fixture
+def restore_registries():
+    """Pages register their own models, balancers and task kinds; remove them afterwards (other tests
+    compare the registries with hubconf.py and the docs tables)."""
+    from mtlzoo.registry import Registry
+
+    registries = [obj for obj in gc.get_objects() if type(obj) is Registry]  # type(): no proxy __class__ lookups
+    saved = [dict(registry._entries) for registry in registries]
+    yield
+    for registry, entries in zip(registries, saved, strict=True):
+        registry._entries.clear()
+        registry._entries.update(entries)
+
+
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=_page_id)
-def test_python_snippets_run(page, tmp_path, monkeypatch):
+def test_python_snippets_run(page, tmp_path, monkeypatch, restore_registries):
     monkeypatch.chdir(tmp_path)  # snippets that write files write them here
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
