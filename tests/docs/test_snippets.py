@@ -128,7 +128,8 @@ def test_cli_commands_parse(block, args):
 
     parsed, extra = build_parser().parse_known_args(args)
     overrides = [item for item in extra if "=" in item and not item.startswith("-")]
-    assert extra == overrides, f"{block.page.name}:{block.line}: unknown arguments {extra} in `mtlzoo {shlex.join(args)}`"
+    where = f"{block.page.name}:{block.line}"
+    assert extra == overrides, f"{where}: unknown arguments {extra} in `mtlzoo {shlex.join(args)}`"
     assert hasattr(parsed, "func")
 
 

@@ -1,0 +1,62 @@
+"""The generated docs tables (docs/hooks.py) follow the registries."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import mtlzoo
+
+_SPEC = importlib.util.spec_from_file_location("docs_hooks", Path(__file__).resolve().parents[2] / "docs" / "hooks.py")
+hooks = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(hooks)
+
+
+def _rows(table: str) -> dict[str, str]:
+    """First cell (without backticks) -> whole row, for the body rows of a markdown table."""
+    lines = table.splitlines()[2:]
+    return {line.split("|")[1].strip().strip("`"): line for line in lines}
+
+
+def test_balancer_table_has_one_row_per_registered_balancer():
+    rows = _rows(hooks.balancer_table())
+    assert sorted(rows) == mtlzoo.list_balancers()
+    assert "Reconstruction" in rows["pomsi"] and "Reconstruction" not in rows["pcgrad"]
+    assert "Yu et al., NeurIPS 2020" in rows["pcgrad"]
+    assert "c=0.4" in rows["cagrad"]
+    assert "feature grads" in rows["mgda_ub"] and "feature grads" not in rows["mgda"]
+    assert "loss-level" in rows["ew"] and "Jacobian" in rows["db_mtl"]
+
+
+def test_protocol_table_names_family_and_baseline():
+    rows = _rows(hooks.protocol_table())
+    assert sorted(rows) == mtlzoo.list_protocols()
+    assert "cagrad_segnet_nyuv2" in rows["mtan_nyuv2"] and "| nash |" in rows["mtan_nyuv2"]
+    assert "Vandenhende" in rows["mtinet_nyud"]
+
+
+def test_pretrained_table_lists_every_tag():
+    names = mtlzoo.list_models(pretrained=True)
+    table = hooks.pretrained_table()
+    if names:
+        assert sorted(_rows(table)) == names
+    else:
+        assert "mtlzoo list pretrained" in table
+
+
+def test_zoo_table_row_counts_parameters_and_tags(monkeypatch):
+    monkeypatch.setattr(mtlzoo, "list_models",
+                        lambda pattern="*", pretrained=False: [] if pretrained else ["hps_tiny"])
+    row = _rows(hooks.zoo_table())["hps_tiny"]
+    model = mtlzoo.create_model("hps_tiny", tasks=hooks.ZOO_TASKS)
+    params = sum(p.numel() for p in model.parameters())
+    assert f"| {params / 1e6:.2f} |" in row
+
+
+def test_markers_are_replaced_and_unknown_markers_fail():
+    text = hooks.render_markers("before\n<!-- mtlzoo:protocol-table -->\nafter")
+    assert "<!--" not in text and "mtan_nyuv2" in text
+    with pytest.raises(ValueError, match="balancer-table"):
+        hooks.render_markers("<!-- mtlzoo:balancer-tabel -->")
