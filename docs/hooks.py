@@ -41,19 +41,29 @@ def _format_results(results: dict[str, Any]) -> str:
     return f"{', '.join(parts)} (`{results.get('protocol', '?')}` protocol)"
 
 
-def zoo_table() -> str:
-    """One row per registered architecture: parameters and FLOPs (nyud tasks), pretrained tags, description."""
+def _count(name: str) -> dict[str, Any]:
+    """model_info of ``name`` for ZOO_TASKS, built on the meta device (shapes only: fast, no memory);
+    on the CPU when an operation has no meta implementation."""
     import torch
 
     import mtlzoo
-    from mtlzoo.models import MODELS
     from mtlzoo.models.info import model_info
+
+    try:
+        with torch.device("meta"):
+            return model_info(mtlzoo.create_model(name, tasks=ZOO_TASKS), input_size=ZOO_INPUT_SIZE)
+    except (NotImplementedError, RuntimeError):
+        return model_info(name, tasks=ZOO_TASKS, input_size=ZOO_INPUT_SIZE)
+
+
+def zoo_table() -> str:
+    """One row per registered architecture: parameters and FLOPs (nyud tasks), pretrained tags, description."""
+    import mtlzoo
+    from mtlzoo.models import MODELS
 
     rows = []
     for name in mtlzoo.list_models():
-        with torch.device("meta"):  # shapes only: no weight initialisation, no memory
-            model = mtlzoo.create_model(name, tasks=ZOO_TASKS)
-        info = model_info(model, input_size=ZOO_INPUT_SIZE)
+        info = _count(name)
         tags = ", ".join(f"`{tag}`" for tag in mtlzoo.list_models(f"{name}.*", pretrained=True)) or "-"
         rows.append([f"`{name}`", f"{info['params'] / 1e6:.2f}", f"{info['params_shared'] / 1e6:.2f}",
                      f"{info['gflops']:.1f}", tags, _first_line(MODELS.get(name))])
