@@ -16,6 +16,8 @@ from typing import Any
 ZOO_INPUT_SIZE = (288, 384)
 ZOO_TASKS = "nyud"
 _MARKER = re.compile(r"<!-- mtlzoo:([a-z-]+) -->")
+_RST_ROLE = re.compile(r":(?:func|meth|class|mod|attr|data|obj|exc):<code>~?")
+_RST_LITERAL = re.compile(r"::(\s*</p>)")
 _CITATION = re.compile(r"\(([^()]*?(?:\b(?:19|20)\d\d\b|DOI)[^()]*)\)")
 
 
@@ -182,6 +184,12 @@ def render_markers(markdown: str) -> str:
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     """mkdocs hook: generate the tables a page asks for."""
     return render_markers(markdown)
+
+
+def on_page_content(html: str, **kwargs: Any) -> str:
+    """mkdocs hook: the docstrings use reST roles (``:func:`x` ``) and ``::`` before literal blocks; show them as
+    plain code and a colon."""
+    return _RST_LITERAL.sub(r":\1", _RST_ROLE.sub("<code>", html))
 
 
 if __name__ == "__main__":

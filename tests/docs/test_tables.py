@@ -60,3 +60,8 @@ def test_markers_are_replaced_and_unknown_markers_fail():
     assert "<!--" not in text and "mtan_nyuv2" in text
     with pytest.raises(ValueError, match="balancer-table"):
         hooks.render_markers("<!-- mtlzoo:balancer-tabel -->")
+
+
+def test_rest_roles_and_literal_markers_render_as_code():
+    html = hooks.on_page_content("<p>See :class:<code>Needs</code> and :func:<code>~mtlzoo.evaluate</code>::</p>")
+    assert html == "<p>See <code>Needs</code> and <code>mtlzoo.evaluate</code>:</p>"
