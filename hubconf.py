@@ -31,7 +31,10 @@ _ARCHITECTURES = {
     "squadnet_tiny": "SquadNet with 2 expert-squad blocks per stage (the paper's ablation size).",
 }
 
-_PRETRAINED = {}
+_PRETRAINED = {
+    "hps_tiny.synthscenes": "hps_tiny trained on synthscenes (six dense tasks; bundled under weights/, 0.8 MB).",
+    "squadnet_tiny.synthscenes": "squadnet_tiny (width 16) trained on synthscenes (six dense tasks; bundled, 5.8 MB).",
+}
 
 _ARCH_DOC = """{description}
 

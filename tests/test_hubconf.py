@@ -49,6 +49,7 @@ def test_hubconf_imports_only_the_standard_library() -> None:
 def test_torch_hub_list_and_help(hub_dir: str) -> None:
     entries = torch.hub.list(hub_dir, trust_repo=True, skip_validation=True, verbose=False)
     expected = set(mtlzoo.list_models()) | {n.replace(".", "__") for n in mtlzoo.list_models(pretrained=True)}
+    expected.add("from_pretrained")  # the generic loader: folders, hf-hub: names, pretrained names
     assert set(entries) == expected
     for name in entries:
         doc = torch.hub.help(hub_dir, name, trust_repo=True, skip_validation=True)
@@ -80,3 +81,35 @@ def test_torch_hub_load_pretrained_uses_the_default_tag(tmp_path: Path, monkeypa
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(model(x)["depth"], source.eval()(x)["depth"])
+
+
+@pytest.mark.slow
+def test_fresh_clone_loads_trained_squadnet_without_network(tmp_path: Path) -> None:
+    """The issue's done-when: torch.hub.load(clone, "squadnet_tiny", pretrained=True, source="local"), offline."""
+    if not (REPO / ".git").exists():
+        pytest.skip("needs a git checkout to clone")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=120)
+    code = ("import sys, torch; model = torch.hub.load(sys.argv[1], 'squadnet_tiny', pretrained=True, "
+            "source='local'); import mtlzoo; assert mtlzoo.__file__.startswith(sys.argv[1]), mtlzoo.__file__; "
+            "out = model(torch.zeros(1, 3, 48, 64)); print(model.checkpoint_info['pretrained'], sorted(out))")
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache"), "TORCH_HOME": str(tmp_path / "th"),
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code, str(clone)], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "squadnet_tiny.synthscenes" in out.stdout and "semseg" in out.stdout
+
+
+def test_torch_hub_load_bundled_weights_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    for name in mtlzoo.list_models(pretrained=True):
+        arch = name.partition(".")[0]
+        trained = torch.hub.load(str(REPO), name.replace(".", "__"), source="local")
+        default = torch.hub.load(str(REPO), arch, source="local", pretrained=True)
+        assert trained.checkpoint_info["pretrained"] == default.checkpoint_info["pretrained"] == name
+        fresh = torch.hub.load(str(REPO), name.replace(".", "__"), source="local", pretrained=False)
+        assert fresh.config == trained.config and not hasattr(fresh, "checkpoint_info")

@@ -109,6 +109,8 @@ def _results_section(config: Mapping[str, Any]) -> str:
     if results.get("delta_m") is not None:
         lines += ["", f"delta_m = {results['delta_m']:+.2f} % ({results.get('delta_style') or 'style not recorded'} "
                       f"style, against baseline `{results.get('baseline') or 'not recorded'}`; positive is better)."]
+    else:
+        lines += ["", "delta_m: not reported (no single-task baseline was given for this protocol)."]
     return "\n".join(lines)
 
 

@@ -55,3 +55,28 @@ def load_pretrained(arch: str, tag: str | None, tasks: Any = None, **kwargs: Any
     from mtlzoo.hub import load_pretrained_cfg
 
     return load_pretrained_cfg(resolve_pretrained(arch, tag), tasks=tasks, **kwargs)
+
+
+def _bundled_synthscenes(arch: str, sha256: str, headline: dict[str, dict[str, float]],
+                         **model_kwargs: Any) -> PretrainedCfg:
+    """Register a synthscenes checkpoint shipped under ``weights/<arch>.synthscenes`` (see weights/README.md)."""
+    name = f"{arch}.synthscenes"
+    return register_pretrained(PretrainedCfg(
+        architecture=arch, tag="synthscenes", hub_id=f"mtlzoo/{name}", sha256=sha256, tasks="synthscenes",
+        dataset="synthscenes-v1", model_kwargs=model_kwargs, results={"protocol": "synthscenes", "metrics": headline},
+        bundled=name,
+    ))
+
+
+# Trained on synthscenes by weights/train_bundled.py (CPU, ~20 minutes each); val split, synthscenes protocol.
+_bundled_synthscenes(
+    "hps_tiny", "b9be23e8869d334ef8f1319f94897ae27ceac4c06abed9d094e92209a5d0ecc1",
+    {"semseg": {"miou": 0.4928}, "depth": {"rmse": 0.7429}, "normals": {"mean": 15.246}, "edge": {"bce": 0.0314},
+     "saliency": {"maxf": 0.8476}, "parts": {"miou": 0.3468}},
+)
+_bundled_synthscenes(
+    "squadnet_tiny", "63c645355195f9f860df8e60bdc102b4d1d56fb29b34a4442ee998dd91da1efc",
+    {"semseg": {"miou": 0.396}, "depth": {"rmse": 0.8234}, "normals": {"mean": 17.8782}, "edge": {"bce": 0.0459},
+     "saliency": {"maxf": 0.7961}, "parts": {"miou": 0.1642}},
+    head="light", width=16,
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -23,15 +24,20 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-@pytest.fixture
-def model() -> mtlzoo.MultiTaskModel:
-    """A tiny synthscenes model with deterministic, non-default weights (BN statistics included)."""
+@pytest.fixture(scope="session")
+def _trained_like_model() -> mtlzoo.MultiTaskModel:
     torch.manual_seed(0)
     net = mtlzoo.create_model("hps_tiny", tasks="synthscenes")
     net.train()
     with torch.no_grad():
         net(torch.randn(2, 3, 32, 32))  # moves BatchNorm running statistics away from their defaults
     return net.eval()
+
+
+@pytest.fixture
+def model(_trained_like_model: mtlzoo.MultiTaskModel) -> mtlzoo.MultiTaskModel:
+    """A tiny synthscenes model with deterministic, non-default weights (BN statistics included); a fresh copy."""
+    return copy.deepcopy(_trained_like_model)
 
 
 @pytest.fixture
