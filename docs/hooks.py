@@ -166,8 +166,27 @@ def protocol_table() -> str:
     return _table(["protocol", "paper family", "task preset", "delta_m style", "baseline", "what it computes"], rows)
 
 
+def config_table() -> str:
+    """One row per shipped config: model, tasks, data, method, steps, and the recipe its header comment gives."""
+    import yaml
+
+    from mtlzoo.config import resolve_config_path, shipped_configs
+
+    rows = []
+    for name in shipped_configs():
+        text = resolve_config_path(name).read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        recipe = " ".join(line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#"))
+        model, train = data.get("model", {}), data.get("train", {})
+        rows.append([f"`{name}`", f"`{model.get('name', '-')}`", model.get("tasks", "-"),
+                     data.get("data", {}).get("name", "-"), f"`{data.get('method', {}).get('name', '-')}`",
+                     train.get("steps", "-"), recipe])
+    return _table(["config", "model", "tasks", "data", "method", "steps", "recipe"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {"zoo-table": zoo_table, "pretrained-table": pretrained_table,
-                                        "balancer-table": balancer_table, "protocol-table": protocol_table}
+                                        "balancer-table": balancer_table, "protocol-table": protocol_table,
+                                        "config-table": config_table}
 
 
 def render_markers(markdown: str) -> str:

@@ -65,3 +65,11 @@ def test_markers_are_replaced_and_unknown_markers_fail():
 def test_rest_roles_and_literal_markers_render_as_code():
     html = hooks.on_page_content("<p>See :class:<code>Needs</code> and :func:<code>~mtlzoo.evaluate</code>::</p>")
     assert html == "<p>See <code>Needs</code> and <code>mtlzoo.evaluate</code>:</p>"
+
+
+def test_config_table_has_one_row_per_shipped_config():
+    from mtlzoo.config import shipped_configs
+
+    rows = _rows(hooks.config_table())
+    assert sorted(rows) == shipped_configs()
+    assert "`nash_mtl`" in rows["nyuv2_mtan"] and "MTAN" in rows["nyuv2_mtan"]
