@@ -184,9 +184,24 @@ def config_table() -> str:
     return _table(["config", "model", "tasks", "data", "method", "steps", "recipe"], rows)
 
 
+def schema_table() -> str:
+    """One row per config section: its keys with their defaults and the section's docstring."""
+    import dataclasses
+
+    from mtlzoo.config import Config
+
+    rows = []
+    for section in dataclasses.fields(Config):
+        cls = section.default_factory
+        defaults = cls()
+        keys = ", ".join(f"`{f.name}={getattr(defaults, f.name)!r}`" for f in dataclasses.fields(cls))
+        rows.append([f"`{section.name}`", _first_line(cls), keys])
+    return _table(["section", "what", "keys and defaults"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {"zoo-table": zoo_table, "pretrained-table": pretrained_table,
                                         "balancer-table": balancer_table, "protocol-table": protocol_table,
-                                        "config-table": config_table}
+                                        "config-table": config_table, "schema-table": schema_table}
 
 
 def render_markers(markdown: str) -> str:

@@ -73,3 +73,14 @@ def test_config_table_has_one_row_per_shipped_config():
     rows = _rows(hooks.config_table())
     assert sorted(rows) == shipped_configs()
     assert "`nash_mtl`" in rows["nyuv2_mtan"] and "MTAN" in rows["nyuv2_mtan"]
+
+
+def test_schema_table_lists_every_config_key():
+    import dataclasses
+
+    from mtlzoo.config import Config
+
+    rows = _rows(hooks.schema_table())
+    for section in dataclasses.fields(Config):
+        keys = [f.name for f in dataclasses.fields(section.default_factory)]
+        assert all(f"`{key}=" in rows[section.name] for key in keys), section.name
