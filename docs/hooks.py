@@ -199,9 +199,18 @@ def schema_table() -> str:
     return _table(["section", "what", "keys and defaults"], rows)
 
 
+def balancer_api() -> str:
+    """mkdocstrings directives for every module that defines a registered balancer (the method docstrings)."""
+    import mtlzoo
+
+    modules = sorted({_balancer_class(name)[1].__module__ for name in mtlzoo.list_balancers()})
+    return "\n\n".join(f"::: {module}\n    options:\n      heading_level: 3" for module in modules)
+
+
 TABLES: dict[str, Callable[[], str]] = {"zoo-table": zoo_table, "pretrained-table": pretrained_table,
                                         "balancer-table": balancer_table, "protocol-table": protocol_table,
-                                        "config-table": config_table, "schema-table": schema_table}
+                                        "config-table": config_table, "schema-table": schema_table,
+                                        "balancer-api": balancer_api}
 
 
 def render_markers(markdown: str) -> str:

@@ -84,3 +84,10 @@ def test_schema_table_lists_every_config_key():
     for section in dataclasses.fields(Config):
         keys = [f.name for f in dataclasses.fields(section.default_factory)]
         assert all(f"`{key}=" in rows[section.name] for key in keys), section.name
+
+
+def test_balancer_api_documents_every_method_module():
+    directives = hooks.balancer_api()
+    for name in mtlzoo.list_balancers():
+        module = type(mtlzoo.create_balancer(name)).__module__
+        assert f"::: {module}\n" in directives, name
