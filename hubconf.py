@@ -32,6 +32,7 @@ _ARCHITECTURES = {
 }
 
 _PRETRAINED = {
+    "cs_tiny.synthscenes": "cs_tiny trained on synthscenes with the connection-strength two-phase rule (0.9 MB).",
     "hps_tiny.synthscenes": "hps_tiny trained on synthscenes (six dense tasks; bundled under weights/, 0.8 MB).",
     "squadnet_tiny.synthscenes": "squadnet_tiny (width 16) trained on synthscenes (six dense tasks; bundled, 5.8 MB).",
 }

@@ -31,6 +31,8 @@ RECIPES = {
     # SquadNet's grouped convolutions are slow on CPU: half resolution, width 16 and equal weighting.
     "squadnet_tiny": ("synthscenes_squadnet", ["train.steps=300", "data.kwargs.size=[48, 64]", "model.kwargs.width=16",
                                                "method.name=ew"]),
+    # The connection-strength two-phase rule of the shipped config, on the tiny CS model.
+    "cs_tiny": ("synthscenes_cs", ["model.name=cs_tiny", "train.steps=600"]),
 }
 
 
@@ -103,7 +105,10 @@ def build(arch: str, steps: int | None, out_root: Path, cache_dir: Path) -> dict
     """Train, save, reload, evaluate and fixture one bundled checkpoint; returns its registry entry."""
     import mtlzoo
     from mtlzoo.hub.files import sha256_file
+
     name, overrides, config = _config(arch, steps, out_root, cache_dir)
+    if config.model.name != arch:
+        raise ValueError(f"recipe {arch!r} trains {config.model.name!r}; the recipe key must be the architecture")
     size = tuple(config.data.kwargs["size"])
     start = time.time()
     trainer = _trainer(config)  # evaluation is done below, on the saved float16 weights

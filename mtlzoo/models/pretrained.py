@@ -80,3 +80,8 @@ _bundled_synthscenes(
      "saliency": {"maxf": 0.7961}, "parts": {"miou": 0.1642}},
     head="light", width=16,
 )
+_bundled_synthscenes(
+    "cs_tiny", "b8233ea3af5a100d8c55db907c974e1b1dcabd884d0970353a4cdf702c0c37a5",
+    {"semseg": {"miou": 0.4057}, "depth": {"rmse": 0.8227}, "normals": {"mean": 18.6765}, "edge": {"bce": 0.0347},
+     "saliency": {"maxf": 0.8025}, "parts": {"miou": 0.1618}},
+)
