@@ -53,7 +53,9 @@ def _step_fn(args, model, balancer_name: str, library: str):
         import torchjd.aggregation as agg
         from torchjd.autojac import jac_to_grad, mtl_backward
 
-        aggregator = getattr(agg, TORCHJD[balancer_name])()
+        cls = getattr(agg, TORCHJD[balancer_name])
+        extra = {"nash_mtl": {"n_tasks": len(model.tasks)}, "cagrad": {"c": 0.4}}.get(balancer_name, {})
+        aggregator = cls(**extra)
         shared = list(model.shared_parameters())
         heads = [list(model.task_parameters(t.name)) for t in model.tasks]
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
