@@ -30,11 +30,11 @@ def test_shapes_and_gradients(name, preset):
     tasks = mtlzoo.task_preset(preset)
     seen = []
     model.encoder.stem.conv.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
-    outputs = model(torch.randn(2, 3, 64, 64))
+    outputs = model(torch.randn(2, 3, 32, 32))
     assert seen == [2 * len(tasks)]  # one conv call for all tasks
     for task in tasks:
-        assert outputs[task.name].shape == (2, task.channels, 64, 64)
-    sum(model.losses(outputs, _targets(tasks, 2, 64, 64)).values()).backward()
+        assert outputs[task.name].shape == (2, task.channels, 32, 32)
+    sum(model.losses(outputs, _targets(tasks, 2, 32, 32)).values()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.shared_parameters())
     for task in tasks:
         assert all(p.grad is not None for p in model.task_parameters(task.name))

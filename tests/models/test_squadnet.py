@@ -35,13 +35,14 @@ SIZES = ["squadnet_tiny", "squadnet_small", pytest.param("squadnet_base", marks=
 @pytest.mark.parametrize("name", SIZES)
 @pytest.mark.parametrize("preset", ["nyud", "pascal_context"])
 def test_shapes_and_gradients(name, preset):
+    """Narrow (width 8, light heads) so every size runs in a second; tests/models/test_zoo.py runs the defaults."""
     torch.manual_seed(0)
-    model = create_model(name, tasks=preset)
+    model = create_model(name, tasks=preset, width=8, head="light")
     tasks = mtlzoo.task_preset(preset)
     parts = len(tasks) + 2
     x = torch.randn(2, 3, 64, 64)
     rep = model.encode(x)
-    assert [f.shape[1] for f in rep.features] == [parts * 32, parts * 64, parts * 128]
+    assert [f.shape[1] for f in rep.features] == [parts * 8, parts * 16, parts * 32]
     assert [f.shape[-1] for f in rep.features] == [32, 16, 8]
     outputs = model.decode(rep)
     for task in tasks:
@@ -52,6 +53,14 @@ def test_shapes_and_gradients(name, preset):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.task_parameters(task.name))
     first_expert = model.encoder.stages[0][0].experts.body[0][0].weight
     assert all(chunk.abs().sum() > 0 for chunk in first_expert.grad.chunk(len(tasks)))
+    assert all(p.grad is not None for p in model.shared_parameters())
+
+
+def test_default_width_and_heads():
+    model = create_model("squadnet_tiny", tasks="pascal_context")
+    assert model.encoder.out_channels == [7 * 32, 7 * 64, 7 * 128]
+    assert model.head_in_channels(model.task("parts")) == [96, 192, 384]
+    assert type(model.heads["parts"]).__name__ == "ASPPHead"
 
 
 def test_depths_per_size():
@@ -85,9 +94,9 @@ def test_fused_experts_equal_per_task_loop(norm, train):
 
 def test_loop_experts_model_matches_fused_model():
     torch.manual_seed(0)
-    fused = create_model("squadnet_tiny", tasks="nyud", head="light").eval()
+    fused = create_model("squadnet_tiny", tasks="nyud", head="light", width=8).eval()
     _randomise_norms(fused)
-    loop = create_model("squadnet_tiny", tasks="nyud", head="light", experts="loop").eval()
+    loop = create_model("squadnet_tiny", tasks="nyud", head="light", width=8, experts="loop").eval()
     state = fused.state_dict()
     for name, module in fused.named_modules():
         if isinstance(module, FusedExperts):
