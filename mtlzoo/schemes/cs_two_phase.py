@@ -135,9 +135,12 @@ class ConnectionStrengthTwoPhase(UpdateRule):
                     totals[index] = grad if totals[index] is None else totals[index] + grad
             losses[name] = loss.detach()
         all_reduce_mean([*totals, *(g for grads in per_task.values() for g in grads)])
+        layers = [layer for layer in layers if id(layer.conv.weight) in per_task]
+        strengths = [layer.connection_strength() for layer in layers]
+        all_reduce_mean(strengths)  # BN running statistics differ across ranks; every rank takes the same groups
         projected = {id(layer.conv.weight): conserve_priority(torch.stack(per_task[id(layer.conv.weight)]),
-                                                              layer.top_priority(), self.skip_single_group).sum(0)
-                     for layer in layers if id(layer.conv.weight) in per_task}
+                                                              strength.argmax(dim=0), self.skip_single_group).sum(0)
+                     for layer, strength in zip(layers, strengths, strict=True)}
         self.optimizer.zero_grad(set_to_none=True)
         for index, param in enumerate(params):
             param.grad = projected.get(id(param), totals[index])
