@@ -13,7 +13,6 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-
 _GRAM_CHUNK = 1 << 22
 
 
