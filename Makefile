@@ -21,7 +21,7 @@ test: $(VENV)/.installed
 	if [ $$status -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$status
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check mtlzoo tests benchmarks hubconf.py
+	$(VENV)/bin/ruff check mtlzoo tests benchmarks docs weights hubconf.py
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict turns every warning into a failure.
 docs: $(VENV)/.installed

@@ -121,3 +121,9 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert "delta_m" in out and "torch.hub.load" in out
     assert (tmp_path / "squadnet_tiny-synthscenes" / "model.safetensors").exists()
     assert (tmp_path / "gradient_cosine.png").exists()
+
+
+def test_eval_accepts_a_pretrained_name(capsys):
+    assert main(["eval", "hps_tiny.synthscenes", *DATA_OPTS]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"] == "synthscenes" and "parts" in result["metrics"]

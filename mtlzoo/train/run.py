@@ -85,11 +85,13 @@ def parse_task(spec: str) -> Task:
 
 
 def load_model_or_checkpoint(name_or_path: str, tasks: str | None = None) -> Any:
-    """A checkpoint folder / hub name through ``from_pretrained``, else a registered model built for ``tasks``."""
+    """A checkpoint folder or ``hf-hub:`` name, a pretrained ``arch.tag``, else a model built for ``tasks``."""
     import mtlzoo
 
     if Path(name_or_path).exists() or name_or_path.startswith("hf-hub:"):
         return mtlzoo.from_pretrained(name_or_path)
+    if "." in name_or_path:
+        return mtlzoo.create_model(name_or_path, pretrained=True)
     return mtlzoo.create_model(name_or_path, tasks=tasks or "synthscenes")
 
 
