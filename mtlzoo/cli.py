@@ -29,10 +29,10 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from mtlzoo.models.info import model_info
+    from mtlzoo.models.info import format_info, model_info
 
     info = model_info(args.model, tasks=args.tasks, input_size=tuple(args.size))
-    print(json.dumps(info, indent=2))
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--tasks", default="nyud", help="task preset (default: nyud)")
     p.add_argument("--size", type=int, nargs=2, default=[288, 384], metavar=("H", "W"))
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("demo", help="the end-to-end demo on synthscenes (a few minutes on a laptop CPU)")

@@ -48,9 +48,11 @@ def test_list_prints_every_registry(capsys):
 
 
 def test_info_reports_parameters_and_flops(capsys):
-    assert main(["info", "hps_tiny", "--tasks", "nyud", "--size", "64", "64"]) == 0
+    assert main(["info", "hps_tiny", "--tasks", "nyud", "--size", "64", "64", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["params"] > 0 and info["flops"] > 0
+    assert main(["info", "hps_tiny", "--tasks", "nyud", "--size", "64", "64"]) == 0
+    assert "GFLOPs/image" in capsys.readouterr().out
 
 
 def test_train_writes_a_loadable_checkpoint(checkpoint):
