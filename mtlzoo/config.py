@@ -95,11 +95,11 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """How results are measured: the protocol preset and an optional single-task baseline for delta_m."""
+    """How results are measured: the protocol preset and an optional single-task baseline for delta_m
+    ("auto": the protocol's published baseline, a shipped baseline name, or a {task: {metric: value}} dict)."""
 
     protocol: str | None = None
-    baseline: dict | None = None
-    delta_style: str = "vandenhende"
+    baseline: str | dict | None = None
 
 
 @dataclass
