@@ -13,11 +13,13 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from balancer_toys import one_thread  # noqa: E402, F401  (autouse fixture)
+
 CASES = [("mgda", "parameters"), ("upgrad", "parameters"), ("uw", "parameters"), ("aligned_mtl", "features")]
 
 
 def _grads(name, level, x, y):
-    from conftest import ToyModel
+    from balancer_toys import ToyModel
 
     from mtlzoo.balancers import create_balancer
 
@@ -29,7 +31,7 @@ def _grads(name, level, x, y):
 
 
 def _worker(rank, port, queue):
-    from conftest import toy_batch
+    from balancer_toys import toy_batch
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
@@ -49,7 +51,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_ranks_match_one_process_on_the_whole_batch():
     """Every rank ends with the weights and gradients of one process on the concatenated batch."""
-    from conftest import toy_batch
+    from balancer_toys import toy_batch
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()

@@ -6,7 +6,10 @@ import math
 
 import pytest
 import torch
-from conftest import apply_to_jacobian
+from balancer_toys import (
+    apply_to_jacobian,
+    one_thread,  # noqa: F401  (autouse fixture)
+)
 
 from mtlzoo.balancers import create_balancer
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import apply_to_jacobian, jacobian_families
+from balancer_toys import (
+    apply_to_jacobian,
+    jacobian_families,
+    one_thread,  # noqa: F401  (autouse fixture)
+)
 
 from mtlzoo.balancers import create_balancer
 from mtlzoo.balancers.aligned_mtl import balance_matrix

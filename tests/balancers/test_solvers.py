@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from balancer_toys import one_thread  # noqa: F401  (autouse fixture)
 
 from mtlzoo.balancers.solvers import (
     MAX_ENUMERATED_TASKS,

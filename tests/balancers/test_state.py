@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ToyModel, toy_batch
+from balancer_toys import (
+    ToyModel,
+    one_thread,  # noqa: F401  (autouse fixture)
+    toy_batch,
+)
 
 from mtlzoo.balancers import create_balancer
 

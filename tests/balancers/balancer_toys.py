@@ -1,10 +1,22 @@
-"""Shared helpers for the balancer tests: a tiny two-stage model and Jacobian families."""
+"""Helpers for the balancer tests: a tiny two-stage model, batches and Jacobian families.
+
+(A module of its own, not a conftest.py: ``from conftest import ...`` clashes between test folders.)
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import Tensor, nn
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: extra intra-op threads only add contention on a shared CPU (import it into a test module)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 class ToyModel(nn.Module):
@@ -32,11 +44,6 @@ class ToyModel(nn.Module):
 
     def task_parameters(self, task: str):
         return self.heads[task].parameters()
-
-
-@pytest.fixture
-def toy() -> ToyModel:
-    return ToyModel()
 
 
 def toy_batch(n: int = 6, tasks: int = 3, seed: int = 1) -> tuple[Tensor, Tensor]:
@@ -70,12 +77,3 @@ def apply_to_jacobian(balancer, jac: Tensor, seed: int = 0) -> Tensor:
     losses = {f"t{i}": jac[i] @ x for i in range(jac.shape[0])}
     balancer.backward(losses, [x])
     return x.grad
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra intra-op threads only add contention on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
