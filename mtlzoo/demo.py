@@ -19,6 +19,9 @@ from mtlzoo.config import TrainConfig
 from mtlzoo.tasks import Task, task_preset
 
 REPO_DIR = Path(__file__).resolve().parents[1]
+# CPU-sized: half-resolution scenes, squadnet_tiny at base width 8 (8 chunks x 8 = 64 channels) with light heads
+DEMO_SIZE = (48, 64)
+SQUADNET_DEMO_KWARGS = {"width": 8, "head": "light", "head_width": 32}
 
 
 @dataclass(frozen=True)
@@ -123,15 +126,14 @@ def run_demo(out_dir: str | Path = "outputs/demo", steps: int | None = None, qui
     """Run the demo and return its results (also printed, with where the outputs are)."""
     start = time.time()
     out = Path(out_dir)
-    size = (96, 128)
     n_train, n_val = (32, 16) if quick else (480, 96)
-    steps = steps or (4 if quick else 240)
-    stl_steps = max(2, steps // 2)
-    train_data, val_data = _materialise("train", n_train, size), _materialise("val", n_val, size)
+    steps = steps or (4 if quick else 200)
+    stl_steps = max(2, 3 * steps // 4)
+    train_data, val_data = _materialise("train", n_train, DEMO_SIZE), _materialise("val", n_val, DEMO_SIZE)
     runs = _plan(steps, stl_steps)
     trainers, models, results = {}, {}, {}
     for run in tqdm(runs, desc="demo runs"):
-        kwargs = {"head": "light"} if run.model.startswith("squadnet") else {}
+        kwargs = SQUADNET_DEMO_KWARGS if run.model.startswith("squadnet") else {}
         trainers[run.label], models[run.label] = _train(run, train_data, val_data, out / "runs" / _slug(run), kwargs)
         results[run.label] = trainers[run.label].last_metrics
     tasks = list(task_preset("synthscenes"))

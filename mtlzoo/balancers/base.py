@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 LEVELS = ("parameters", "features")
 JACOBIAN_MODES = ("auto", "batched", "loop")
+_CALIBRATION = ("_auto_calls", "_auto_times", "_resolved_mode", "_batched_ok")
 
 
 @dataclass(frozen=True)
@@ -144,11 +145,18 @@ class Balancer(nn.Module):
         return balanced_backward(self, losses, model_or_params, features, scaler)
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"tasks": self.tasks}
+        # the auto Jacobian path's calibration travels with the state, so a resumed run takes the same path
+        calibration = {key: getattr(self, key) for key in _CALIBRATION if hasattr(self, key)}
+        return {"tasks": self.tasks, "jacobian_mode": self.jacobian_mode, **calibration}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         if state.get("tasks") is not None:
             self.bind(state["tasks"])
+        if state.get("jacobian_mode") in JACOBIAN_MODES:
+            self.jacobian_mode = state["jacobian_mode"]
+        for key in _CALIBRATION:
+            if key in state:
+                setattr(self, key, dict(state[key]) if isinstance(state[key], dict) else state[key])
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
         """Load state, binding to the saved task names first so lazily created state exists."""

@@ -57,3 +57,14 @@ def test_dwa_follows_the_loss_ratio_of_the_last_two_epochs():
     expected = 2 * torch.softmax(ratio / 2.0, 0)
     torch.testing.assert_close(b.current_weights(), expected.float())
     assert b.epochs.item() == 2
+
+
+def test_the_auto_jacobian_calibration_survives_a_state_round_trip():
+    import mtlzoo
+
+    source = mtlzoo.create_balancer("pcgrad")
+    source.bind(["a", "b"])
+    source._auto_calls, source._auto_times, source._resolved_mode = 3, {"batched": 0.2, "loop": 0.1}, "loop"
+    target = mtlzoo.create_balancer("pcgrad")
+    target.load_state_dict(source.state_dict())
+    assert target._resolved_mode == "loop" and target._auto_calls == 3 and target._auto_times["loop"] == 0.1

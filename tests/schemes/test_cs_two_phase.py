@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import make_batch
+from scheme_toys import make_batch
 
 from mtlzoo.models import create_model
 from mtlzoo.schemes import ConnectionStrengthTwoPhase, conserve_priority, create_update_rule

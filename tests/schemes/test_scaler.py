@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import EqualWeight, make_batch
+from scheme_toys import EqualWeight, make_batch
 
 from mtlzoo.models import create_model
 from mtlzoo.schemes import create_update_rule
