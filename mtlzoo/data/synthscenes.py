@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -72,13 +73,15 @@ class SynthScenes(Dataset):
     """The synthscenes benchmark as a torch Dataset of ``{"image": (3, H, W) normalised, <task>: target}``.
 
     ``tasks`` picks the targets (default: all six); ``cache_dir`` stores rendered images in ``.npz``
-    shards of 128 so later epochs or runs read instead of render; ``transform`` is a joint transform
-    applied to the tensor dict (see :mod:`mtlzoo.data.transforms`).
+    shards of 128 so later epochs or runs read instead of render, and keeps up to ``cached_shards``
+    decoded shards in memory (shuffled reads would otherwise reload a shard per sample);
+    ``transform`` is a joint transform applied to the tensor dict (see :mod:`mtlzoo.data.transforms`).
     """
 
     def __init__(self, split: str = "train", size: tuple[int, int] = (96, 128), length: int | None = None,
                  seed: int = 0, tasks: Iterable[str | Task] | None = None, cache_dir: str | os.PathLike | None = None,
-                 version: int = GENERATOR_VERSION, transform: Callable[[dict], dict] | None = None) -> None:
+                 version: int = GENERATOR_VERSION, transform: Callable[[dict], dict] | None = None,
+                 cached_shards: int = 16) -> None:
         _check(split, version)
         self.split, self.size, self.seed, self.version = split, (int(size[0]), int(size[1])), int(seed), version
         self.length = DEFAULT_LENGTHS[split] if length is None else int(length)
@@ -87,7 +90,10 @@ class SynthScenes(Dataset):
         self.tasks = _task_names(tasks)
         self.transform = transform
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self._shard: tuple[int, dict[str, np.ndarray]] | None = None
+        if cached_shards < 1:
+            raise ValueError(f"cached_shards must be >= 1, got {cached_shards!r}")
+        self.cached_shards = int(cached_shards)
+        self._shards: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
 
     @property
     def name(self) -> str:
@@ -117,9 +123,13 @@ class SynthScenes(Dataset):
 
     def _cached(self, index: int) -> dict[str, np.ndarray]:
         shard, offset = divmod(index, SHARD_SIZE)
-        if self._shard is None or self._shard[0] != shard:
-            self._shard = (shard, self._load_or_render(shard))
-        return {k: v[offset] for k, v in self._shard[1].items()}
+        if shard in self._shards:
+            self._shards.move_to_end(shard)
+        else:
+            self._shards[shard] = self._load_or_render(shard)
+            while len(self._shards) > self.cached_shards:
+                self._shards.popitem(last=False)
+        return {k: v[offset] for k, v in self._shards[shard].items()}
 
     def _load_or_render(self, shard: int) -> dict[str, np.ndarray]:
         path = self._shard_path(shard)

@@ -137,3 +137,19 @@ def test_mirrored_figure_swaps_left_and_right_parts():
         assert left.float().mean() > right.float().mean()
     flipped = RandomHorizontalFlip(p=1.0, swaps=FLIP_SWAPS)(sample)
     assert torch.equal(flipped["parts"] == 4, (sample["parts"] == 3).flip(-1))
+
+
+def test_shuffled_reads_keep_decoded_shards_in_memory(tmp_path, monkeypatch):
+    from mtlzoo.data import synthscenes as module
+
+    monkeypatch.setattr(module, "SHARD_SIZE", 4)
+    dataset = module.SynthScenes("val", size=(24, 32), length=12, cache_dir=tmp_path, cached_shards=2)
+    loads = []
+    original = dataset._load_or_render
+    monkeypatch.setattr(dataset, "_load_or_render", lambda shard: loads.append(shard) or original(shard))
+    for index in (0, 5, 1, 6, 2, 7):
+        dataset[index]
+    assert loads == [0, 1]
+    dataset[9]
+    dataset[0]
+    assert loads == [0, 1, 2, 0]  # shard 0 was the least recently used of the two kept
