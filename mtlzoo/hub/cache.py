@@ -14,6 +14,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from mtlzoo.checkpoint import TMP_PREFIX
 from mtlzoo.hub.files import (
     CONFIG_NAME,
     PICKLE_WEIGHTS_NAMES,
@@ -116,7 +117,7 @@ def _content_commit(hashes: dict[str, str]) -> str:
 def _link_or_copy(blob: Path, link: Path) -> None:
     """Point ``link`` at ``blob`` with a relative symlink (as huggingface_hub does), or copy it where links fail."""
     link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".mtlzoo-tmp-{link.name}.{uuid.uuid4().hex[:12]}")
+    tmp = link.with_name(f"{TMP_PREFIX}{link.name}.{uuid.uuid4().hex[:12]}")
     try:
         os.symlink(os.path.relpath(blob, link.parent), tmp)
     except OSError:

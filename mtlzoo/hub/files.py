@@ -5,48 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from mtlzoo.checkpoint import atomic_path
 
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_WEIGHTS_NAMES = ("pytorch_model.bin", "model.pt", "model.pth")
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
-_TMP_PREFIX = ".mtlzoo-tmp-"
 
 
 class CheckpointNotFoundError(FileNotFoundError):
     """A checkpoint (or one of its files) is neither on disk, nor in the cache, nor reachable; says how to fetch it."""
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the same folder; on success it replaces ``path`` in one ``os.replace``.
-
-    A crash or an exception leaves ``path`` as it was (old content or absent), never half written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[Path], None]) -> Path:
