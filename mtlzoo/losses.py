@@ -4,7 +4,7 @@ Target conventions (shared with the data loaders and the metrics):
 segmentation / parts / classification: int64 class ids, ``ignore_index`` marks void;
 depth: float (B, 1, H, W) in metres, 0 = invalid; normals: float (B, 3, H, W) unit vectors,
 the zero vector = invalid; edge / saliency: float (B, 1, H, W) in {0, 1}, 255 = ignore;
-regression: float (B, C).
+regression: float (B, C). Non-finite (NaN / inf) target values are invalid in every float target.
 """
 
 from __future__ import annotations
@@ -29,17 +29,23 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
     return _masked_mean(per_element, valid)
 
 
+def _finite_or_zero(target: Tensor, valid: Tensor) -> Tensor:
+    """``target`` as float with invalid entries set to 0, so a NaN never reaches the loss or its gradient."""
+    target = target.float()
+    return torch.where(valid, target, torch.zeros_like(target))
+
+
 def masked_l1_depth(pred: Tensor, target: Tensor) -> Tensor:
-    """L1 on the pixels with a valid depth (target > 0)."""
-    valid = target > 0
-    return _masked_mean((pred.float() - target.float()).abs(), valid)
+    """L1 on the pixels with a valid depth (finite and > 0)."""
+    valid = torch.isfinite(target) & (target > 0)
+    return _masked_mean((pred.float() - _finite_or_zero(target, valid)).abs(), valid)
 
 
 def normals_loss(pred: Tensor, target: Tensor, mode: str = "l1") -> Tensor:
-    """L1 between unit normals, or 1 - cosine, on pixels whose target is not the zero vector."""
-    valid = target.abs().sum(dim=1, keepdim=True) > 0
+    """L1 between unit normals, or 1 - cosine, on pixels whose target is finite and not the zero vector."""
+    valid = torch.isfinite(target).all(dim=1, keepdim=True) & (target.abs().sum(dim=1, keepdim=True) > 0)
     unit = F.normalize(pred.float(), dim=1, eps=1e-12)
-    target = target.float()
+    target = _finite_or_zero(target, valid)
     if mode == "l1":
         return _masked_mean((unit - target).abs(), valid.expand_as(unit))
     if mode == "cosine":
@@ -54,7 +60,7 @@ def balanced_bce(logits: Tensor, target: Tensor, pos_weight: float | None, ignor
     (0.95 for edges) follows the MTI-Net family.
     """
     target = target.float()
-    valid = (target != ignore_index).to(logits.dtype if logits.is_floating_point() else torch.float32)
+    valid = ((target != ignore_index) & torch.isfinite(target)).float()
     positives = (target == 1).float() * valid
     if pos_weight is None:
         w = 1.0 - positives.sum() / valid.sum().clamp_min(1.0)
@@ -72,7 +78,7 @@ def regression_loss(pred: Tensor, target: Tensor, mode: str = "l1") -> Tensor:
     """L1 or MSE on finite targets (NaN targets are treated as missing)."""
     target = target.float().reshape(pred.shape)
     valid = torch.isfinite(target)
-    diff = pred.float() - torch.where(valid, target, torch.zeros_like(target))
+    diff = pred.float() - _finite_or_zero(target, valid)
     if mode == "l1":
         return _masked_mean(diff.abs(), valid)
     if mode == "mse":

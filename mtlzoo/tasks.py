@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlzoo import losses
+from mtlzoo import losses, targets
 from mtlzoo.registry import Registry, unknown_name_error
 
 HIGHER, LOWER = 1, -1  # metric directions: +1 means a larger value is better
@@ -29,7 +29,11 @@ NORMALS_METRICS = {
 
 @dataclass(frozen=True)
 class TaskKind:
-    """What a kind of prediction means: output channels, head, loss, metrics and their directions."""
+    """What a kind of prediction means: output channels, head, loss, metrics and their directions.
+
+    ``check_target(task, prediction, target) -> target`` validates a target once per loss call (shape,
+    dtype, value range; see :mod:`mtlzoo.targets`) and may add or drop an unambiguous channel axis.
+    """
 
     name: str
     dense: bool
@@ -40,6 +44,7 @@ class TaskKind:
     headline_metric: str
     compute_loss: Callable[[Task, Tensor, Tensor], Tensor]
     postprocess: Callable[[Task, Tensor], Tensor]
+    check_target: Callable[[Task, Tensor, Tensor], Tensor]
     uses_ignore_index: bool = False
 
     def direction(self, metric: str) -> int:
@@ -84,27 +89,30 @@ def _ce(task: Task, out: Tensor, target: Tensor) -> Tensor:
 for _name in ("segmentation", "parts"):
     _add_kind(name=_name, dense=True, default_channels=None, default_head="aspp", losses=("ce",),
               metrics=SEG_METRICS, headline_metric="miou", compute_loss=_ce, postprocess=_argmax,
-              uses_ignore_index=True)
+              check_target=targets.check_labels, uses_ignore_index=True)
 _add_kind(name="depth", dense=True, default_channels=1, default_head="aspp", losses=("l1",),
           metrics=DEPTH_METRICS, headline_metric="rmse",
-          compute_loss=lambda t, o, y: losses.masked_l1_depth(o, y), postprocess=_identity)
+          compute_loss=lambda t, o, y: losses.masked_l1_depth(o, y), postprocess=_identity,
+          check_target=targets.check_map)
 _add_kind(name="normals", dense=True, default_channels=3, default_head="aspp", losses=("l1", "cosine"),
           metrics=NORMALS_METRICS, headline_metric="mean",
-          compute_loss=lambda t, o, y: losses.normals_loss(o, y, t.loss), postprocess=_unit)
+          compute_loss=lambda t, o, y: losses.normals_loss(o, y, t.loss), postprocess=_unit,
+          check_target=targets.check_map)
 _add_kind(name="edge", dense=True, default_channels=1, default_head="aspp", losses=("balanced_bce",),
           metrics={"odsf": HIGHER, "bce": LOWER}, headline_metric="odsf",
           compute_loss=lambda t, o, y: losses.balanced_bce(o, y, t.pos_weight, t.ignore_index),
-          postprocess=_sigmoid, uses_ignore_index=True)
+          postprocess=_sigmoid, check_target=targets.check_binary_map, uses_ignore_index=True)
 _add_kind(name="saliency", dense=True, default_channels=1, default_head="aspp", losses=("balanced_bce",),
           metrics={"maxf": HIGHER, "miou": HIGHER}, headline_metric="maxf",
           compute_loss=lambda t, o, y: losses.balanced_bce(o, y, t.pos_weight, t.ignore_index),
-          postprocess=_sigmoid, uses_ignore_index=True)
+          postprocess=_sigmoid, check_target=targets.check_binary_map, uses_ignore_index=True)
 _add_kind(name="classification", dense=False, default_channels=None, default_head="mlp", losses=("ce",),
           metrics={"accuracy": HIGHER}, headline_metric="accuracy", compute_loss=_ce,
-          postprocess=_argmax, uses_ignore_index=True)
+          postprocess=_argmax, check_target=targets.check_labels, uses_ignore_index=True)
 _add_kind(name="regression", dense=False, default_channels=1, default_head="mlp", losses=("l1", "mse"),
           metrics={"mae": LOWER, "rmse": LOWER}, headline_metric="mae",
-          compute_loss=lambda t, o, y: losses.regression_loss(o, y, t.loss), postprocess=_identity)
+          compute_loss=lambda t, o, y: losses.regression_loss(o, y, t.loss), postprocess=_identity,
+          check_target=targets.check_vector)
 
 _DEFAULT_POS_WEIGHT = {"edge": 0.95}
 _HEADS = ("aspp", "light", "mlp")
@@ -161,8 +169,13 @@ class Task:
         return self.spec.dense
 
     def compute_loss(self, output: Tensor, target: Tensor) -> Tensor:
-        """This task's loss for a raw model output and its target (masked, never NaN)."""
-        return self.spec.compute_loss(self, output, target)
+        """This task's loss for a raw model output and its target (checked once, masked, never NaN).
+
+        Non-finite target pixels count as invalid; a target of the wrong shape, dtype or value range
+        raises a ValueError naming this task (see :attr:`TaskKind.check_target`).
+        """
+        spec = self.spec
+        return spec.compute_loss(self, output, spec.check_target(self, output, target))
 
     def postprocess(self, output: Tensor) -> Tensor:
         """Turn a raw output into the prediction the metrics read (class ids, probabilities, unit normals)."""

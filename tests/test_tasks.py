@@ -159,3 +159,75 @@ def test_postprocess_gives_what_the_metrics_read():
 def test_stack_losses_keeps_order():
     losses = {"b": torch.tensor(2.0), "a": torch.tensor(1.0)}
     assert stack_losses(losses).tolist() == [2.0, 1.0]
+
+
+# ---- non-finite target pixels and target checks (issue 11, points 2 and 3) ----------------------------------------
+
+def test_non_finite_depth_and_normals_pixels_are_invalid_in_the_loss():
+    out = torch.ones(1, 1, 2, 2, requires_grad=True)
+    target = torch.tensor([[[[2.0, float("nan")], [4.0, float("inf")]]]])
+    loss = mtlzoo.Task("d", "depth").compute_loss(out, target)
+    assert loss.item() == pytest.approx(2.0)  # |1 - 2| and |1 - 4| only
+    loss.backward()
+    assert torch.isfinite(out.grad).all()
+    normal = torch.nn.functional.normalize(torch.randn(1, 3, 2, 2), dim=1)
+    broken = normal.clone()
+    broken[0, :, 0, 0] = float("nan")
+    broken[0, 1, 1, 1] = float("inf")
+    for loss_name in ("l1", "cosine"):
+        task = mtlzoo.Task("n", "normals", loss=loss_name)
+        assert task.compute_loss(3.0 * normal, broken).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["edge", "saliency"])
+def test_non_finite_edge_and_saliency_pixels_are_invalid_in_the_loss(kind):
+    task = mtlzoo.Task("e", kind, pos_weight=0.9)
+    logits = torch.zeros(1, 1, 1, 3)
+    clean = torch.tensor([[[[1.0, 0.0, 255.0]]]])
+    nan = torch.tensor([[[[1.0, 0.0, float("nan")]]]])
+    assert task.compute_loss(logits, nan).item() == pytest.approx(task.compute_loss(logits, clean).item())
+
+
+def test_an_unambiguous_b_h_w_target_gets_its_channel():
+    g = torch.Generator().manual_seed(0)
+    out = torch.rand(2, 1, 4, 4, generator=g)
+    target = torch.rand(2, 4, 4, generator=g) + 1.0
+    depth = mtlzoo.Task("depth", "depth")
+    assert depth.compute_loss(out, target).item() == pytest.approx(depth.compute_loss(out, target[:, None]).item())
+    seg = mtlzoo.Task("semseg", "segmentation", 3)
+    logits, labels = torch.randn(2, 3, 4, 4, generator=g), torch.randint(0, 3, (2, 4, 4), generator=g)
+    assert seg.compute_loss(logits, labels[:, None]).item() == pytest.approx(seg.compute_loss(logits, labels).item())
+
+
+@pytest.mark.parametrize("task, pred, target, match", [
+    (mtlzoo.Task("depth", "depth"), torch.rand(2, 1, 4, 4), torch.rand(3, 1, 4, 4),
+     r"task 'depth': target shape \(3, 1, 4, 4\) does not match prediction \(2, 1, 4, 4\)"),
+    (mtlzoo.Task("depth", "depth"), torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 5), r"\(B, 1, H, W\)"),
+    (mtlzoo.Task("depth", "depth"), torch.rand(2, 1, 4, 4), torch.rand(2, 2, 4, 4), r"task 'depth'.*\(2, 2, 4, 4\)"),
+    (mtlzoo.Task("normals", "normals"), torch.rand(2, 3, 4, 4), torch.rand(2, 4, 4), r"task 'normals'.*\(B, 3, H, W\)"),
+    (mtlzoo.Task("semseg", "segmentation", 13), torch.rand(2, 13, 4, 4), torch.full((2, 4, 4), 40),
+     r"task 'semseg': target labels .*40.*\[0, 12\] or the ignore index 255"),
+    (mtlzoo.Task("semseg", "segmentation", 3), torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4),
+     r"task 'semseg'.*integer class ids"),
+    (mtlzoo.Task("semseg", "segmentation", 3), torch.rand(2, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long),
+     r"task 'semseg': target shape \(1, 4, 4\) does not match prediction \(2, 3, 4, 4\); expected \(B, H, W\)"),
+    (mtlzoo.Task("parts", "parts", 3, ignore_index=-1), torch.rand(2, 3, 4, 4), torch.full((2, 4, 4), -2),
+     r"task 'parts'.*-2.*ignore index -1"),
+    (mtlzoo.Task("edge", "edge"), torch.rand(2, 1, 4, 4), torch.full((2, 1, 4, 4), 0.5),
+     r"task 'edge': target values .*0.5.*0, 1 or the ignore index 255"),
+    (mtlzoo.Task("cls", "classification", 4), torch.rand(2, 4), torch.tensor([0, 4]), r"task 'cls'.*\[0, 3\]"),
+    (mtlzoo.Task("cls", "classification", 4), torch.rand(2, 4), torch.tensor([0, 1, 2]),
+     r"task 'cls': target shape \(3,\) does not match prediction \(2, 4\)"),
+    (mtlzoo.Task("r", "regression", 2), torch.rand(2, 2), torch.rand(2, 3), r"task 'r'.*\(B, 2\)"),
+])
+def test_bad_targets_raise_a_value_error_naming_the_task(task, pred, target, match):
+    with pytest.raises(ValueError, match=match):
+        task.compute_loss(pred, target)
+
+
+def test_every_kind_has_a_target_check_that_passes_good_targets_through():
+    target = torch.randint(0, 3, (2, 4, 4))
+    assert TASK_KINDS.get("segmentation").check_target(mtlzoo.Task("s", "segmentation", 3),
+                                                        torch.rand(2, 3, 4, 4), target) is target
+    for name in TASK_KINDS.names():
+        assert callable(TASK_KINDS.get(name).check_target)
