@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import yaml
 
 from mtlzoo.registry import close_matches
+from mtlzoo.tasks import Task, resolve_tasks
 
 
 @dataclass
@@ -91,6 +94,7 @@ class TrainConfig:
     best_metric: str | None = None
     tensorboard: bool = False
     progress: bool = True
+    overwrite: bool = False  # start clean in an out_dir that holds an earlier run (deletes its checkpoints, log)
 
 
 @dataclass
@@ -121,6 +125,29 @@ class Config:
 _AMP_MODES = ("none", "bf16", "fp16")
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-3`` and ``5E-4`` are numbers, not strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML (1.2-style floats) and turn a syntax error into a one-line ValueError naming ``where``."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{where}: malformed YAML{at}: {problem}") from None
+
+
 def _accepts(annotation: Any, value: Any) -> bool:
     if annotation is Any:
         return True
@@ -136,14 +163,21 @@ def _accepts(annotation: Any, value: Any) -> bool:
     return isinstance(value, origin or annotation)
 
 
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
-        raise ValueError(f"{where or 'config'} must be a mapping, got {type(data).__name__}: {data!r}")
+        raise ValueError(f"{where or 'config'}: must be a mapping of keys to values, got {type(data).__name__} "
+                         f"{data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in data.items():
-        path = f"{where}.{key}" if where else key
+        path = f"{where}.{key}" if where else str(key)
         if key not in fields:
             near = close_matches(str(key), list(fields))
             hint = f" Did you mean {near[0]!r}?" if near else ""
@@ -152,26 +186,77 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if dataclasses.is_dataclass(annotation):
             values[key] = _build(annotation, value, path)
         elif not _accepts(annotation, value):
-            raise ValueError(f"config key {path!r} expects {annotation}, got {value!r}")
+            raise ValueError(f"{path}: got {value!r} ({type(value).__name__}); expects {_type_name(annotation)}")
         else:
             values[key] = value
     return cls(**values)
 
 
-def _validate(config: Config) -> Config:
-    if config.train.amp not in _AMP_MODES:
-        raise ValueError(f"train.amp must be one of {_AMP_MODES}, got {config.train.amp!r}")
-    for key in ("steps", "eval_every", "log_every"):
-        if getattr(config.train, key) < 1:
-            raise ValueError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
-    if config.data.batch_size < 1:
-        raise ValueError(f"data.batch_size must be >= 1, got {config.data.batch_size}")
+# (key path, test, what is accepted): a config value failing its test is refused when the config is loaded
+_RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
+    ("train.amp", lambda v: v in _AMP_MODES, f"one of {list(_AMP_MODES)}"),
+    ("train.steps", lambda v: v >= 1, "an integer >= 1"),
+    ("train.eval_every", lambda v: v >= 1, "an integer >= 1"),
+    ("train.log_every", lambda v: v >= 1, "an integer >= 1"),
+    ("train.keep_last", lambda v: v >= 1, "an integer >= 1"),
+    ("train.clip_grad", lambda v: v is None or 0 < v < float("inf"), "null (no clipping) or a positive norm"),
+    ("train.ema", lambda v: v is None or 0 < v < 1, "null (no EMA) or a decay in (0, 1), e.g. 0.999"),
+    ("data.batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("data.eval_batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("data.num_workers", lambda v: v >= 0, "an integer >= 0"),
+    ("optim.lr", lambda v: 0 < v < float("inf"), "a positive number, e.g. 1e-3"),
+    ("optim.weight_decay", lambda v: 0 <= v < float("inf"), "a number >= 0"),
+    ("optim.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("optim.betas", lambda v: len(v) == 2 and all(_accepts(float, b) and 0 <= b < 1 for b in v),
+     "two numbers in [0, 1), e.g. [0.9, 0.999]"),
+    ("schedule.step_size", lambda v: v >= 1, "an integer >= 1"),
+    ("schedule.gamma", lambda v: v > 0, "a positive number"),
+    ("schedule.warmup_steps", lambda v: v >= 0, "an integer >= 0"),
+)
+
+
+def _validate(config: Config, model_tasks: bool = True) -> Config:
+    for path, test, accepted in _RULES:
+        section, key = path.split(".")
+        value = getattr(getattr(config, section), key)
+        if not test(value):
+            raise ValueError(f"{path}: got {value!r}; expects {accepted}")
+    try:
+        tasks = resolve_tasks(config.model.tasks)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"model.tasks: {error}") from None
+    if model_tasks:
+        check_best_metric(config.train.best_metric, tasks)
     return config
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
-    """Validate a plain dict against the schema; unknown keys raise a ValueError naming the accepted ones."""
-    return _validate(_build(Config, data or {}, ""))
+def check_best_metric(key: str | None, tasks: Sequence[Task]) -> None:
+    """Refuse a ``train.best_metric`` that is not ``delta_m`` or ``task.metric`` of one of ``tasks``."""
+    if key is None or key == "delta_m":
+        return
+    names = [t.name for t in tasks]
+    task_name, _, metric = key.partition(".")
+    if not metric:
+        raise ValueError(f"train.best_metric: got {key!r}; expects 'delta_m' or 'task.metric', e.g. "
+                         f"'{names[0]}.{next(iter(tasks[0].spec.metrics))}'")
+    if task_name not in names:
+        near = close_matches(task_name, names)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise ValueError(f"train.best_metric: task {task_name!r} is not one of the model's tasks {names}.{hint}")
+    task = tasks[names.index(task_name)]
+    try:
+        task.spec.direction(metric)
+    except ValueError as error:
+        raise ValueError(f"train.best_metric: {error}") from None
+
+
+def config_from_dict(data: dict[str, Any], model_tasks: bool = True) -> Config:
+    """Validate a plain dict against the schema; a bad key or value raises a one-line ValueError naming its path.
+
+    ``model_tasks=False`` skips the checks of keys that depend on ``model.tasks`` (``train.best_metric``), for
+    fine-tuning, where the model comes from a checkpoint and is checked when it is loaded.
+    """
+    return _validate(_build(Config, {} if data is None else data, ""), model_tasks)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -183,23 +268,29 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         path, raw = item.split("=", 1)
         *parents, leaf = path.strip().split(".")
         node = data
-        for part in parents:
+        for depth, part in enumerate(parents):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(raw)
+                raise ValueError(f"override {item!r}: {'.'.join(parents[:depth + 1])} is not a section; "
+                                 "expects section.key=value, e.g. train.steps=100")
+        node[leaf] = parse_yaml(raw, f"{path.strip()} (override value {raw!r})")
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
-    data: dict[str, Any] = {}
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                model_tasks: bool = True) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides; see :func:`config_from_dict`."""
+    data: Any = {}
     if path is not None:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"config file {path} does not exist; shipped configs: {shipped_configs()}")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return config_from_dict(apply_overrides(data, list(overrides)))
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        data = {} if data is None else data
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the top level must be a mapping of sections (model:, data:, train:...), "
+                             f"got a {type(data).__name__}")
+    return config_from_dict(apply_overrides(data, list(overrides)), model_tasks)
 
 
 def configs_dir() -> Path:
