@@ -40,7 +40,7 @@ def boundary_counts(prob: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, ma
     """
     from scipy import ndimage
 
-    valid = gt != ignore_index
+    valid = (gt != ignore_index) & np.isfinite(gt)
     edge = (gt == 1) & valid
     radius = max_dist * float(np.hypot(*gt.shape))
     k = thresholds.size
@@ -67,6 +67,8 @@ def ods_f(counts: np.ndarray) -> float:
 
 class EdgeMeter(Meter):
     """Balanced BCE of edge probabilities (positives weighted ``pos_weight``), pooled over valid pixels.
+
+    A target equal to ``ignore_index`` or non-finite is invalid.
 
     With ``odsf=True`` it also reports ``odsf`` from :func:`boundary_counts` (tolerance ``max_dist``
     of the image diagonal: 0.011 NYUD, 0.0075 PASCAL). That path runs on the CPU, syncs every batch,
@@ -101,7 +103,7 @@ class EdgeMeter(Meter):
 
     def _bce_sums(self, pred: Tensor, target: Tensor) -> Tensor:
         p = pred.float().clamp(_EPS, 1.0 - _EPS)
-        valid = target != self.ignore_index
+        valid = (target != self.ignore_index) & (torch.isfinite(target) if target.is_floating_point() else True)
         positive = target == 1
         w = self.pos_weight
         # -w log p on positives, -(1 - w) log(1 - p) on negatives, with a single log pass

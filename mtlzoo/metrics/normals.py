@@ -32,10 +32,36 @@ def angular_error(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def _valid_mask(target: Tensor, validity: str) -> Tensor:
+    """Pixels whose target is finite and valid under ``validity`` (non-zero norm, or non-zero channel sum)."""
     target = target.float()
+    finite = _channel_sum(target).isfinite() & _channel_sum(target.square()).isfinite()
     if validity == "norm":
-        return _channel_sum(target.square()) > 0
-    return _channel_sum(target) != 0
+        return finite & (_channel_sum(target.square()) > 0)
+    return finite & (_channel_sum(target) != 0)
+
+
+def _kth_smallest(bits: Tensor, valid: Tensor, rank: Tensor) -> Tensor:
+    """The exact ``rank``-th smallest (0-based) valid value, by radix selection on the int32 bit patterns.
+
+    Non-negative float32 values sort like their bit patterns, so two 16-bit histogram passes find the value
+    exactly, on the device and without a host sync (``rank`` is a device tensor).
+    """
+    high, low = bits >> 16, bits & 0xFFFF
+    hist = counts_by_index(torch.where(valid, high, 1 << 15), (1 << 15) + 1)[: 1 << 15].double()
+    cum = hist.cumsum(0)
+    prefix = torch.searchsorted(cum, rank.reshape(1), right=True).clamp_max((1 << 15) - 1)
+    before = torch.where(prefix > 0, cum[(prefix - 1).clamp_min(0)], torch.zeros_like(cum[:1]))
+    inner = counts_by_index(torch.where(valid & (high == prefix), low, 1 << 16), (1 << 16) + 1)[: 1 << 16]
+    suffix = torch.searchsorted(inner.double().cumsum(0), (rank - before).reshape(1), right=True)
+    return ((prefix << 16) | suffix.clamp_max(0xFFFF)).to(torch.int32).view(torch.float32)[0].double()
+
+
+def _exact_median(angle: Tensor, valid: Tensor, n: Tensor) -> Tensor:
+    """numpy's median of the valid angles (the mean of the two middle ones for an even count); 0 when none."""
+    bits = angle.float().abs().contiguous().view(torch.int32).reshape(-1).long()  # abs: -0.0 sorts as +0.0
+    valid = valid.reshape(-1)
+    half = ((n - 1) / 2).clamp_min(0)
+    return (_kth_smallest(bits, valid, half.floor()) + _kth_smallest(bits, valid, half.ceil())) / 2
 
 
 def _value_at_rank(hist: Tensor, cum: Tensor, rank: Tensor) -> Tensor:
@@ -68,8 +94,8 @@ class NormalsMeter(Meter):
     components sum to 0). ``reduce="pixel"`` pools all pixels; ``"batch_mean"`` averages per-batch values
     (MTAN / Nash-MTL / FAMO). ``median="global"`` is the median over all pixels of the set, from a
     histogram of 1/1024-degree bins (within 0.001 degrees; the mean of the two middle values for an even
-    count, as numpy); ``"per_batch"`` is the mean of per-batch lower medians (``torch.median``, as MTAN),
-    read from the batch's histogram.
+    count, as numpy); ``"per_batch"`` is the mean of exact per-batch medians (``np.median`` per batch, as
+    MTAN's and Nash-MTL's ``normal_error``). Non-finite target pixels are invalid.
     Fractions are in [0, 1] with a strict ``<``.
     """
 
@@ -105,9 +131,8 @@ class NormalsMeter(Meter):
         else:
             self.sums = accumulate(self.sums, _finish(safe_div(terms, n)))
         if self.median == "per_batch":
-            cum = hist.cumsum(0)
-            lower = _value_at_rank(hist, cum, ((n - 1) / 2).floor().clamp_min(0))
-            self.median_sum = accumulate(self.median_sum, lower * has)
+            median = _exact_median(angular_error(pred, target), _valid_mask(target, self.validity), n)
+            self.median_sum = accumulate(self.median_sum, median * has)
         else:
             self.histogram = accumulate(self.histogram, hist)
 

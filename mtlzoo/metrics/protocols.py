@@ -155,9 +155,9 @@ def create_meter(task: Task, protocol: str | Protocol = "synthscenes") -> Meter:
     options = get_protocol(protocol).meter_options(task.kind)
     kind = task.kind
     if kind == "segmentation":
-        return SegmentationMeter(task.channels, **options)
+        return SegmentationMeter(task.channels, ignore_index=task.ignore_index, name=task.name, **options)
     if kind == "parts":
-        return PartsMeter(task.channels, **options)
+        return PartsMeter(task.channels, ignore_index=task.ignore_index, name=task.name, **options)
     if kind == "depth":
         return DepthMeter(**options)
     if kind == "normals":

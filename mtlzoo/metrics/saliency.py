@@ -20,12 +20,13 @@ def default_thresholds(reduce: str) -> tuple[float, ...]:
 def _threshold_counts(prob: Tensor, target: Tensor, thresholds: Tensor, ignore_index: int) -> Tensor:
     """Per image and threshold: (predicted positive, true positive, actual positive), shape (B, 3, K).
 
-    A pixel is predicted positive at threshold t when prob > t; targets equal to ``ignore_index`` are dropped.
+    A pixel is predicted positive at threshold t when prob > t; targets equal to ``ignore_index`` or
+    non-finite are dropped.
     """
     b, k = prob.shape[0], thresholds.numel()
     prob = prob.reshape(b, -1).float().contiguous()
     target = target.reshape(b, -1).to(prob.device)
-    valid = target != ignore_index
+    valid = (target != ignore_index) & (torch.isfinite(target) if target.is_floating_point() else True)
     positive = (target == 1) & valid
     above = torch.bucketize(prob, thresholds)  # number of thresholds strictly below prob
     image = torch.arange(b, device=prob.device).unsqueeze(1) * (k + 1)
@@ -57,7 +58,7 @@ def f_beta(precision: Tensor, recall: Tensor, beta2: float) -> Tensor:
 
 
 class SaliencyMeter(Meter):
-    """maxF and mIoU of saliency probabilities against binary targets (255 = ignore).
+    """maxF and mIoU of saliency probabilities against binary targets (255 and non-finite = ignore).
 
     ``reduce="image"`` (MTI-Net / ASTMT): per-image precision, recall and Jaccard at each threshold,
     averaged over images, F from the averaged P and R with ``beta2=1``; mIoU = max over thresholds of

@@ -47,3 +47,11 @@ def test_nothing_valid_gives_nan_and_bad_reduce_raises():
     assert math.isnan(meter.compute()["rmse"])
     with pytest.raises(ValueError, match="reduce"):
         DepthMeter("image")
+
+
+def test_non_finite_target_pixels_are_invalid():
+    pred = torch.tensor([[[[1.0, 2.0, 4.0, 3.0]]]])
+    clean, broken = DepthMeter(), DepthMeter()
+    clean.update(pred[..., :2], torch.tensor([[[[1.0, 4.0]]]]))
+    broken.update(pred, torch.tensor([[[[1.0, 4.0, float("nan"), float("inf")]]]]))
+    assert broken.compute() == pytest.approx(clean.compute())

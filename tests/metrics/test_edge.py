@@ -47,3 +47,11 @@ def test_odsf_in_the_meter_and_ignore():
     assert set(plain.compute()) == {"bce"}  # odsF only when asked for
     with pytest.raises(ValueError, match="pos_weight"):
         EdgeMeter(pos_weight=1.5)
+
+
+def test_non_finite_target_pixels_are_ignored_like_255():
+    prob = torch.tensor([0.8, 0.3, 0.5, 0.6]).view(1, 1, 1, 4)
+    nan, void = EdgeMeter(odsf=True), EdgeMeter(odsf=True)
+    nan.update(prob, torch.tensor([1.0, 0.0, float("nan"), float("inf")]).view(1, 1, 1, 4))
+    void.update(prob, torch.tensor([1.0, 0.0, 255.0, 255.0]).view(1, 1, 1, 4))
+    assert nan.compute() == void.compute()

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,3 +68,46 @@ def test_per_batch_median_and_batch_mean():
     assert mtan.compute()["mean"] == pytest.approx(15.0)
     with pytest.raises(ValueError, match="median"):
         NormalsMeter(median="exact")
+
+
+@pytest.mark.parametrize("validity", ["norm", "channel_sum"])
+def test_non_finite_target_pixels_are_invalid(validity):
+    pred, target = _tilted([5.0, 15.0, 25.0, 40.0]), _up(4)
+    broken = target.clone()
+    broken[0, :, 0, 3] = float("nan")
+    broken[0, 0, 0, 2] = float("inf")
+    clean, meter = NormalsMeter(validity), NormalsMeter(validity)
+    clean.update(pred[..., :2], target[..., :2])
+    meter.update(pred, broken)
+    assert meter.compute() == pytest.approx(clean.compute())
+
+
+def _numpy_mtan_normals(batches):
+    """MTAN / Nash-MTL ``normal_error`` per batch (acos of the clamped dot product of unit normals on pixels whose
+    target channels do not sum to 0, numpy median), averaged over batches; written from their description."""
+    medians, means = [], []
+    for pred, gt in batches:
+        p = pred.double().numpy()
+        p = p / np.linalg.norm(p, axis=1, keepdims=True)
+        g = gt.double().numpy()
+        mask = g.sum(axis=1) != 0
+        error = np.degrees(np.arccos(np.clip((p * g).sum(axis=1)[mask], -1, 1)))
+        medians.append(np.median(error))
+        means.append(np.mean(error))
+    return float(np.mean(means)), float(np.mean(medians))
+
+
+def test_per_batch_median_is_numpy_median_per_batch():
+    g = torch.Generator().manual_seed(3)
+    batches = []
+    for n in (6, 7, 10):  # even and odd valid counts
+        gt = torch.nn.functional.normalize(torch.randn(2, 3, 1, n, generator=g), dim=1)
+        gt[:, :, :, 0] = 0.0  # invalid pixels
+        batches.append((gt + 0.6 * torch.randn(2, 3, 1, n, generator=g), gt))
+    meter = NormalsMeter(validity="channel_sum", reduce="batch_mean", median="per_batch")
+    for pred, gt in batches:
+        meter.update(pred, gt)
+    mean, median = _numpy_mtan_normals(batches)
+    out = meter.compute()
+    assert out["mean"] == pytest.approx(mean, abs=1e-4)
+    assert out["median"] == pytest.approx(median, abs=1e-4)

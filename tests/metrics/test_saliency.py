@@ -52,3 +52,15 @@ def test_perfect_and_default_thresholds(reduce):
     meter.update(target.clone(), target)
     assert meter.compute() == {"maxf": 1.0, "miou": 1.0}
     assert len(meter.thresholds) == (15 if reduce == "image" else 19)
+
+
+@pytest.mark.parametrize("reduce", ["image", "pixel"])
+def test_non_finite_target_pixels_are_ignored_like_255(reduce):
+    prob, target = _batch()
+    nan, void = target.clone(), target.clone()
+    nan[0, 0, 0, 2] = float("nan")
+    void[0, 0, 0, 2] = 255.0
+    a, b = SaliencyMeter(reduce), SaliencyMeter(reduce)
+    a.update(prob, nan)
+    b.update(prob, void)
+    assert a.compute() == b.compute()

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 import torch
@@ -62,3 +63,21 @@ def test_shape_mismatch_and_bad_options():
         SegmentationMeter(3, absent="ignore")
     with pytest.raises(ValueError, match="before any update"):
         SegmentationMeter(3).compute()
+
+
+def test_non_finite_float_targets_are_ignored():
+    meter = SegmentationMeter(2)
+    meter.update(torch.tensor([[0, 1, 1, 0]]), torch.tensor([[0.0, 1.0, float("nan"), float("inf")]]))
+    assert meter.compute() == {"miou": 1.0, "pixel_acc": 1.0, "mean_acc": 1.0}
+
+
+def test_labels_outside_the_class_range_warn_once_naming_the_task():
+    meter = SegmentationMeter(13, absent="nan", ignore_index=-1, name="semseg")
+    meter.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.tensor([[[0, 40], [-1, 13]]]))
+    meter.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.tensor([[[0, 40], [-1, 13]]]))
+    with pytest.warns(UserWarning, match=r"task 'semseg': 4 target label\(s\) outside \[0, 12\]") as caught:
+        meter.compute()
+    assert len(caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _meter([[0, 1, 2, 2]], [[0, 1, 255, -1]], classes=2)  # the two usual void values never warn by default
