@@ -96,12 +96,20 @@ def _check_units(task: str, metric: str, value: float, base: float) -> None:
         raise ValueError(f"{task}.{metric}: the baseline is 0, so a relative change is undefined")
 
 
+def result_parts(result: Mapping) -> tuple[Metrics, str | None]:
+    """(metrics, protocol) of an ``EvalResult``, of its saved ``to_dict()`` form, or of a plain metrics dict."""
+    saved = result.get("metrics")
+    if isinstance(saved, Mapping) and isinstance(result.get("protocol"), str):
+        return saved, result["protocol"]
+    return result, getattr(result, "protocol", None)
+
+
 def _as_metrics(baseline: Metrics | Baseline | str) -> Metrics:
     if isinstance(baseline, str):
         return get_baseline(baseline).metrics
     if isinstance(baseline, Baseline):
         return baseline.metrics
-    return baseline
+    return result_parts(baseline)[0]
 
 
 def delta_m_terms(metrics: Metrics, baseline: Metrics | Baseline | str, style: str = "vandenhende",
@@ -115,6 +123,7 @@ def delta_m_terms(metrics: Metrics, baseline: Metrics | Baseline | str, style: s
     if style not in DELTA_STYLES:
         raise unknown_name_error("delta_m style", style, list(DELTA_STYLES))
     base = _as_metrics(baseline)
+    metrics = result_parts(metrics)[0]
     kinds = _resolve_kinds(tasks)
     names = [t for t in metrics if t in base and (select is None or t in select)]
     if not names:
@@ -150,9 +159,13 @@ def delta_m(metrics: Metrics, baseline: Metrics | Baseline | str, style: str | N
     ``nash``: mean over all metrics, negative = better (CAGrad / Nash-MTL / FAMO Delta m);
     ``libmtl``: mean over tasks of the mean over that task's metrics, positive = better.
     Directions come from the task kinds (``tasks``: a preset or protocol name, a list of Task or
-    ``{task: kind}``), else from the metric names. ``baseline`` may name a shipped baseline; ``protocol``
-    supplies the style and the metrics when they are not given.
+    ``{task: kind}``), else from the metric names. ``metrics`` and ``baseline`` may be results of
+    ``evaluate`` (or their saved ``to_dict()`` form); ``baseline`` may name a shipped baseline. ``protocol``
+    (default: the one ``metrics`` carries) supplies the style and the metrics when they are not given.
     """
+    metrics, carried = result_parts(metrics)
+    if protocol is None and carried in PROTOCOLS:
+        protocol = carried
     if protocol is not None:
         proto = get_protocol(protocol)
         style = style or proto.delta_style

@@ -12,9 +12,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlzoo.metrics.baselines import Baseline, get_baseline
-from mtlzoo.metrics.delta_m import delta_m
+from mtlzoo.metrics.delta_m import delta_m, result_parts
 from mtlzoo.metrics.protocols import Protocol, create_meter, get_protocol
+from mtlzoo.registry import close_matches
 from mtlzoo.tasks import Task
+
+AMP_DTYPES: dict[str, torch.dtype | None] = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
 class EvalResult(dict):
@@ -53,21 +56,59 @@ def _match_size(task: Task, output: Tensor, target: Tensor) -> Tensor:
 
 
 def _resolve_baseline(baseline: Any, proto: Protocol) -> tuple[Mapping | None, str | None]:
-    """(metrics, name) of the baseline argument: None, "auto" (the protocol's), a name, a Baseline or a dict."""
+    """(metrics, name) of the baseline argument: None, "auto" (the protocol's), a name, a Baseline, a
+    ``{task: {metric: value}}`` dict or a saved result (``EvalResult.to_dict()``, as ``mtlzoo eval --json`` writes)."""
     if baseline is None:
         return None, None
     if isinstance(baseline, str) and baseline == "auto":
         if proto.baseline is None:
+            warnings.warn(f"protocol {proto.name!r} has no shipped baseline, so no delta_m is computed; pass "
+                          "baseline= a baseline name, a {task: {metric: value}} dict or a saved result", stacklevel=3)
             return None, None
         baseline = proto.baseline
     if isinstance(baseline, str):
         baseline = get_baseline(baseline)
     if isinstance(baseline, Baseline):
-        if baseline.protocol != proto.name:
-            warnings.warn(f"baseline {baseline.name!r} was measured under protocol {baseline.protocol!r}, "
-                          f"not {proto.name!r}; the delta_m mixes protocols", stacklevel=3)
-        return baseline.metrics, baseline.name
-    return baseline, "custom"
+        metrics, name, measured = baseline.metrics, baseline.name, baseline.protocol
+    else:
+        (metrics, measured), name = result_parts(baseline), "custom"
+    if measured is not None and measured != proto.name:
+        warnings.warn(f"baseline {name!r} was measured under protocol {measured!r}, "
+                      f"not {proto.name!r}; the delta_m mixes protocols", stacklevel=3)
+    return metrics, name
+
+
+def _autocast(amp: bool | str, device: torch.device) -> contextlib.AbstractContextManager:
+    """autocast for ``amp``: "bf16", "fp16", "none", or a bool (True: fp16 on CUDA, bf16 elsewhere)."""
+    if isinstance(amp, bool):
+        amp = ("fp16" if device.type == "cuda" else "bf16") if amp else "none"
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"evaluate: amp must be one of {list(AMP_DTYPES)} or a bool, got {amp!r}")
+    dtype = AMP_DTYPES[amp]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def _warn_unknown_keys(batch: Mapping[str, Any], tasks: list[Task], warned: set[str]) -> None:
+    """Warn once per batch key that is neither "image" nor a task of the model (a misspelt task is never scored)."""
+    names = [t.name for t in tasks]
+    for key in batch:
+        if key != "image" and key not in names and key not in warned:
+            warned.add(key)
+            near = close_matches(key, names)
+            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+            warnings.warn(f"evaluate: batch key {key!r} names no task of the model {names} and is not "
+                          f"scored{hint}", stacklevel=3)
+
+
+def _warn_non_finite(flags: dict[str, list[Tensor]], step: int | None) -> None:
+    """Warn for each task whose raw output held NaN or inf, naming the first such batch (one host sync per task)."""
+    at = f" at training step {step}" if step is not None else ""
+    for name, per_batch in flags.items():
+        bad = torch.stack(per_batch).nonzero().flatten().tolist() if per_batch else []
+        if bad:
+            warnings.warn(f"evaluate: task {name!r} predicted non-finite values{at} in {len(bad)} of "
+                          f"{len(per_batch)} batch(es) (first: batch {bad[0]}); its metrics are not "
+                          "trustworthy", stacklevel=3)
 
 
 def _progress(data: Iterable, enabled: bool, label: str) -> Iterable:
@@ -79,30 +120,38 @@ def _progress(data: Iterable, enabled: bool, label: str) -> Iterable:
 
 
 def evaluate(model: nn.Module, data: Iterable[Mapping[str, Tensor]], protocol: str | Protocol = "synthscenes",
-             baseline: Any = None, device: str | torch.device | None = None, amp: bool = False,
-             channels_last: bool = False, progress: bool = True) -> EvalResult:
+             baseline: Any = None, device: str | torch.device | None = None, amp: bool | str = False,
+             channels_last: bool = False, progress: bool = True, step: int | None = None) -> EvalResult:
     """Score ``model`` on every batch of ``data`` (dicts with "image" and one target per task) under ``protocol``.
 
     Each task present in a batch is scored from ``task.postprocess(output)``; tasks a batch lacks are
-    skipped for that batch. ``baseline`` (None, "auto" for the protocol's own, a shipped baseline name,
-    or a ``{task: {metric: value}}`` dict) adds delta_m in the protocol's style. ``amp`` runs the model
-    under autocast (bfloat16 on CPU, float16 on CUDA); ``channels_last`` converts the model and inputs.
+    skipped for that batch, and a batch key that names no task warns once. ``baseline`` (None, "auto" for
+    the protocol's own, a shipped baseline name, a ``{task: {metric: value}}`` dict or a saved result) adds
+    delta_m in the protocol's style. ``device`` moves the model there for the run (and back afterwards);
+    ``amp`` is "bf16", "fp16", "none" or a bool (True: fp16 on CUDA, bf16 elsewhere); ``channels_last``
+    converts the model and inputs. A non-finite raw output warns naming the task, the batch and ``step``.
     The model is put in eval mode and restored afterwards.
     """
     proto = get_protocol(protocol)
     tasks: list[Task] = list(model.tasks)
-    device = torch.device(device) if device is not None else _model_device(model)
+    home = _model_device(model)
+    moved = device is not None
+    device = torch.device(device) if moved else home
+    autocast = _autocast(amp, device)
     meters = {t.name: create_meter(t, proto) for t in tasks}
+    flags: dict[str, list[Tensor]] = {t.name: [] for t in tasks}
     seen: set[str] = set()
+    warned: set[str] = set()
     was_training = model.training
+    if moved:
+        model.to(device)
     model.eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    autocast = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16) \
-        if amp else contextlib.nullcontext()
     try:
         with torch.inference_mode():
             for batch in _progress(data, progress, proto.name):
+                _warn_unknown_keys(batch, tasks, warned)
                 image = batch["image"].to(device, non_blocking=True)
                 if channels_last:
                     image = image.contiguous(memory_format=torch.channels_last)
@@ -111,14 +160,19 @@ def evaluate(model: nn.Module, data: Iterable[Mapping[str, Tensor]], protocol: s
                 for task in tasks:
                     if task.name not in batch:
                         continue
+                    output = outputs[task.name]
+                    flags[task.name].append(~torch.isfinite(output).all() if output.is_floating_point()
+                                            else torch.zeros((), dtype=torch.bool, device=output.device))
                     target = batch[task.name].to(device, non_blocking=True)
-                    pred = task.postprocess(_match_size(task, outputs[task.name], target))
-                    meters[task.name].update(pred, target)
+                    meters[task.name].update(task.postprocess(_match_size(task, output, target)), target)
                     seen.add(task.name)
     finally:
         model.train(was_training)
+        if moved and device != home:
+            model.to(home)
     if not seen:
         raise ValueError(f"no batch held a target for any task of the model {[t.name for t in tasks]}")
+    _warn_non_finite(flags, step)
     metrics = {t.name: meters[t.name].compute() for t in tasks if t.name in seen}
     base, base_name = _resolve_baseline(baseline, proto)
     if base is None:

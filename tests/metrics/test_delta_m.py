@@ -121,3 +121,15 @@ def test_shipped_baselines_say_their_protocol():
                                      "mtinet_hrnet18_pascal"}
     assert get_baseline("cagrad_segnet_nyuv2").protocol == "mtan_nyuv2"
     assert get_baseline("cagrad_segnet_nyuv2").metrics["semseg"]["miou"] == pytest.approx(0.3830)
+
+
+def test_a_result_carries_its_protocol_into_delta_m():
+    from mtlzoo.metrics import EvalResult
+
+    miou, pacc, abs_err, rel, published = CITYSCAPES_ROWS["CAGrad"]
+    metrics = {"semseg": {"miou": miou / 100, "pixel_acc": pacc / 100}, "depth": {"abs_err": abs_err, "abs_rel": rel}}
+    result = EvalResult(metrics, "mtan_cityscapes")
+    assert delta_m(result, "cagrad_segnet_cityscapes") == pytest.approx(published, abs=0.1)
+    assert delta_m(result.to_dict(), get_baseline("cagrad_segnet_cityscapes")) == pytest.approx(published, abs=0.1)
+    # a saved result used as the baseline: itself against itself is 0
+    assert delta_m(result, result.to_dict()) == pytest.approx(0.0)

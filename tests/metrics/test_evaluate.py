@@ -115,3 +115,110 @@ def test_auto_baseline_and_averaging_seeds():
     assert std["semseg"]["miou"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="protocols"):
         average_results([runs[0], EvalResult({"semseg": {"miou": 0.1}}, "mtan_nyuv2")])
+
+
+def _caught(fn):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn()
+    return result, [str(w.message) for w in caught]
+
+
+def test_a_saved_result_is_a_baseline_and_auto_without_one_says_so():
+    import json
+
+    batches = _batches()
+    for b in batches:
+        del b["normals"]  # a perfect normals score (0 degrees) cannot be a baseline
+    first = evaluate(_Oracle(noise=0.1), batches, protocol="synthscenes", progress=False)
+    saved = json.loads(json.dumps(first.to_dict()))  # what `mtlzoo eval --json` writes
+    again = evaluate(_Oracle(noise=0.1), batches, protocol="synthscenes", baseline=saved, progress=False)
+    assert again.delta_m == pytest.approx(0.0) and again.baseline == "custom"
+    result, messages = _caught(lambda: evaluate(_Oracle(), _batches(), protocol="synthscenes", baseline="auto",
+                                                progress=False))
+    assert result.delta_m is None
+    assert any("synthscenes" in m and "no shipped baseline" in m for m in messages)
+    _, messages = _caught(lambda: evaluate(_Oracle(noise=0.2), batches, protocol="mtinet_nyud", baseline=saved,
+                                           progress=False))
+    assert any("'synthscenes'" in m and "mixes protocols" in m for m in messages)
+
+
+def test_a_batch_key_that_names_no_task_warns_once_with_the_close_match():
+    batches = _batches()
+    for b in batches:
+        b["semseq"] = b.pop("semseg")
+    result, messages = _caught(lambda: evaluate(_Oracle(), batches, progress=False))
+    assert "semseg" not in result
+    hits = [m for m in messages if "'semseq'" in m]
+    assert len(hits) == 1 and "semseg" in hits[0].replace("'semseq'", "")
+
+
+def test_non_finite_predictions_name_the_task_batch_and_step():
+    class Broken(_Oracle):
+        def forward(self, x):
+            out = super().forward(x)
+            if x[0, 1, 0, 0] == self.bad_value:
+                out["depth"] = out["depth"] * float("nan")
+            return out
+
+    batches = _batches()
+    model = Broken()
+    model.bad_value = batches[1]["image"][0, 1, 0, 0]
+    _, messages = _caught(lambda: evaluate(model, batches, progress=False, step=120))
+    hits = [m for m in messages if "non-finite" in m]
+    assert len(hits) == 1 and "task 'depth'" in hits[0] and "batch 1" in hits[0] and "step 120" in hits[0]
+    _, messages = _caught(lambda: evaluate(_Oracle(), batches, progress=False))
+    assert not [m for m in messages if "non-finite" in m]
+
+
+class _Spy(_Oracle):
+    """Records the devices it is moved to and the autocast dtype its forward runs under."""
+
+    def __init__(self):
+        super().__init__()
+        self.moves, self.dtypes = [], []
+
+    def _apply(self, fn, recurse=True):
+        self.moves.append(fn(torch.zeros(())).device.type)
+        return super()._apply(fn, recurse)
+
+    def forward(self, x):
+        self.dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return super().forward(x)
+
+
+def test_device_moves_the_model_and_amp_takes_a_dtype():
+    model = _Spy()
+    evaluate(model, _batches(1), device="cpu", progress=False)
+    assert model.moves == ["cpu"]  # moved to the requested device (CUDA for `mtlzoo eval --device cuda`)
+    for amp, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("none", None), (True, torch.bfloat16),
+                       (False, None)):
+        model.dtypes.clear()
+        evaluate(model, _batches(1), amp=amp, progress=False)
+        assert model.dtypes == [dtype], amp
+    with pytest.raises(ValueError, match="bf16"):
+        evaluate(model, _batches(1), amp="fp32", progress=False)
+
+
+def test_cli_eval_reads_the_json_it_wrote_as_a_baseline(tmp_path, capsys):
+    import json
+
+    from mtlzoo.cli import main
+    from mtlzoo.models import create_model
+
+    tasks = [{"name": "semseg", "kind": "segmentation", "channels": 8}, {"name": "depth", "kind": "depth"}]
+    create_model("hps_tiny", tasks=tasks).save_pretrained(tmp_path / "model")
+    data = ["--data-opt", "size=[32,48]", "--data-opt", "length=4"]
+    saved = tmp_path / "result.json"
+    assert main(["eval", str(tmp_path / "model"), *data, "--json", str(saved)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "model"), *data, "--baseline", str(saved)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["delta_m"] == pytest.approx(0.0) and result["baseline"] == "custom"
+
+
+def test_labels_outside_the_class_range_warn_naming_the_task():
+    batches = _batches(1)
+    batches[0]["semseg"][0, 0, 0] = 40  # 13 classes, ignore index -1
+    result, messages = _caught(lambda: evaluate(_Oracle(13), batches, protocol="mtan_nyuv2", progress=False))
+    assert any("task 'semseg'" in m and "[0, 12]" in m for m in messages)
