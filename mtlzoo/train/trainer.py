@@ -200,7 +200,7 @@ class Trainer:
         loader = DataLoader(setup.data, batch_size=setup.batch_size, shuffle=False, generator=torch.Generator())
         model = self.ema.module if self.ema is not None else self.model
         result = evaluate(model, loader, protocol=setup.protocol or "synthscenes", baseline=setup.baseline,
-                          device=self.device, amp=self.options.amp != "none", progress=False)
+                          device=self.device, amp=self.options.amp, progress=False, step=self.step)
         return result.to_dict()
 
     def _evaluate_and_checkpoint(self, bar: Any) -> None:
