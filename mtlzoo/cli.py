@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -55,7 +55,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, protocol=args.protocol,
                                  baseline=args.baseline, data_options=_options(args.data_opt),
-                                 batch_size=args.batch_size, device=args.device)
+                                 batch_size=args.batch_size, device=args.device, random_init=args.random_init,
+                                 note=_note(args))
     text = json.dumps(result, indent=2)
     if args.json:
         from mtlzoo.checkpoint import atomic_write_text
@@ -68,17 +69,22 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     from mtlzoo.config import load_config, resolve_config_path
     from mtlzoo.train.run import finetune_from_checkpoint
 
-    config = load_config(resolve_config_path(args.config) if args.config else None, args.overrides)
+    # train.best_metric may name an added task: it is checked against the fine-tuned model, not model.tasks
+    config = load_config(resolve_config_path(args.config) if args.config else None, args.overrides, model_tasks=False)
     result = finetune_from_checkpoint(args.checkpoint, config, add_tasks=args.add_task,
-                                      freeze_encoder=args.freeze_encoder, only_new_tasks=args.only_new_tasks)
+                                      freeze_encoder=args.freeze_encoder, only_new_tasks=args.only_new_tasks,
+                                      random_init=args.random_init, note=_note(args))
     print(json.dumps(result, indent=2))
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> None:
     from mtlzoo.diagnose import gradient_report, summarize, write_report
+    from mtlzoo.models.factory import split_model_name
     from mtlzoo.train.run import load_model_or_checkpoint, make_loader
 
-    model = load_model_or_checkpoint(args.model, tasks=args.tasks)
+    # a bare architecture name means a fresh model here: gradient conflict at initialisation is a question of its own
+    model = load_model_or_checkpoint(args.model, tasks=args.tasks, random_init=split_model_name(args.model)[1] is None,
+                                     note=_note(args))
     loader = make_loader(args.data, args.split, model, _options(args.data_opt), args.batch_size, shuffle=True)
     report = gradient_report(model, loader, max_batches=args.batches, layer_depth=args.layer_depth)
     paths = write_report(report, args.out)
@@ -92,6 +98,11 @@ def _cmd_publish(args: argparse.Namespace) -> None:
     url = publish(args.checkpoint, args.repo_id, revision=args.revision, private=args.private,
                   token=args.token, commit_message=args.message)
     print(f"published {args.checkpoint} to {url}")
+
+
+def _note(args: argparse.Namespace) -> Callable[[str], None]:
+    """Tell the user (on stderr, so stdout stays machine-readable) which weights a command uses."""
+    return lambda message: print(f"mtlzoo {args.command}: {message}", file=sys.stderr)
 
 
 def _options(items: Sequence[str] | None) -> dict:
@@ -144,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default=None, help="'auto', a shipped baseline name, or a JSON file")
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None, help="also write the result to this JSON file")
+    _add_random_init(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("finetune", help="add task heads to a checkpoint and train them (optionally frozen encoder)")
@@ -154,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-new-tasks", action="store_true",
                    help="train only the added heads (with --freeze-encoder the old outputs stay unchanged)")
     p.add_argument("--config", help="YAML file or shipped config name for data, optimizer and loop")
+    _add_random_init(p)
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.set_defaults(func=_cmd_finetune)
 
@@ -175,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", default="Upload mtlzoo checkpoint")
     p.set_defaults(func=_cmd_publish)
     return parser
+
+
+def _add_random_init(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--random-init", action="store_true",
+                   help="with a bare architecture name: random weights (default: its default pretrained tag, "
+                        "refused when it has none)")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:

@@ -129,3 +129,66 @@ def test_eval_accepts_a_pretrained_name(capsys):
     assert main(["eval", "hps_tiny.synthscenes", *DATA_OPTS]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["protocol"] == "synthscenes" and "parts" in result["metrics"]
+
+
+def _one_line_error(capsys, command: str, *fragments: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"mtlzoo {command}: error: ")]
+    assert lines and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("override, fragments", [
+    ("method.kwargs={bogus: 1}", ("method.kwargs", "bogus")),
+    ("method.name=pcgard", ("method.name", "pcgrad")),
+    ("data.kwargs={bogus: 1}", ("data.kwargs", "bogus", "length")),
+    ("data.kwargs={size: [0, 0]}", ("data.kwargs", "size", "[0, 0]")),
+    ("optim.betas=[0.9]", ("optim.betas", "[0.9]")),
+    ("train.clip_grad=-1", ("train.clip_grad", "-1")),
+    ("model.name=hps_tinny", ("model.name", "hps_tiny")),
+    ("model.kwargs={bogus: 1}", ("model.kwargs", "bogus")),
+    ("train.steps={", ("train.steps", "malformed YAML")),
+])
+def test_train_config_errors_are_one_line_with_the_key_path(tmp_path, capsys, override, fragments):
+    assert main(["train", f"train.out_dir={tmp_path / 'run'}", "train.progress=false", *SMALL_DATA, override]) == 2
+    _one_line_error(capsys, "train", *fragments)
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("train: {steps: 3\n", ("bad.yaml", "malformed YAML at line")),
+    ("- train\n- data\n", ("bad.yaml", "mapping", "list")),
+])
+def test_malformed_config_files_exit_2(tmp_path, capsys, text, fragments):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["train", "--config", str(path)]) == 2
+    _one_line_error(capsys, "train", *fragments)
+
+
+def test_eval_of_a_bare_name_loads_its_default_pretrained_tag(capsys):
+    assert main(["eval", "hps_tiny", *DATA_OPTS]) == 0
+    captured = capsys.readouterr()
+    assert "hps_tiny.synthscenes" in captured.err
+    assert main(["eval", "hps_tiny.synthscenes", *DATA_OPTS]) == 0
+    assert json.loads(captured.out)["metrics"] == json.loads(capsys.readouterr().out)["metrics"]
+
+
+def test_a_name_without_weights_is_refused_unless_random_init(capsys):
+    assert main(["eval", "hps_resnet18", *DATA_OPTS]) == 2
+    _one_line_error(capsys, "eval", "hps_resnet18", "--random-init")
+    assert main(["finetune", "cs_resnet18", "--add-task", "sal:saliency"]) == 2
+    _one_line_error(capsys, "finetune", "cs_resnet18", "--random-init")
+    assert main(["eval", "hps_tiny", "--random-init", *DATA_OPTS]) == 0
+    captured = capsys.readouterr()
+    assert "random" in captured.err
+    assert main(["eval", "hps_tiny", *DATA_OPTS]) == 0
+    assert json.loads(captured.out)["metrics"] != json.loads(capsys.readouterr().out)["metrics"]
+
+
+def test_a_mistyped_checkpoint_path_says_so(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "runs" / "step_0000004"), *DATA_OPTS]) == 2
+    _one_line_error(capsys, "eval", "no such checkpoint directory", "step_0000004")
+    assert main(["eval", "hps_tinny", *DATA_OPTS]) == 2
+    _one_line_error(capsys, "eval", "hps_tinny", "hps_tiny")

@@ -83,6 +83,9 @@ class SynthScenes(Dataset):
                  version: int = GENERATOR_VERSION, transform: Callable[[dict], dict] | None = None,
                  cached_shards: int = 16) -> None:
         _check(split, version)
+        if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(
+                isinstance(v, (int, np.integer)) and v >= 8 for v in size):
+            raise ValueError(f"synthscenes size must be two integers [H, W], each >= 8, got {size!r}")
         self.split, self.size, self.seed, self.version = split, (int(size[0]), int(size[1])), int(seed), version
         self.length = DEFAULT_LENGTHS[split] if length is None else int(length)
         if self.length < 1:

@@ -22,6 +22,7 @@ class PretrainedCfg:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     bundled: str | None = None  # folder under weights/ holding a copy, when the repo ships one
+    default: bool = False  # the weights a bare architecture name (``create_model(arch, pretrained=True)``) loads
 
     @property
     def name(self) -> str:
@@ -32,18 +33,29 @@ PRETRAINED_CFGS: Registry[PretrainedCfg] = Registry("pretrained model")
 
 
 def register_pretrained(cfg: PretrainedCfg) -> PretrainedCfg:
-    """Add a pretrained config; its name is ``architecture.tag``."""
+    """Add a pretrained config; its name is ``architecture.tag``; at most one tag per architecture is the default."""
+    if cfg.default and default_tag(cfg.architecture) not in (None, cfg.tag):
+        raise ValueError(f"{cfg.name!r} is marked default, but {cfg.architecture}.{default_tag(cfg.architecture)} "
+                         "already is; an architecture has one default tag")
     return PRETRAINED_CFGS.register(cfg.name)(cfg)
 
 
+def default_tag(arch: str) -> str | None:
+    """The tag a bare ``arch`` name loads with ``pretrained=True`` (the one marked ``default``), or None."""
+    tags = [PRETRAINED_CFGS.get(n).tag for n in PRETRAINED_CFGS.names(f"{arch}.*") if PRETRAINED_CFGS.get(n).default]
+    return tags[0] if tags else None
+
+
 def resolve_pretrained(arch: str, tag: str | None) -> PretrainedCfg:
-    """The config for ``arch.tag``, or the first tag of ``arch`` when ``tag`` is None."""
+    """The config for ``arch.tag``, or for ``arch``'s default tag when ``tag`` is None."""
     names = PRETRAINED_CFGS.names(f"{arch}.*")
     if tag is None:
         if not names:
             raise ValueError(f"no pretrained weights are registered for {arch!r}; "
                              f"models with weights: {PRETRAINED_CFGS.names() or 'none yet'}")
-        return PRETRAINED_CFGS.get(names[0])
+        if default_tag(arch) is None:
+            raise ValueError(f"{arch!r} has no default pretrained tag; name one of {names}")
+        return PRETRAINED_CFGS.get(f"{arch}.{default_tag(arch)}")
     name = f"{arch}.{tag}"
     if name not in PRETRAINED_CFGS:
         raise unknown_name_error("pretrained model", name, PRETRAINED_CFGS.names())
@@ -64,7 +76,7 @@ def _bundled_synthscenes(arch: str, sha256: str, headline: dict[str, dict[str, f
     return register_pretrained(PretrainedCfg(
         architecture=arch, tag="synthscenes", hub_id=f"mtlzoo/{name}", sha256=sha256, tasks="synthscenes",
         dataset="synthscenes-v1", model_kwargs=model_kwargs, results={"protocol": "synthscenes", "metrics": headline},
-        bundled=name,
+        bundled=name, default=True,
     ))
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mtlzoo.config import Config
+from mtlzoo.config import Config, check_best_metric
 from mtlzoo.tasks import Task
 from mtlzoo.train.optim import optimizer_factory
 from mtlzoo.train.trainer import EvalSetup, Trainer, seed_everything
@@ -34,31 +36,81 @@ def build_augmentation(data_name: str, augment: Mapping[str, Any]) -> Any:
     return Compose(steps) if steps else None
 
 
-def build_dataset(name: str, split: str, tasks: Sequence[Task] | None, options: Mapping[str, Any],
-                  transform: Any = None) -> Dataset:
-    """A registered data set restricted to the model's tasks."""
-    from mtlzoo.data import create_dataset
+@contextlib.contextmanager
+def config_key(path: str) -> Iterator[None]:
+    """Name the config key (or option) ``path`` in a ValueError / TypeError raised while building from it."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from error
 
+
+def _check_options(path: str, factory: Callable[..., Any], options: Mapping[str, Any], given: Sequence[str]) -> None:
+    """Refuse options ``factory`` does not take (``given``: the ones the caller fills in), naming the accepted ones."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"{path}: unknown option(s) {unknown}; accepted: {[n for n in accepted if n not in given]}")
+
+
+def build_dataset(name: str, split: str, tasks: Sequence[Task] | None, options: Mapping[str, Any],
+                  transform: Any = None, where: str = "data.kwargs") -> Dataset:
+    """A registered data set restricted to the model's tasks; a bad option is named with ``where``."""
+    from mtlzoo.data import DATASETS
+
+    with config_key("data.name" if where == "data.kwargs" else "--data"):
+        factory = DATASETS.get(name)
+    _check_options(where, factory, options, given=("split", "transform"))
     kwargs = dict(options)
     if tasks is not None:
         kwargs.setdefault("tasks", [t.name for t in tasks])
     if transform is not None:
         kwargs["transform"] = transform
-    return create_dataset(name, split=split, **kwargs)
+    with config_key(where):
+        return factory(split=split, **kwargs)
+
+
+def _build_model(config: Config) -> Any:
+    import mtlzoo
+    from mtlzoo.models.factory import MODELS, split_model_name
+
+    with config_key("model.name"):
+        factory = MODELS.get(split_model_name(config.model.name)[0])
+    _check_options("model.kwargs", factory, config.model.kwargs, given=("tasks",))
+    with config_key("model.kwargs" if config.model.kwargs else "model"):  # name and tasks were checked already
+        return mtlzoo.create_model(config.model.name, tasks=config.model.tasks, **config.model.kwargs)
+
+
+def _build_rule(config: Config, model: Any) -> Any:
+    import mtlzoo
+    from mtlzoo.balancers import BALANCERS
+    from mtlzoo.schemes import UPDATE_RULES
+
+    name = config.method.name
+    if name in UPDATE_RULES or name in BALANCERS:
+        factory = UPDATE_RULES.get(name) if name in UPDATE_RULES else BALANCERS.get(name)
+        _check_options("method.kwargs", factory, config.method.kwargs, given=("model", "optimizer", "tasks"))
+    with config_key("method.name" if name not in UPDATE_RULES and name not in BALANCERS else "method.kwargs"):
+        return mtlzoo.create_update_rule(name, model, optimizer_factory(config.optim), **config.method.kwargs)
 
 
 def build_trainer(config: Config, model: Any = None) -> Trainer:
     """Everything a run needs, seeded; ``model`` replaces the config's model (fine-tuning)."""
-    import mtlzoo
-
     seed_everything(config.train.seed)
     if model is None:
-        model = mtlzoo.create_model(config.model.name, tasks=config.model.tasks, **config.model.kwargs)
+        model = _build_model(config)
+    check_best_metric(config.train.best_metric, model.tasks)
     if config.train.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    rule = mtlzoo.create_update_rule(config.method.name, model, optimizer_factory(config.optim),
-                                     **config.method.kwargs)
-    augment = build_augmentation(config.data.name, config.data.augment)
+    rule = _build_rule(config, model)
+    with config_key("data.augment"):
+        augment = build_augmentation(config.data.name, config.data.augment)
     train_data = build_dataset(config.data.name, config.data.train_split, model.tasks, config.data.kwargs, augment)
     eval_data = build_dataset(config.data.name, config.data.eval_split, model.tasks, config.data.kwargs)
     protocol = config.eval.protocol or DEFAULT_PROTOCOLS.get(config.data.name, "synthscenes")
@@ -84,25 +136,57 @@ def parse_task(spec: str) -> Task:
     return Task(parts[0], parts[1], channels)
 
 
-def load_model_or_checkpoint(name_or_path: str, tasks: str | None = None) -> Any:
-    """A checkpoint folder or ``hf-hub:`` name, a pretrained ``arch.tag``, else a model built for ``tasks``."""
+def _looks_like_path(name: str) -> bool:
+    return any(sep in name for sep in ("/", "\\")) or name.startswith((".", "~"))
+
+
+def load_model_or_checkpoint(name_or_path: str, tasks: str | None = None, random_init: bool = False,
+                             note: Callable[[str], None] | None = None) -> Any:
+    """What a command's model argument names: a checkpoint folder, an ``hf-hub:`` id, a pretrained ``arch.tag``,
+    or a bare architecture, which loads its default pretrained tag; random weights (for ``tasks``) only with
+    ``random_init``, so nothing scores or fine-tunes an untrained model by accident. ``note`` hears what was loaded.
+    """
     import mtlzoo
+    from mtlzoo.models.factory import MODELS, split_model_name
+    from mtlzoo.models.pretrained import default_tag
+    from mtlzoo.registry import close_matches
 
     if Path(name_or_path).exists() or name_or_path.startswith("hf-hub:"):
         return mtlzoo.from_pretrained(name_or_path)
-    if "." in name_or_path:
-        return mtlzoo.create_model(name_or_path, pretrained=True)
-    return mtlzoo.create_model(name_or_path, tasks=tasks or "synthscenes")
+    arch, tag = split_model_name(name_or_path)
+    if arch not in MODELS:
+        if _looks_like_path(name_or_path):
+            raise FileNotFoundError(f"no such checkpoint directory: {name_or_path} (a checkpoint folder holds "
+                                    "model.safetensors and config.json)")
+        near = close_matches(name_or_path, MODELS.names() + mtlzoo.list_models(pretrained=True))
+        raise ValueError(f"{name_or_path!r} is neither a checkpoint directory nor a model name"
+                         + (f"; did you mean {', '.join(near)}?" if near else f"; models: {MODELS.names()}"))
+    if random_init:
+        if tag is not None:
+            raise ValueError(f"--random-init builds an architecture with random weights; got the pretrained name "
+                             f"{name_or_path!r}: drop the tag ({arch!r}) or drop --random-init")
+        if note:
+            note(f"random weights (--random-init): {arch} for tasks {tasks or 'synthscenes'!r}")
+        return mtlzoo.create_model(arch, tasks=tasks or "synthscenes")
+    if tag is None and default_tag(arch) is None:
+        raise ValueError(f"{arch!r} has no pretrained weights (pretrained: {mtlzoo.list_models(pretrained=True)}); "
+                         "pass a checkpoint folder or a pretrained name, or --random-init for random weights")
+    model = mtlzoo.create_model(name_or_path, pretrained=True)
+    if note and tag is None:
+        note(f"pretrained weights {arch}.{default_tag(arch)} (the default tag of {arch!r})")
+    return model
 
 
 def finetune_from_checkpoint(checkpoint: str, config: Config, add_tasks: Sequence[str | Task] = (),
-                             freeze_encoder: bool = False, only_new_tasks: bool = False) -> dict[str, Any]:
+                             freeze_encoder: bool = False, only_new_tasks: bool = False, random_init: bool = False,
+                             note: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load a checkpoint, add task heads and train what is asked.
 
     ``freeze_encoder`` freezes the shared part; ``only_new_tasks`` also freezes the old tasks' heads,
-    so with both the old tasks' predictions stay exactly as they were.
+    so with both the old tasks' predictions stay exactly as they were. ``checkpoint``, ``random_init`` and
+    ``note`` as in :func:`load_model_or_checkpoint`.
     """
-    model = load_model_or_checkpoint(checkpoint)
+    model = load_model_or_checkpoint(checkpoint, tasks=config.model.tasks, random_init=random_init, note=note)
     old_tasks = list(model.task_names)
     for spec in add_tasks:
         model.add_task(spec if isinstance(spec, Task) else parse_task(spec))
@@ -119,19 +203,24 @@ def finetune_from_checkpoint(checkpoint: str, config: Config, add_tasks: Sequenc
 
 def make_loader(data: str, split: str, model: Any, options: Mapping[str, Any], batch_size: int,
                 shuffle: bool = False) -> DataLoader:
-    """A loader over a registered data set, restricted to the model's tasks."""
-    dataset = build_dataset(data, split, model.tasks, options)
+    """A loader over a registered data set, restricted to the model's tasks (``options``: the ``--data-opt`` ones)."""
+    dataset = build_dataset(data, split, model.tasks, options, where="--data-opt")
     generator = torch.Generator().manual_seed(0)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
 
 def evaluate_checkpoint(checkpoint: str, data: str = "synthscenes", split: str = "val", protocol: str | None = None,
                         baseline: str | None = None, data_options: Mapping[str, Any] | None = None,
-                        batch_size: int = 8, device: str | None = None) -> dict[str, Any]:
-    """Score a checkpoint on a data set under a protocol (default: the data set's own)."""
+                        batch_size: int = 8, device: str | None = None, random_init: bool = False,
+                        note: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Score a checkpoint on a data set under a protocol (default: the data set's own).
+
+    ``checkpoint``, ``random_init`` and ``note`` as in :func:`load_model_or_checkpoint` (random weights get the
+    data set's task preset).
+    """
     from mtlzoo.metrics import evaluate
 
-    model = load_model_or_checkpoint(checkpoint)
+    model = load_model_or_checkpoint(checkpoint, tasks=_preset_of(data), random_init=random_init, note=note)
     loader = make_loader(data, split, model, data_options or {}, batch_size)
     protocol = protocol or DEFAULT_PROTOCOLS.get(data)
     if protocol is None:
@@ -139,6 +228,12 @@ def evaluate_checkpoint(checkpoint: str, data: str = "synthscenes", split: str =
                          "by `mtlzoo list protocols`)")
     result = evaluate(model, loader, protocol=protocol, baseline=_baseline(baseline), device=device)
     return result.to_dict()
+
+
+def _preset_of(data: str) -> str | None:
+    import mtlzoo
+
+    return data if data in mtlzoo.list_task_presets() else None
 
 
 def _baseline(value: str | None) -> Any:
