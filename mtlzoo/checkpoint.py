@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 _TENSOR, _DICT, _TUPLE = "__tensor__", "__dict__", "__tuple__"
@@ -115,18 +116,42 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> An
     for file in (tensors_file, json_file):
         if not file.exists():
             raise FileNotFoundError(f"checkpoint state {file} is missing; a state is a .safetensors + .json pair")
-    tensors = load_file(str(tensors_file), device=str(map_location))
-    return unflatten_state(json.loads(json_file.read_text(encoding="utf-8")), tensors)
+    try:
+        tensors = load_file(str(tensors_file), device=str(map_location))
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"checkpoint state {tensors_file} is truncated or corrupt ({error}); "
+                         "resume from an earlier checkpoint") from None
+    try:
+        return unflatten_state(json.loads(json_file.read_text(encoding="utf-8")), tensors)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"checkpoint state {json_file} is truncated or malformed ({error}); "
+                         "resume from an earlier checkpoint") from None
+
+
+def aside_path(final_dir: str | os.PathLike) -> Path:
+    """Where :func:`publish_directory` keeps the previous copy of ``final_dir`` while it swaps the new one in."""
+    final_dir = Path(final_dir)
+    return final_dir.with_name(f".{final_dir.name}.old")
 
 
 def publish_directory(tmp_dir: Path, final_dir: Path) -> Path:
-    """Move a fully written ``tmp_dir`` to ``final_dir``, replacing an older copy without a window of loss."""
+    """Move a fully written ``tmp_dir`` to ``final_dir``, replacing an older copy without a window of loss.
+
+    The old copy is renamed aside only now that the new one is complete; a crash between the two
+    renames leaves it there, and :func:`published_directory` finds it.
+    """
+    trash = aside_path(final_dir)
     if final_dir.exists():
-        trash = final_dir.with_name(f".{final_dir.name}.old")
         shutil.rmtree(trash, ignore_errors=True)
         os.replace(final_dir, trash)
-        os.replace(tmp_dir, final_dir)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp_dir, final_dir)
+    os.replace(tmp_dir, final_dir)
+    shutil.rmtree(trash, ignore_errors=True)
+    return final_dir
+
+
+def published_directory(final_dir: str | os.PathLike) -> Path:
+    """``final_dir``, or its aside copy when a crash inside :func:`publish_directory` left only that one."""
+    final_dir = Path(final_dir)
+    if not final_dir.exists() and aside_path(final_dir).is_dir():
+        return aside_path(final_dir)
     return final_dir

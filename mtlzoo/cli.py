@@ -46,6 +46,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from mtlzoo.train.run import train_from_config
 
     config = load_config(resolve_config_path(args.config) if args.config else None, args.overrides)
+    config.train.overwrite = config.train.overwrite or args.overwrite
+    if args.resume and config.train.overwrite:
+        raise ValueError("--resume and --overwrite (train.overwrite) exclude each other: --overwrite deletes the "
+                         "run that --resume would continue")
     result = train_from_config(config, resume=args.resume)
     print(json.dumps(result, indent=2))
 
@@ -71,6 +75,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
     # train.best_metric may name an added task: it is checked against the fine-tuned model, not model.tasks
     config = load_config(resolve_config_path(args.config) if args.config else None, args.overrides, model_tasks=False)
+    config.train.overwrite = config.train.overwrite or args.overwrite
     result = finetune_from_checkpoint(args.checkpoint, config, add_tasks=args.add_task,
                                       freeze_encoder=args.freeze_encoder, only_new_tasks=args.only_new_tasks,
                                       random_init=args.random_init, note=_note(args))
@@ -145,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train from a YAML config with key=value overrides")
     p.add_argument("--config", help="YAML file or shipped config name (see `mtlzoo list configs`)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of train.out_dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in train.out_dir and start clean (default: refuse a non-empty one)")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.steps=500 method.name=pcgrad")
     p.set_defaults(func=_cmd_train)
 
@@ -166,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-new-tasks", action="store_true",
                    help="train only the added heads (with --freeze-encoder the old outputs stay unchanged)")
     p.add_argument("--config", help="YAML file or shipped config name for data, optimizer and loop")
+    p.add_argument("--overwrite", action="store_true", help="delete the run already in train.out_dir first")
     _add_random_init(p)
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.set_defaults(func=_cmd_finetune)
@@ -213,11 +221,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from mtlzoo.train.checkpoints import CheckpointWriteError
+    from mtlzoo.train.interrupt import TrainingInterrupted
+
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except CheckpointWriteError as error:
+        print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as stop:
+        print(f"mtlzoo {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
     return 0
 
 

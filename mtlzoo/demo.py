@@ -60,7 +60,7 @@ def _train(run: DemoRun, train_data: list, val_data: list, out_dir: Path, model_
     model = mtlzoo.create_model(run.model, tasks=[t.to_dict() for t in run.tasks], **model_kwargs)
     rule = mtlzoo.create_update_rule(run.method, model, optimizer_factory(OptimConfig(lr=2e-3, weight_decay=1e-4)))
     options = TrainConfig(steps=run.steps, eval_every=run.steps, log_every=5, out_dir=str(out_dir), keep_last=1,
-                          device="cpu", progress=True)
+                          device="cpu", progress=True, overwrite=True)
     trainer = Trainer(model, rule, train_data, options=options, schedule=ScheduleConfig(name="poly", warmup_steps=20),
                       evaluation=EvalSetup(val_data, "synthscenes", batch_size=32), batch_size=8)
     trainer.fit()

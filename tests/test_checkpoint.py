@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from mtlzoo.checkpoint import (
+    aside_path,
     atomic_write_text,
     flatten_state,
     load_state,
     publish_directory,
+    published_directory,
     save_state,
     unflatten_state,
 )
@@ -71,3 +73,47 @@ def test_publish_directory_replaces_an_older_copy(tmp_path):
     (new / "a").write_text("new")
     publish_directory(new, old)
     assert (old / "a").read_text() == "new" and sorted(os.listdir(tmp_path)) == ["ckpt"]
+
+
+def _folder(path, text):
+    path.mkdir()
+    (path / "a").write_text(text)
+    return path
+
+
+def test_a_crash_between_the_two_renames_leaves_the_old_copy_where_loaders_find_it(tmp_path, monkeypatch):
+    final = _folder(tmp_path / "best", "old")
+    original = os.replace
+
+    def crash_on_the_second_rename(src, dst):
+        if str(src).endswith(".tmp"):
+            raise KeyboardInterrupt  # the process dies after moving the old copy aside
+        original(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        publish_directory(_folder(tmp_path / ".best.tmp", "new"), final)
+    monkeypatch.undo()
+    assert not final.exists() and (published_directory(final) / "a").read_text() == "old"
+    publish_directory(_folder(tmp_path / ".best.tmp2", "newer"), final)  # the next publish cleans up
+    assert (final / "a").read_text() == "newer" and published_directory(final) == final
+    assert not aside_path(final).exists()
+
+
+def test_from_pretrained_falls_back_to_the_copy_set_aside(tmp_path):
+    import mtlzoo
+
+    model = mtlzoo.create_model("hps_tiny", tasks="nyud")
+    model.save_pretrained(tmp_path / "saved")
+    os.replace(tmp_path / "saved", aside_path(tmp_path / "best"))
+    loaded = mtlzoo.from_pretrained(tmp_path / "best")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+@pytest.mark.parametrize("suffix, damage", [(".safetensors", lambda b: b[:20]), (".json", lambda b: b'{"__dict__": [')])
+def test_a_damaged_state_names_its_file(tmp_path, suffix, damage):
+    save_state(tmp_path / "state", {"x": torch.ones(3), "step": 4})
+    file = (tmp_path / "state").with_suffix(suffix)
+    file.write_bytes(damage(file.read_bytes()))
+    with pytest.raises(ValueError, match=rf"state{suffix} is truncated or (corrupt|malformed)"):
+        load_state(tmp_path / "state")

@@ -7,8 +7,11 @@ Classes are :data:`mtlzoo.tasks.SYNTHSCENES_CLASSES`, parts :data:`mtlzoo.tasks.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import time
+import warnings
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,6 +20,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mtlzoo.checkpoint import TMP_PREFIX, atomic_path
 from mtlzoo.data._image import render
 from mtlzoo.data._scene import sample_scene
 from mtlzoo.data.transforms import image_to_tensor, targets_to_tensors
@@ -31,6 +35,7 @@ TASK_NAMES = ("semseg", "depth", "normals", "edge", "saliency", "parts")
 TASK_KINDS = {"semseg": "segmentation", "depth": "depth", "normals": "normals", "edge": "edge",
               "saliency": "saliency", "parts": "parts"}
 SHARD_SIZE = 128
+ORPHAN_AGE_S = 3600  # a temporary shard older than this belongs to no live writer
 # left / right parts to exchange when mirroring (RandomHorizontalFlip(swaps=FLIP_SWAPS)): arms 3 <-> 4, legs 5 <-> 6
 FLIP_SWAPS = {"parts": [(3, 4), (5, 6)]}
 
@@ -138,15 +143,39 @@ class SynthScenes(Dataset):
         path = self._shard_path(shard)
         start = shard * SHARD_SIZE
         count = min(SHARD_SIZE, self.length - start)
-        if path.exists():
-            with np.load(path) as stored:
-                if len(stored["rgb"]) >= count:
-                    return {k: stored[k] for k in stored.files}
+        stored = _read_shard(path, count)
+        if stored is not None:
+            return stored
         images = [render_scene(self.seed, self.split, i, self.size, self.version) for i in range(start, start + count)]
         arrays = {k: np.stack([im[k] for im in images]) for k in images[0]}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
+        _remove_orphans(path.parent)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # concurrent workers never read half a shard
             np.savez(handle, **arrays)
-        os.replace(handle.name, path)  # atomic: concurrent workers never read a half-written shard
         return arrays
 
+
+def _read_shard(path: Path, count: int) -> dict[str, np.ndarray] | None:
+    """The arrays of a cached shard holding at least ``count`` images; None (with a warning) if it is unreadable."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as stored:
+            arrays = {k: stored[k] for k in stored.files}
+        if "rgb" in arrays and all(len(v) == len(arrays["rgb"]) >= count for v in arrays.values()):
+            return arrays
+        problem = "holds too few images"
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        problem = f"is unreadable ({type(error).__name__}: {error})"
+    warnings.warn(f"synthscenes cache shard {path} {problem}; rendering it again", stacklevel=4)
+    return None
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Delete temporary shards that a killed writer left behind (older than an hour, so live writers are safe)."""
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - ORPHAN_AGE_S
+    for tmp in folder.glob(f"{TMP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtlzoo.checkpoint import published_directory
 from mtlzoo.hub.cache import bundled_weights_dir, fetch_hub_checkpoint, hub_offline, parse_hub_name
 from mtlzoo.hub.files import (
     CONFIG_NAME,
@@ -135,7 +136,7 @@ def load_checkpoint(folder: str | os.PathLike, *, strict: bool = True, trust_pic
     ``sha256`` (e.g. from a pretrained config) and the hash recorded in config.json are both checked.
     ``model_kwargs`` override the saved model arguments; ``tasks`` adapts the heads (see :func:`adapt_tasks`).
     """
-    folder = Path(folder)
+    folder = published_directory(folder)  # a crash while replacing it may have left only the copy set aside
     if not (folder / CONFIG_NAME).is_file():
         raise CheckpointNotFoundError(f"{folder} is not a checkpoint folder: it has no {CONFIG_NAME}")
     config = read_json(folder / CONFIG_NAME)
@@ -224,7 +225,7 @@ def from_pretrained(name: str | os.PathLike, *, strict: bool = True, trust_pickl
         arch, tag = split_model_name(name)
         if name in PRETRAINED_CFGS or (tag is None and arch in MODELS and PRETRAINED_CFGS.names(f"{arch}.*")):
             return load_pretrained_cfg(resolve_pretrained(arch, tag), cache_dir=cache_dir, **options)
-    if Path(name).is_dir():
+    if published_directory(name).is_dir():
         return load_checkpoint(name, **options)
     near = close_matches(str(name), PRETRAINED_CFGS.names())
     raise ValueError(f"{str(name)!r} is not a checkpoint folder, an 'hf-hub:org/name[@revision]' id, or a pretrained "

@@ -21,14 +21,16 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Blend the current weights in; buffers (BN statistics) are copied."""
-        ema_state = self.module.state_dict()
-        for name, value in model.state_dict().items():
-            target = ema_state[name]
-            if value.dtype.is_floating_point and name in dict(self.module.named_parameters()):
-                target.lerp_(value.detach(), 1.0 - self.decay)
-            else:
-                target.copy_(value)
+        """Blend the current floating-point parameters in (one fused ``_foreach_lerp_``), copy the rest and the
+        buffers (BN statistics). Linear in the number of tensors; a tied parameter is blended once."""
+        blend, copy_ = [], []
+        for ema_value, value in zip(self.module.parameters(), model.parameters(), strict=True):
+            (blend if ema_value.dtype.is_floating_point else copy_).append((ema_value, value.detach()))
+        copy_ += zip(self.module.buffers(), model.buffers(), strict=True)
+        if blend:
+            torch._foreach_lerp_([e for e, _ in blend], [v for _, v in blend], 1.0 - self.decay)
+        if copy_:
+            torch._foreach_copy_([e for e, _ in copy_], [v for _, v in copy_])
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "weights": self.module.state_dict()}

@@ -1,20 +1,26 @@
-"""A shuffling sampler whose order is a pure function of (seed, epoch), sharded by rank, resumable mid-epoch."""
+"""A shuffling sampler whose order is a pure function of (seed, epoch), sharded by rank, resumable mid-epoch;
+and a data set wrapper that seeds every sample's randomness (augmentation) from (seed, epoch, index)."""
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 
 class ResumableSampler(Sampler[int]):
     """Like ``DistributedSampler`` (pads to a multiple of the world size, rank r takes every r-th index),
     plus ``skip``: the number of this rank's indices of the current epoch already consumed, so a
-    resumed run sees exactly the batches an uninterrupted one would."""
+    resumed run sees exactly the batches an uninterrupted one would. ``with_epoch`` yields ``(epoch, index)``
+    pairs, the keys :class:`EpochSeeded` takes."""
 
-    def __init__(self, length: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, length: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 with_epoch: bool = False) -> None:
         if length < 1:
             raise ValueError("cannot sample from an empty data set")
         if not 0 <= rank < world_size:
@@ -23,6 +29,7 @@ class ResumableSampler(Sampler[int]):
         self.rank, self.world_size = rank, world_size
         self.per_rank = math.ceil(length / world_size)
         self.epoch, self.skip = 0, 0
+        self.with_epoch = with_epoch
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         """Select the epoch's order and how many of its indices to skip (for resuming)."""
@@ -37,8 +44,38 @@ class ResumableSampler(Sampler[int]):
         padded = order + order[: self.per_rank * self.world_size - self.length]
         return padded[self.rank :: self.world_size]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._order()[self.skip :])
+    def __iter__(self) -> Iterator[Any]:
+        order = self._order()[self.skip :]
+        return iter([(self.epoch, i) for i in order] if self.with_epoch else order)
 
     def __len__(self) -> int:
         return self.per_rank - self.skip
+
+
+class EpochSeeded(Dataset):
+    """Wraps a data set: item ``(epoch, index)`` is ``dataset[index]`` drawn with the global torch, NumPy and
+    Python RNGs seeded from (seed, epoch, index) and restored afterwards.
+
+    Random augmentation then depends on the sample only, not on which DataLoader worker made it or on
+    what that worker made before, so a resumed run (any ``num_workers``) sees exactly the same samples.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0) -> None:
+        self.dataset, self.seed = dataset, int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        sample_seed = int(np.random.SeedSequence([self.seed % 2**32, epoch, index]).generate_state(2, np.uint64)[0])
+        numpy_state, python_state = np.random.get_state(), random.getstate()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sample_seed)
+                np.random.seed(sample_seed % 2**32)
+                random.seed(sample_seed)
+                return self.dataset[index]
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,9 @@ from mtlzoo.config import ScheduleConfig, TrainConfig
 from mtlzoo.train import checkpoints
 from mtlzoo.train.distributed import DistInfo, init_distributed, pick_device
 from mtlzoo.train.ema import ModelEMA
+from mtlzoo.train.interrupt import StopSignals, TrainingInterrupted
 from mtlzoo.train.runlog import RunLog, to_plain
-from mtlzoo.train.sampler import ResumableSampler
+from mtlzoo.train.sampler import EpochSeeded, ResumableSampler
 from mtlzoo.train.schedule import build_schedulers
 
 
@@ -75,10 +77,12 @@ class Trainer:
         self.run_config = dict(run_config or {})
         self.out_dir = Path(self.options.out_dir)
         self.sampler = ResumableSampler(len(train_data), seed=self.options.seed, rank=self.dist.rank,
-                                        world_size=self.dist.world_size)
+                                        world_size=self.dist.world_size, with_epoch=True)
         # the loaders get generators of their own: creating an iterator must not draw from the global RNG,
-        # or a resumed run would see a different random stream than an uninterrupted one
-        self.loader = DataLoader(train_data, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
+        # or a resumed run would see a different random stream than an uninterrupted one; augmentation draws
+        # from a per-sample seed (seed, epoch, index), so neither workers nor resuming change it
+        self.loader = DataLoader(EpochSeeded(train_data, self.options.seed), batch_size=batch_size,
+                                 sampler=self.sampler, num_workers=num_workers,
                                  drop_last=True, pin_memory=self.device.type == "cuda",
                                  generator=torch.Generator().manual_seed(self.options.seed))
         self.steps_per_epoch = self.sampler.per_rank // batch_size
@@ -91,11 +95,15 @@ class Trainer:
                                            warmup_steps=schedule.warmup_steps)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.options.amp == "fp16" else None
         self.ema = ModelEMA(self.model, self.options.ema) if self.options.ema else None
+        if self.dist.is_main and self.options.overwrite:
+            checkpoints.clear_run(self.out_dir)
+        self._prior_entries = sorted(p.name for p in self.out_dir.iterdir()) if self.out_dir.is_dir() else []
         self.log = RunLog(self.out_dir, enabled=self.dist.is_main, tensorboard=self.options.tensorboard)
         self.step = 0
         self.best: dict[str, Any] = {}
         self.last_metrics: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
+        self._saved: tuple[int, Path] | None = None  # (step, folder) of the last checkpoint this trainer wrote
 
     # ---- one step -------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -141,14 +149,31 @@ class Trainer:
     def fit(self, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
         """Train to ``options.steps`` and return the last metrics.
 
-        ``resume`` continues from the latest checkpoint of ``options.out_dir``; ``stop_at`` ends the
-        run early at that step with a checkpoint (a time-limited job), to be resumed later.
+        ``resume`` continues from the latest checkpoint of ``options.out_dir`` (without it, a folder that
+        already holds files is refused unless ``options.overwrite``); ``stop_at`` ends the run early at
+        that step with a checkpoint (a time-limited job), to be resumed later. SIGINT / SIGTERM stop the
+        run after the current step with a checkpoint and raise :class:`TrainingInterrupted`.
         """
+        if resume and self.options.overwrite:
+            raise ValueError("resume and train.overwrite exclude each other: --overwrite deletes the run that "
+                             "--resume would continue")
         if resume:
             self.load_checkpoint(checkpoints.latest(self.out_dir))
+        elif self.dist.is_main and not self.options.overwrite:
+            checkpoints.check_out_dir(self.out_dir, self._prior_entries)
         stop_at = self.options.steps if stop_at is None else min(stop_at, self.options.steps)
         self._train_mode()
         bar = self._progress_bar()
+        try:
+            with StopSignals() as signals:
+                self._loop(stop_at, bar, signals)
+        finally:
+            if bar is not None:
+                bar.close()
+            self.log.close()
+        return self.last_metrics
+
+    def _loop(self, stop_at: int, bar: Any, signals: StopSignals) -> None:
         for batch in self._batches(stop_at):
             result = self.train_step(batch)
             if self.step % self.options.log_every == 0 or self.step == self.options.steps:
@@ -159,10 +184,19 @@ class Trainer:
                 self.save_checkpoint()
             if bar is not None:
                 bar.update(1)
-        if bar is not None:
-            bar.close()
-        self.log.close()
-        return self.last_metrics
+            if self._stop_requested(signals):
+                saved = self._saved[1] if self._saved and self._saved[0] == self.step else self.save_checkpoint()
+                self.log.write("interrupted", self.step, signal=signals.signum, path=str(saved))
+                raise TrainingInterrupted(signals.signum, self.step, saved)
+
+    def _stop_requested(self, signals: StopSignals) -> bool:
+        """Whether a stop signal arrived; under DDP every rank learns it at the same step (one tiny all-reduce)."""
+        if not self.dist.enabled:
+            return signals.signum is not None
+        flag = torch.tensor([signals.signum or 0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        signals.signum = int(flag.item()) or None
+        return signals.signum is not None
 
     def _train_mode(self) -> None:
         """Training mode; with ``freeze_norm`` batch-norm layers keep their running statistics (small batches)."""
@@ -220,7 +254,8 @@ class Trainer:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": _python_rng_state()},
+            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": _python_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "best": self.best,
             "last_metrics": self.last_metrics,
         }
@@ -229,10 +264,12 @@ class Trainer:
         """Write ``checkpoints/step_N`` (model in HF layout + trainer state) on rank 0, atomically."""
         if not self.dist.is_main:
             return None
+        is_best = self._is_best()  # before the state is written, so a resumed run knows its best so far
         path = checkpoints.save(self.out_dir, self.step, self.model, self.state(), self.run_config,
                                 self.last_metrics, keep_last=self.options.keep_last)
-        if self._is_best():
+        if is_best:
             checkpoints.mark_best(self.out_dir, path)
+        self._saved = (self.step, path)
         self.log.write("checkpoint", self.step, path=str(path))
         return path
 
@@ -262,8 +299,20 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(_numpy_rng_from(state["rng"]["numpy"]))
         random.setstate(_python_rng_from(state["rng"]["python"]))
+        _set_cuda_rng(state["rng"].get("cuda"))
         self.best = dict(state["best"])
         self.last_metrics = dict(state["last_metrics"])
+
+
+def _set_cuda_rng(states: list[torch.Tensor] | None) -> None:
+    """Restore the CUDA generators a checkpoint saved (none on a CPU checkpoint or a CPU-only machine)."""
+    if not states or not torch.cuda.is_available():
+        return
+    if len(states) != torch.cuda.device_count():
+        warnings.warn(f"the checkpoint holds the RNG state of {len(states)} GPU(s), this machine has "
+                      f"{torch.cuda.device_count()}: restoring the first ones only", stacklevel=3)
+    for device, state in enumerate(states[: torch.cuda.device_count()]):
+        torch.cuda.set_rng_state(state, device)
 
 
 def _numpy_rng_state() -> dict[str, Any]:

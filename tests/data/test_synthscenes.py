@@ -1,3 +1,6 @@
+import os
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +156,29 @@ def test_shuffled_reads_keep_decoded_shards_in_memory(tmp_path, monkeypatch):
     dataset[9]
     dataset[0]
     assert loads == [0, 1, 2, 0]  # shard 0 was the least recently used of the two kept
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"not a zip file", lambda b: b""])
+def test_a_damaged_cache_shard_is_rendered_again(tmp_path, damage):
+    fresh = SynthScenes("val", size=(24, 32), length=3, cache_dir=tmp_path)[1]
+    (shard,) = tmp_path.rglob("shard*.npz")
+    shard.write_bytes(damage(shard.read_bytes()))
+    with pytest.warns(UserWarning, match="rendering it again"):
+        again = SynthScenes("val", size=(24, 32), length=3, cache_dir=tmp_path)[1]
+    assert all(torch.equal(fresh[k], again[k]) for k in fresh)
+    with np.load(shard) as stored:  # and the shard on disk is whole again
+        assert len(stored["rgb"]) == 3
+
+
+def test_orphaned_temporary_shards_are_removed(tmp_path):
+    from mtlzoo.checkpoint import TMP_PREFIX
+
+    folder = tmp_path / "synthscenes-v1-val-seed0-24x32"
+    folder.mkdir()
+    old, live = folder / f"{TMP_PREFIX}shard00000.npz.abc", folder / f"{TMP_PREFIX}shard00000.npz.def"
+    old.write_bytes(b"half a shard")
+    live.write_bytes(b"a worker is writing this one")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    SynthScenes("val", size=(24, 32), length=2, cache_dir=tmp_path)[0]
+    assert not old.exists() and live.exists()
+    assert [p.name for p in folder.iterdir() if not p.name.startswith(TMP_PREFIX)] == ["shard00000.npz"]

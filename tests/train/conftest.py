@@ -28,3 +28,23 @@ def make_batches(tasks, n=16, size=32, seed=0):
 def toy_data():
     tasks = mtlzoo.task_preset("nyud")
     return make_batches(tasks, 16), make_batches(tasks, 8, seed=1)
+
+
+@pytest.fixture
+def make_trainer():
+    """A factory of small Trainers (hps_tiny on the nyud tasks, Adam, evaluation every 3 steps) writing to ``out``."""
+    from mtlzoo.config import ScheduleConfig, TrainConfig
+    from mtlzoo.schemes import create_update_rule
+    from mtlzoo.train import EvalSetup, Trainer, seed_everything
+
+    def make(out, data, steps=6, **options):
+        train, val = data
+        seed_everything(0)
+        model = mtlzoo.create_model("hps_tiny", tasks="nyud")
+        rule = create_update_rule("ew", model, lambda params: torch.optim.Adam(params, lr=3e-3))
+        opts = TrainConfig(**{"steps": steps, "eval_every": 3, "log_every": 1, "out_dir": str(out),
+                              "device": "cpu", "progress": False, **options})
+        return Trainer(model, rule, train, options=opts, evaluation=EvalSetup(val, "synthscenes", batch_size=4),
+                       schedule=ScheduleConfig(name="poly"), batch_size=4)
+
+    return make

@@ -40,3 +40,44 @@ def test_ema_blends_parameters_and_copies_buffers():
     assert other.decay == 0.5 and torch.equal(other.module[0].weight, ema.module[0].weight)
     with pytest.raises(ValueError, match="decay"):
         ModelEMA(model, decay=1.5)
+
+
+class _Tied(torch.nn.Module):
+    """Two layers sharing one weight (as a tied embedding / classifier), plus a BN buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(3, 3)
+        self.b = torch.nn.Linear(3, 3)
+        self.b.weight = self.a.weight
+        self.norm = torch.nn.BatchNorm1d(3)
+
+
+def test_ema_equals_the_per_tensor_formula_with_tied_weights():
+    torch.manual_seed(0)
+    model = _Tied()
+    ema = ModelEMA(model, decay=0.75)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+            model.norm.running_var.mul_(2.0)
+        ema.update(model)
+        for name, value in model.state_dict().items():  # ema = d * ema + (1 - d) * w; buffers copied
+            blended = 0.75 * expected[name] + 0.25 * value
+            expected[name] = blended if value.is_floating_point() and "running" not in name else value.clone()
+    for name, value in ema.module.state_dict().items():
+        assert torch.allclose(value, expected[name].to(value.dtype), atol=1e-6), name
+
+
+def test_ema_update_walks_the_tensors_once(monkeypatch):
+    model = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(20)])
+    ema = ModelEMA(model, decay=0.9)
+    calls = []
+    for module in (model, ema.module):
+        for name in ("named_parameters", "state_dict"):
+            original = getattr(module, name)
+            monkeypatch.setattr(module, name, lambda *a, _o=original, **k: calls.append(1) or _o(*a, **k))
+    ema.update(model)
+    assert len(calls) <= 4  # not once per tensor (quadratic in the number of tensors)
