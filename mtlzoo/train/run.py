@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mtlzoo.checkpoint import published_directory
 from mtlzoo.config import Config, check_best_metric
 from mtlzoo.tasks import Task
 from mtlzoo.train.optim import optimizer_factory
@@ -151,7 +152,7 @@ def load_model_or_checkpoint(name_or_path: str, tasks: str | None = None, random
     from mtlzoo.models.pretrained import default_tag
     from mtlzoo.registry import close_matches
 
-    if Path(name_or_path).exists() or name_or_path.startswith("hf-hub:"):
+    if published_directory(name_or_path).exists() or name_or_path.startswith("hf-hub:"):
         return mtlzoo.from_pretrained(name_or_path)
     arch, tag = split_model_name(name_or_path)
     if arch not in MODELS:
