@@ -6,6 +6,12 @@ summed loss. IUS uses one optimizer for everything; IO keeps one optimizer state
 shared parameters, and each head lives only in its own group's optimizer. The shared parameters
 are stepped once per group, so their weight decay is divided by the number of groups.
 ``group_size = T`` is the ordinary joint step.
+
+Optimizer-state semantics (methods.md 5.5): the release ran on PyTorch 1.x, whose ``zero_grad()``
+zeroed gradients instead of deleting them, so under IUS the shared Adam also stepped the other
+groups' heads (zero gradient, stale momentum) at every group step. ``release_semantics=True``
+reproduces that (gradients zeroed, not set to None); the default ``False`` leaves the other heads
+alone, as the released code does on PyTorch >= 2 (added 2026-11-26, issue 12).
 """
 
 from __future__ import annotations
@@ -34,18 +40,28 @@ MODES = ("ius", "io")
 
 
 class AlternatingSteps(UpdateRule):
-    """One optimizer step per task group per batch (``mode="ius"``: one optimizer, ``"io"``: one per group)."""
+    """One optimizer step per task group per batch (``mode="ius"``: one optimizer, ``"io"``: one per group).
+
+    ``release_semantics``: zero the gradients between group steps instead of deleting them (PyTorch 1.x
+    ``zero_grad()``, as the authors' runs did), so that under IUS every head that has had a gradient moves on
+    its stale momentum (and weight decay) at every group step. Off by default: an independent update step on
+    one group's loss then moves only the shared parameters and that group's heads, which is the method as
+    described and what the released code does on any current PyTorch; turn it on to reproduce the published
+    runs. Under IO it changes nothing (each head lives only in its own group's optimizer).
+    """
 
     def __init__(self, model: nn.Module, optimizer: OptimizerSpec, group_size: int = 1, mode: str = "ius",
-                 seed: int = 0, weights: Mapping[str, float] | None = None) -> None:
+                 seed: int = 0, weights: Mapping[str, float] | None = None, release_semantics: bool = False) -> None:
         super().__init__(model, seed)
+        if not isinstance(release_semantics, bool):
+            raise TypeError(f"release_semantics must be True or False, got {release_semantics!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         names = model.task_names
         if not isinstance(group_size, int) or not 1 <= group_size <= len(names):
             raise ValueError(f"group_size must be an int in [1, {len(names)}] (the number of tasks), "
                              f"got {group_size!r}")
-        self.mode, self.group_size = mode, group_size
+        self.mode, self.group_size, self.release_semantics = mode, group_size, release_semantics
         self.weights = task_weights(model, weights)
         order = torch.randperm(len(names), generator=self.generator).tolist()
         self.groups = [[names[i] for i in order[s:s + group_size]] for s in range(0, len(names), group_size)]
@@ -68,7 +84,7 @@ class AlternatingSteps(UpdateRule):
         recorded = {}
         for index, group in enumerate(self.groups):
             optimizer = self.optimizers[index if self.mode == "io" else 0]
-            self.model.zero_grad(set_to_none=True)
+            self.model.zero_grad(set_to_none=not self.release_semantics)
             losses = self.model.losses(forward_tasks(self.model, x, group), targets)
             backward(sum(self.weights[name] * losses[name] for name in group), scaler)
             optimizer_step(optimizer, scaler, clip_grad, last=index == len(self.groups) - 1)
