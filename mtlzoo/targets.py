@@ -37,6 +37,12 @@ def _first_bad(target: Tensor, bad: Tensor) -> str:
     return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
+def check_batch(task: Task, pred: Tensor, target: Tensor) -> Tensor:
+    """The default for a user kind: only the batch size must match the prediction's."""
+    _check_batch(task, pred, target, f"a batch of {pred.shape[0] if pred.dim() else '?'} targets")
+    return target
+
+
 def check_labels(task: Task, pred: Tensor, target: Tensor) -> Tensor:
     """Integer class ids: (B, H, W) for a (B, C, H, W) prediction, (B,) for (B, C); values in [0, C) or ignore."""
     dense = pred.dim() == 4

@@ -32,7 +32,8 @@ class TaskKind:
     """What a kind of prediction means: output channels, head, loss, metrics and their directions.
 
     ``check_target(task, prediction, target) -> target`` validates a target once per loss call (shape,
-    dtype, value range; see :mod:`mtlzoo.targets`) and may add or drop an unambiguous channel axis.
+    dtype, value range; see :mod:`mtlzoo.targets`) and may add or drop an unambiguous channel axis; a
+    user kind that does not set it gets a batch-size check only.
     """
 
     name: str
@@ -44,7 +45,7 @@ class TaskKind:
     headline_metric: str
     compute_loss: Callable[[Task, Tensor, Tensor], Tensor]
     postprocess: Callable[[Task, Tensor], Tensor]
-    check_target: Callable[[Task, Tensor, Tensor], Tensor]
+    check_target: Callable[[Task, Tensor, Tensor], Tensor] = targets.check_batch
     uses_ignore_index: bool = False
 
     def direction(self, metric: str) -> int:

@@ -231,3 +231,16 @@ def test_every_kind_has_a_target_check_that_passes_good_targets_through():
                                                         torch.rand(2, 3, 4, 4), target) is target
     for name in TASK_KINDS.names():
         assert callable(TASK_KINDS.get(name).check_target)
+
+
+def test_a_user_kind_without_a_check_gets_a_batch_size_check():
+    from mtlzoo.tasks import TaskKind
+
+    kind = TaskKind(name="heat", dense=True, default_channels=1, default_head="light", losses=("mse",),
+                    metrics={"mse": LOWER}, headline_metric="mse",
+                    compute_loss=lambda t, o, y: (o - y).square().mean(), postprocess=lambda t, o: o)
+    task = mtlzoo.Task("d", "depth")
+    target = torch.rand(2, 1, 4, 4)
+    assert kind.check_target(task, torch.rand(2, 1, 4, 4), target) is target
+    with pytest.raises(ValueError, match=r"task 'd': target shape \(3, 1, 4, 4\) does not match"):
+        kind.check_target(task, torch.rand(2, 1, 4, 4), torch.rand(3, 1, 4, 4))
