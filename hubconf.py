@@ -17,6 +17,18 @@ dependencies = [
 ]
 
 _ARCHITECTURES = {
+    "cgc_mlp": "CGC on vectors (B, D): 1 shared + 1 task-specific MLP expert per task, a softmax gate per task.",
+    "cgc_resnet18": "CGC: ResNet-18 experts (1 shared + 1 per task), per-task gates, ASPP heads.",
+    "cgc_tiny": "CGC: tiny-encoder experts (1 shared + 1 per task), per-task gates, light heads.",
+    "dselectk_mlp": "DSelect-k on vectors (B, D): 4 shared MLP experts, a k=2 DSelect gate per task.",
+    "dselectk_resnet18": "DSelect-k: 4 ResNet-18 experts, a k=2 DSelect gate per task, ASPP heads.",
+    "dselectk_tiny": "DSelect-k: 4 tiny-encoder experts, a k=2 DSelect gate per task, light heads.",
+    "mmoe_mlp": "MMoE on vectors (B, D): 4 shared MLP experts, a softmax gate per task, MLP towers.",
+    "mmoe_resnet18": "MMoE: 3 ResNet-18 experts (output stride 8), a softmax gate per task, ASPP heads.",
+    "mmoe_tiny": "MMoE: 3 tiny-encoder experts, a softmax gate per task, light heads.",
+    "ple_mlp": "PLE on vectors (B, D): 2 extraction levels of 1 shared + 1 task-specific MLP expert per task.",
+    "ple_resnet18": "PLE: 2 extraction levels of ResNet-18 stages (1 shared + 1 per task expert), ASPP heads.",
+    "ple_tiny": "PLE: 2 extraction levels of tiny-encoder stages (1 shared + 1 per task expert), light heads.",
     "cs_resnet18": "ResNet-18 (dilated, output stride 8) with task-specific BN after every conv + ASPP heads.",
     "cs_tiny": "Connection-strength model: one block per stage, widths 16-128, light heads, output stride 32.",
     "hps": "Hard parameter sharing on any encoder: encoder='convnext_small', 'smp:mit_b0', ...",

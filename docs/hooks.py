@@ -15,6 +15,7 @@ from typing import Any
 
 ZOO_INPUT_SIZE = (288, 384)
 ZOO_TASKS = "nyud"
+ZOO_VECTOR_TASKS = [{"name": "task1", "kind": "regression"}, {"name": "task2", "kind": "regression"}]  # *_mlp models
 _MARKER = re.compile(r"<!-- mtlzoo:([a-z-]+) -->")
 _RST_ROLE = re.compile(r":(?:func|meth|class|mod|attr|data|obj|exc):<code>~?")
 _RST_LITERAL = re.compile(r"::(\s*</p>)")
@@ -51,11 +52,12 @@ def _count(name: str) -> dict[str, Any]:
     import mtlzoo
     from mtlzoo.models.info import model_info
 
+    tasks = ZOO_VECTOR_TASKS if name.endswith("_mlp") else ZOO_TASKS
     try:
         with torch.device("meta"):
-            return model_info(mtlzoo.create_model(name, tasks=ZOO_TASKS), input_size=ZOO_INPUT_SIZE)
+            return model_info(mtlzoo.create_model(name, tasks=tasks), input_size=ZOO_INPUT_SIZE)
     except (NotImplementedError, RuntimeError):
-        return model_info(name, tasks=ZOO_TASKS, input_size=ZOO_INPUT_SIZE)
+        return model_info(name, tasks=tasks, input_size=ZOO_INPUT_SIZE)
 
 
 def zoo_table() -> str:

@@ -64,11 +64,13 @@ def gradient_report(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], m
     shared = [p for _, p in shared_named]
     totals: dict[str, Tensor] = {}
     conditions, count = [], 0
+    usage: dict[str, dict[str, dict[str, float]]] = {}
     for batch in batches:
         if count >= max_batches:
             break
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         grams = _batch_gramians(model, batch, layers, shared)
+        _add_usage(usage, model)
         full = sum(grams.values())
         conditions.append(_condition_number(full))
         for layer, gram in [("__all__", full), *grams.items()]:
@@ -78,7 +80,22 @@ def gradient_report(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], m
         model.zero_grad(set_to_none=True)
     if count == 0:
         raise ValueError("no batch to diagnose: the data is empty")
-    return _assemble(model.task_names, totals, conditions, count, full)
+    report = _assemble(model.task_names, totals, conditions, count, full)
+    if usage:
+        report["expert_usage"] = {gate: {level: {e: w / count for e, w in weights.items()}
+                                         for level, weights in levels.items()} for gate, levels in usage.items()}
+    return report
+
+
+def _add_usage(totals: dict[str, dict[str, dict[str, float]]], model: nn.Module) -> None:
+    """Add the gate weights of the last forward of a gated-expert model (MMoE, CGC, PLE, DSelect-k) to ``totals``."""
+    if not hasattr(model, "gate_weights"):
+        return
+    for gate, levels in model.gate_weights().items():
+        for level, weights in levels.items():
+            into = totals.setdefault(gate, {}).setdefault(level, {})
+            for expert, weight in weights.items():
+                into[expert] = into.get(expert, 0.0) + weight
 
 
 def _assemble(tasks: list[str], totals: dict[str, Tensor], conditions: list[Tensor], count: int,
@@ -119,6 +136,10 @@ def summarize(report: Mapping[str, Any]) -> str:
         lines.append(f"pairs with negative cosine: {share:.0%}")
         contested = sorted(report["layers"], key=lambda r: r["min_cosine"])[:3]
         lines.append("most contested layers: " + ", ".join(f"{r['layer']} ({r['min_cosine']:+.2f})" for r in contested))
+    for gate, levels in report.get("expert_usage", {}).items():
+        for level, weights in levels.items():
+            shares = ", ".join(f"{expert} {weight:.2f}" for expert, weight in weights.items())
+            lines.append(f"expert usage of the {gate} gate, {level}: {shares}")
     return "\n".join(lines)
 
 

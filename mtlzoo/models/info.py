@@ -27,11 +27,16 @@ def count_parameters(model: nn.Module) -> dict[str, Any]:
 
 @torch.no_grad()
 def count_flops(model: nn.Module, input_size: Sequence[int] = (288, 384), batch_size: int = 1) -> dict[str, Any]:
-    """Forward FLOPs per image (eval mode): total, encoder, and each task's head."""
+    """Forward FLOPs per image (eval mode): total, encoder, and each task's head.
+
+    Models with an ``input_shape`` (the vector models, ``*_mlp``) get a (batch, *input_shape) input; ``input_size``
+    is then unused."""
     if len(input_size) != 2:
         raise ValueError(f"input_size must be (H, W), got {tuple(input_size)!r}")
     reference = next(model.parameters())
-    x = torch.zeros(batch_size, model.in_chans, *input_size, device=reference.device, dtype=reference.dtype)
+    shape = getattr(model, "input_shape", None)  # vector models (*_mlp) declare (D,); images are (C, H, W)
+    shape = tuple(shape) if shape is not None else (model.in_chans, *input_size)
+    x = torch.zeros(batch_size, *shape, device=reference.device, dtype=reference.dtype)
     was_training = model.training
     model.eval()
     try:
@@ -59,14 +64,15 @@ def model_info(name: str | nn.Module, tasks: str | Iterable[Task | Mapping[str, 
     else:
         model, label = create_model(name, tasks=tasks, **model_kwargs), name
     flops = count_flops(model, input_size)
+    input_size = getattr(model, "input_shape", None) or input_size
     return {"model": label, "tasks": model.task_names, "input_size": list(input_size), **count_parameters(model),
             **flops, "gflops": flops["flops"] / 1e9}
 
 
 def format_info(info: Mapping[str, Any]) -> str:
     """A short human-readable summary of :func:`model_info` (for the ``mtlzoo info`` command)."""
-    h, w = info["input_size"]
-    lines = [f"{info['model']}  tasks={','.join(info['tasks'])}  input={h}x{w}",
+    size = "x".join(str(n) for n in info["input_size"])
+    lines = [f"{info['model']}  tasks={','.join(info['tasks'])}  input={size}",
              f"  parameters: {info['params'] / 1e6:.2f} M (shared {info['params_shared'] / 1e6:.2f} M)",
              f"  forward:    {info['gflops']:.2f} GFLOPs/image (encoder {info['flops_encoder'] / 1e9:.2f})"]
     for task, params in info["params_per_task"].items():
