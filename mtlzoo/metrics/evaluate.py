@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import warnings
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlzoo.metrics.base import Meter
 from mtlzoo.metrics.baselines import Baseline, get_baseline
 from mtlzoo.metrics.delta_m import delta_m, result_parts
 from mtlzoo.metrics.protocols import Protocol, create_meter, get_protocol
@@ -55,9 +59,30 @@ def _match_size(task: Task, output: Tensor, target: Tensor) -> Tensor:
     return F.interpolate(output.float(), size=tuple(target.shape[-2:]), mode="bilinear", align_corners=False)
 
 
+def recorded_results(path: str | os.PathLike) -> dict[str, Any]:
+    """The results saved at ``path``, for ``baseline=``: a training run folder (its best checkpoint, else its
+    latest), a checkpoint folder (the ``results`` of its config.json) or a JSON file (``mtlzoo eval --json``)."""
+    path = Path(path)
+    root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    best, latest = root / "best", root / "latest"
+    if not (root / "config.json").exists() and (best.is_dir() or latest.is_file()):
+        path = best if best.is_dir() else root / latest.read_text(encoding="utf-8").strip()
+    file = path / "config.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"baseline {str(path)!r} is not a run folder, a checkpoint folder with config.json "
+                                "or a JSON result file")
+    data = json.loads(file.read_text(encoding="utf-8"))
+    results = data.get("results") if file.name == "config.json" else data
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError(f"baseline {str(file)!r} records no results; evaluate the checkpoint (`mtlzoo eval ... "
+                         "--json FILE`) and pass that file, or train with evaluation data")
+    return dict(results)
+
+
 def _resolve_baseline(baseline: Any, proto: Protocol) -> tuple[Mapping | None, str | None]:
     """(metrics, name) of the baseline argument: None, "auto" (the protocol's), a name, a Baseline, a
-    ``{task: {metric: value}}`` dict or a saved result (``EvalResult.to_dict()``, as ``mtlzoo eval --json`` writes)."""
+    ``{task: {metric: value}}`` dict, a saved result (``EvalResult.to_dict()``, as ``mtlzoo eval --json`` writes),
+    or the path of a run folder, checkpoint folder or such JSON file (see :func:`recorded_results`)."""
     if baseline is None:
         return None, None
     if isinstance(baseline, str) and baseline == "auto":
@@ -66,12 +91,15 @@ def _resolve_baseline(baseline: Any, proto: Protocol) -> tuple[Mapping | None, s
                           "baseline= a baseline name, a {task: {metric: value}} dict or a saved result", stacklevel=3)
             return None, None
         baseline = proto.baseline
+    saved_at = None
+    if isinstance(baseline, os.PathLike) or (isinstance(baseline, str) and Path(baseline).exists()):
+        saved_at, baseline = str(baseline), recorded_results(baseline)
     if isinstance(baseline, str):
         baseline = get_baseline(baseline)
     if isinstance(baseline, Baseline):
         metrics, name, measured = baseline.metrics, baseline.name, baseline.protocol
     else:
-        (metrics, measured), name = result_parts(baseline), "custom"
+        (metrics, measured), name = result_parts(baseline), saved_at or "custom"
     if measured is not None and measured != proto.name:
         warnings.warn(f"baseline {name!r} was measured under protocol {measured!r}, "
                       f"not {proto.name!r}; the delta_m mixes protocols", stacklevel=3)
@@ -98,6 +126,17 @@ def _warn_unknown_keys(batch: Mapping[str, Any], tasks: list[Task], warned: set[
             hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
             warnings.warn(f"evaluate: batch key {key!r} names no task of the model {names} and is not "
                           f"scored{hint}", stacklevel=3)
+
+
+def _score(task: Task, meter: Meter, output: Tensor, target: Tensor) -> Tensor:
+    """Feed one batch of ``task`` to its meter; returns a device flag: did the raw output hold NaN or inf?"""
+    try:
+        meter.update(task.postprocess(_match_size(task, output, target)), target)
+    except ValueError as error:
+        raise ValueError(f"task {task.name!r}: {error}") from None
+    if not output.is_floating_point():
+        return torch.zeros((), dtype=torch.bool, device=output.device)
+    return ~torch.isfinite(output).all()
 
 
 def _warn_non_finite(flags: dict[str, list[Tensor]], step: int | None) -> None:
@@ -160,11 +199,8 @@ def evaluate(model: nn.Module, data: Iterable[Mapping[str, Tensor]], protocol: s
                 for task in tasks:
                     if task.name not in batch:
                         continue
-                    output = outputs[task.name]
-                    flags[task.name].append(~torch.isfinite(output).all() if output.is_floating_point()
-                                            else torch.zeros((), dtype=torch.bool, device=output.device))
                     target = batch[task.name].to(device, non_blocking=True)
-                    meters[task.name].update(task.postprocess(_match_size(task, output, target)), target)
+                    flags[task.name].append(_score(task, meters[task.name], outputs[task.name], target))
                     seen.add(task.name)
     finally:
         model.train(was_training)

@@ -222,3 +222,10 @@ def test_labels_outside_the_class_range_warn_naming_the_task():
     batches[0]["semseg"][0, 0, 0] = 40  # 13 classes, ignore index -1
     result, messages = _caught(lambda: evaluate(_Oracle(13), batches, protocol="mtan_nyuv2", progress=False))
     assert any("task 'semseg'" in m and "[0, 12]" in m for m in messages)
+
+
+def test_a_target_that_does_not_fit_names_the_task():
+    batches = _batches(1)
+    batches[0]["depth"] = batches[0]["depth"][:1]  # one target for two images
+    with pytest.raises(ValueError, match=r"task 'depth': depth meter: prediction of shape"):
+        evaluate(_Oracle(), batches, progress=False)
