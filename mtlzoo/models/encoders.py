@@ -51,22 +51,62 @@ class TinyEncoder(Encoder):
         return features
 
 
+def _fetch_error(what: str, source: str, prefetch: str, error: Exception) -> FileNotFoundError:
+    """Say which weights could not be fetched and how to get them onto an offline machine."""
+    from huggingface_hub import constants
+
+    why = "offline: HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "offline or not in the local cache"
+    return FileNotFoundError(f"could not fetch the {what} from {source} ({why}; {type(error).__name__}); pre-fetch "
+                             f"them where there is network access with `{prefetch}` (into the cache HF_HOME points "
+                             "at), or pass encoder_weights=None for random initialisation")
+
+
+def _timm_weights_source(name: str) -> tuple[str, str]:
+    """Where timm gets ``name``'s pretrained weights, and a command that pre-fetches them."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        raise ValueError(f"timm encoder {name!r} has no pretrained weights; pass encoder_weights=None")
+    if cfg.hf_hub_id:
+        return f"hf-hub:{cfg.hf_hub_id}", f"hf download {cfg.hf_hub_id}"
+    return cfg.url, f"python -c \"import timm; timm.create_model('{name}', pretrained=True)\""
+
+
+def _check_timm_name(name: str) -> None:
+    """Accept what timm accepts: an architecture (``resnet50``) or one with a pretrained tag (``resnet50.a1_in1k``)."""
+    import timm
+
+    arch, _, tag = name.partition(".")
+    if not timm.is_model(arch):
+        raise unknown_name_error("timm encoder", name, timm.list_models())
+    if tag and name not in timm.list_pretrained(f"{arch}.*"):
+        raise unknown_name_error("timm pretrained tag", name, timm.list_pretrained(f"{arch}.*"))
+
+
 class TimmEncoder(Encoder):
-    """Any timm model with ``features_only=True``; ``output_stride`` dilates the last stages."""
+    """Any timm model with ``features_only=True`` (tagged names such as ``resnet50.a1_in1k`` pick the weights);
+    ``output_stride`` dilates the last stages; ``encoder_weights="imagenet"`` loads the name's pretrained weights."""
 
     def __init__(self, name: str, in_chans: int = 3, output_stride: int = 32,
                  encoder_weights: str | None = None) -> None:
         super().__init__()
         import timm
 
-        if name not in timm.list_models():
-            raise unknown_name_error("timm encoder", name, timm.list_models())
+        _check_timm_name(name)
+        if encoder_weights not in (None, "imagenet"):
+            raise ValueError(f"encoder_weights {encoder_weights!r} for timm encoder {name!r}: accepted None or "
+                             "'imagenet' (the weights of the name's pretrained tag; pick others with a tagged name "
+                             "such as 'resnet50.a1_in1k')")
+        source = _timm_weights_source(name) if encoder_weights else None
         kwargs = {"output_stride": output_stride} if output_stride != 32 else {}
         try:
             self.model = timm.create_model(name, features_only=True, pretrained=encoder_weights is not None,
                                            in_chans=in_chans, **kwargs)
         except TypeError as error:
             raise ValueError(f"timm encoder {name!r} does not support output_stride={output_stride}; use 32") from error
+        except OSError as error:
+            raise _fetch_error(f"ImageNet weights of timm encoder {name!r}", *source, error) from error
         info = self.model.feature_info
         self.out_channels = list(info.channels())
         self.reductions = [min(r, output_stride) for r in info.reduction()]
@@ -86,8 +126,19 @@ class SmpEncoder(Encoder):
         available = smp.encoders.get_encoder_names()
         if name not in available:
             raise unknown_name_error("smp encoder", name, available)
-        self.model = smp.encoders.get_encoder(name, in_channels=in_chans, depth=5, weights=encoder_weights,
-                                              output_stride=output_stride)
+        settings = smp.encoders.encoders.get(name, {}).get("pretrained_settings", {})
+        if encoder_weights is not None and name in smp.encoders.encoders and encoder_weights not in settings:
+            raise ValueError(f"encoder_weights {encoder_weights!r} for smp encoder {name!r}: accepted None or one "
+                             f"of {sorted(settings)}")
+        try:
+            self.model = smp.encoders.get_encoder(name, in_channels=in_chans, depth=5, weights=encoder_weights,
+                                                  output_stride=output_stride)
+        except OSError as error:
+            where = settings.get(encoder_weights, {})
+            repo, revision = where.get("repo_id", f"smp-hub/{name}.{encoder_weights}"), where.get("revision")
+            command = f"hf download {repo}" + (f" --revision {revision}" if revision else "")
+            raise _fetch_error(f"{encoder_weights} weights of smp encoder {name!r}", f"hf-hub:{repo}", command,
+                               error) from error
         channels = list(self.model.out_channels)
         self.out_channels = channels[1:]
         self.reductions = [min(2**i, output_stride) for i in range(1, len(channels))]

@@ -46,3 +46,33 @@ def test_bad_output_stride_and_weights_are_explained():
         create_encoder("tiny", output_stride=4)
     with pytest.raises(ValueError, match="no pretrained"):
         create_encoder("tiny", encoder_weights="imagenet")
+
+
+def test_tagged_timm_names_are_encoders():
+    encoder = create_encoder("resnet18.a1_in1k", output_stride=16)
+    assert encoder.out_channels == [64, 64, 128, 256, 512] and probe_shapes(encoder, size=64)[-1][-1] == 4
+    with pytest.raises(ValueError, match="resnet18.a1_in1k"):
+        create_encoder("resnet18.a1_in1kk")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "smp:resnet18"])
+def test_unknown_encoder_weights_are_refused(name):
+    with pytest.raises(ValueError, match=r"encoder_weights.*'imagenett'.*imagenet"):
+        create_encoder(name, encoder_weights="imagenett")
+
+
+@pytest.mark.parametrize("name, match", [
+    ("resnet18", r"timm/resnet18\.a1_in1k.*offline.*`hf download timm/resnet18\.a1_in1k`"),
+    ("resnet18.tv_in1k", r"timm/resnet18\.tv_in1k.*offline.*`hf download timm/resnet18\.tv_in1k`"),
+    ("smp:resnet18", r"smp-hub/resnet18\.imagenet.*offline.*`hf download smp-hub/resnet18\.imagenet --revision \w+`"),
+])
+def test_offline_imagenet_weights_say_what_to_prefetch(monkeypatch, tmp_path, name, match):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("torch.hub._hub_dir", str(tmp_path / "torch"))
+    with pytest.raises(FileNotFoundError, match=match) as info:
+        create_encoder(name, encoder_weights="imagenet")
+    assert "\n" not in str(info.value)
