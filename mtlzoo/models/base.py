@@ -137,11 +137,11 @@ class MultiTaskModel(nn.Module):
         self.train(self.training)
 
     def unfreeze_encoder(self) -> None:
-        """Train the shared part again."""
+        """Train the shared part again; task heads frozen with :meth:`freeze_tasks` stay frozen (see
+        :meth:`unfreeze_tasks`), so each unfreeze undoes exactly its own freeze."""
         for p in self.shared_parameters():
             p.requires_grad_(True)
         self._encoder_frozen = False
-        self._frozen_tasks: set[str] = set()
         self.train(self.training)
 
     def freeze_tasks(self, names: Iterable[str]) -> None:

@@ -74,3 +74,16 @@ def test_bad_inputs_say_what_to_change(model):
 def test_dense_head_on_a_vector_task_is_refused():
     with pytest.raises(ValueError, match="mlp"):
         mtlzoo.create_model("hps_tiny", tasks=[mtlzoo.Task("c", "classification", 3, head="aspp")])
+
+
+def test_unfreeze_encoder_undoes_only_freeze_encoder_and_frozen_tasks_can_still_be_unfrozen(model):
+    model.freeze_tasks(["depth"])
+    model.freeze_encoder()
+    model.unfreeze_encoder()
+    model.train()
+    assert all(p.requires_grad for p in model.shared_parameters()) and model.encoder.training
+    assert not any(p.requires_grad for p in model.task_parameters("depth")) and not model.heads["depth"].training
+    assert all(p.requires_grad for p in model.task_parameters("semseg")) and model.heads["semseg"].training
+    model.unfreeze_tasks()
+    model.train()
+    assert all(p.requires_grad for p in model.parameters()) and model.heads["depth"].training
