@@ -80,8 +80,9 @@ def check_map(task: Task, pred: Tensor, target: Tensor) -> Tensor:
 
 
 def check_binary_map(task: Task, pred: Tensor, target: Tensor) -> Tensor:
-    """Edge / saliency: a map as :func:`check_map` whose values are 0, 1, the ignore index or non-finite."""
-    target = check_map(task, pred, target)
+    """Edge / saliency: a map as :func:`check_map` whose values are 0, 1, the ignore index or non-finite
+    (a bool mask is read as 0 / 1)."""
+    target = check_map(task, pred, target.float() if target.dtype == torch.bool else target)
     bad = (target != 0) & (target != 1) & (target != task.ignore_index) & torch.isfinite(target)
     if bool(bad.any()):
         raise ValueError(f"task {task.name!r}: target values {_first_bad(target, bad)} are not 0, 1 or the "

@@ -194,6 +194,8 @@ def test_an_unambiguous_b_h_w_target_gets_its_channel():
     target = torch.rand(2, 4, 4, generator=g) + 1.0
     depth = mtlzoo.Task("depth", "depth")
     assert depth.compute_loss(out, target).item() == pytest.approx(depth.compute_loss(out, target[:, None]).item())
+    saliency, mask = mtlzoo.Task("s", "saliency"), torch.rand(2, 1, 4, 4, generator=g) > 0.5
+    assert saliency.compute_loss(out, mask).item() == pytest.approx(saliency.compute_loss(out, mask.float()).item())
     seg = mtlzoo.Task("semseg", "segmentation", 3)
     logits, labels = torch.randn(2, 3, 4, 4, generator=g), torch.randint(0, 3, (2, 4, 4), generator=g)
     assert seg.compute_loss(logits, labels[:, None]).item() == pytest.approx(seg.compute_loss(logits, labels).item())
