@@ -6,7 +6,7 @@ import mtlzoo.metrics
 
 
 @pytest.mark.parametrize("amp", ["bf16", "none"])
-def test_evaluation_runs_under_the_training_dtype_and_names_the_step(amp, tmp_path, toy_data, make_trainer, monkeypatch):
+def test_evaluation_runs_under_the_training_dtype_and_step(amp, tmp_path, toy_data, make_trainer, monkeypatch):
     seen = []
     real = mtlzoo.metrics.evaluate
 
