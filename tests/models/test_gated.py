@@ -253,3 +253,19 @@ def test_model_info_counts_parameters_and_flops(name):
         assert info["input_size"] == [100]
         assert info["flops"] == 2 * (4 * 100 * 64 + 3 * 100 * 4 + 3 * 64 * 32 + 32 * (1 + 3 + 1))
     assert name in format_info(info)
+
+
+def test_docs_zoo_table_lists_every_gated_model_with_its_size(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_hooks_gated", REPO / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    names = [f"{f}_{s}" for f in FAMILIES for s in ("tiny", "mlp")]  # resnet18 rows: same code, slower
+    monkeypatch.setattr(mtlzoo, "list_models", lambda pattern="*", pretrained=False: [] if pretrained else names)
+    rows = {line.split("|")[1].strip().strip("`"): line for line in hooks.zoo_table().splitlines()[2:]}
+    assert sorted(rows) == sorted(names)
+    for name in ("mmoe_mlp", "ple_tiny"):
+        tasks = hooks.ZOO_VECTOR_TASKS if name.endswith("_mlp") else hooks.ZOO_TASKS
+        params = sum(p.numel() for p in create_model(name, tasks=tasks).parameters())
+        assert f"| {params / 1e6:.2f} |" in rows[name]

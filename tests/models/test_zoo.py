@@ -8,6 +8,8 @@ import mtlzoo
 HEAVY = {"squadnet_base"}
 VECTOR = mtlzoo.list_models("*_mlp")  # models named *_mlp take vectors (B, D)
 VECTOR_TASKS = [{"name": "score", "kind": "regression"}, {"name": "label", "kind": "classification", "channels": 3}]
+VECTOR = mtlzoo.list_models("*_mlp")  # models named *_mlp take vectors (B, D)
+VECTOR_TASKS = [{"name": "score", "kind": "regression"}, {"name": "label", "kind": "classification", "channels": 3}]
 
 
 def _params(models):
@@ -32,6 +34,22 @@ def test_model_forward_backward_shapes(name, preset):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.shared_parameters())
     for task in tasks:
         assert any(p.grad is not None for p in model.task_parameters(task.name))
+
+
+@pytest.mark.parametrize("name", VECTOR)
+def test_vector_model_forward_backward_shapes(name):
+    torch.manual_seed(0)
+    model = mtlzoo.create_model(name, tasks=VECTOR_TASKS)
+    x = torch.randn(4, model.input_dim)
+    outputs = model(x)
+    assert {k: tuple(v.shape) for k, v in outputs.items()} == {"score": (4, 1), "label": (4, 3)}
+    losses = model.losses(outputs, {"score": torch.randn(4), "label": torch.randint(0, 3, (4,))})
+    sum(losses.values()).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.shared_parameters())
+    for task in model.task_names:
+        assert any(p.grad is not None for p in model.task_parameters(task))
+    with pytest.raises(ValueError, match="expects vectors"):
+        model(torch.randn(2, 3, 8, 8))
 
 
 @pytest.mark.parametrize("name", VECTOR)
