@@ -46,6 +46,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from mtlzoo.train.run import train_from_config
 
     config = load_config(resolve_config_path(args.config) if args.config else None, args.overrides)
+    if args.single_task:
+        from mtlzoo.train.single_task import single_task_config
+
+        config = single_task_config(config)
     config.train.overwrite = config.train.overwrite or args.overwrite
     if args.resume and config.train.overwrite:
         raise ValueError("--resume and --overwrite (train.overwrite) exclude each other: --overwrite deletes the "
@@ -152,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of train.out_dir")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in train.out_dir and start clean (default: refuse a non-empty one)")
+    p.add_argument("--single-task", action="store_true",
+                   help="train the config's single-task baselines (stl_* model, ew, train.out_dir + '_stl'); then "
+                        "pass that run folder as eval.baseline=... to get delta_m")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.steps=500 method.name=pcgrad")
     p.set_defaults(func=_cmd_train)
 

@@ -64,6 +64,23 @@ def test_torch_hub_load_local_builds_models(tmp_path: Path) -> None:
         torch.hub.load(str(REPO), "hps_tiny", source="local")
 
 
+@pytest.mark.parametrize("name", ["stl_tiny", "cross_stitch_tiny", "nddr_tiny", "mtan_tiny"])
+def test_torch_hub_round_trip_of_the_zoo_families(name: str, tmp_path: Path) -> None:
+    """torch.hub builds the same architecture as create_model, and loads a saved one with identical outputs."""
+    tasks = [{"name": "semseg", "kind": "segmentation", "channels": 4}, {"name": "depth", "kind": "depth"}]
+    torch.manual_seed(0)
+    built = torch.hub.load(str(REPO), name, source="local", tasks=tasks)
+    torch.manual_seed(0)
+    source = mtlzoo.create_model(name, tasks=tasks).eval()
+    assert built.config == source.config
+    source.save_pretrained(tmp_path / name)
+    loaded = torch.hub.load(str(REPO), "from_pretrained", str(tmp_path / name), source="local").eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected, got = source(x), loaded(x)
+    assert all(torch.equal(expected[t], got[t]) for t in source.task_names)
+
+
 def test_torch_hub_load_pretrained_uses_the_default_tag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub import constants
 

@@ -135,7 +135,14 @@ def balanced_backward(balancer: Balancer, losses: Mapping[str, Tensor],
     if balancer.needs.features and feats is None:
         raise ValueError(f"{type(balancer).__name__} at level='features' needs the shared features: "
                          "call backward(losses, model, features=rep.features)")
+    if balancer.needs.features and not getattr(model_or_params, "shared_representation", True):
+        raise ValueError(f"{getattr(model_or_params, 'architecture', type(model_or_params).__name__)} has no shared "
+                         "representation followed only by task layers (see its docs), so "
+                         f"{type(balancer).__name__} at level='features' does not apply; use level='parameters'")
     scale = _scale_of(scaler, L)
+    if isinstance(model_or_params, nn.Module) and hasattr(model_or_params, "shared_parameters") and \
+            next(iter(model_or_params.shared_parameters()), None) is None:
+        return _nothing_shared(tasks, per_task, model_or_params, scale)
     if isinstance(balancer, LossBalancer):
         return _loss_level(balancer, L, per_task, values, tasks, model_or_params, scale)
     shared, own, declared = split_parameters(model_or_params, tasks, per_task, feats)
@@ -163,6 +170,16 @@ def _loss_level(balancer: LossBalancer, L: Tensor, per_task: list[Tensor], value
     if _distributed():
         _average_grads(model_or_params)
     return BalanceInfo(tasks, weights.detach(), extras=ctx.extras)
+
+
+def _nothing_shared(tasks: list[str], per_task: list[Tensor], model: nn.Module, scale: Tensor | None) -> BalanceInfo:
+    """A model that declares no shared parameters (single-task models): nothing to balance, so every method
+    trains each task alone (one backward of the sum, the parameter groups being disjoint); weights are ones."""
+    total = torch.stack(per_task).sum()
+    (total if scale is None else total * scale).backward()
+    if _distributed():
+        _average_grads(model)
+    return BalanceInfo(tasks, torch.ones(len(tasks), device=total.device))
 
 
 def _average_grads(model_or_params: Any) -> None:

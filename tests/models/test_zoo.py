@@ -5,9 +5,8 @@ import torch
 
 import mtlzoo
 
-HEAVY = {"squadnet_base"}
-VECTOR = mtlzoo.list_models("*_mlp")  # models named *_mlp take vectors (B, D)
-VECTOR_TASKS = [{"name": "score", "kind": "regression"}, {"name": "label", "kind": "classification", "channels": 3}]
+HEAVY = {"squadnet_base", "mtan_segnet", "stl", "cross_stitch", "nddr", "stl_resnet18", "cross_stitch_resnet18",
+         "nddr_resnet18"}  # one ResNet column per task, or a 44 M SegNet
 VECTOR = mtlzoo.list_models("*_mlp")  # models named *_mlp take vectors (B, D)
 VECTOR_TASKS = [{"name": "score", "kind": "regression"}, {"name": "label", "kind": "classification", "channels": 3}]
 
@@ -31,25 +30,11 @@ def test_model_forward_backward_shapes(name, preset):
     losses = model.losses(outputs, targets)
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.shared_parameters())
+    shared = list(model.shared_parameters())
+    assert shared or name.startswith("stl"), "only single-task models share no parameters"
+    assert not shared or any(p.grad is not None and p.grad.abs().sum() > 0 for p in shared)
     for task in tasks:
         assert any(p.grad is not None for p in model.task_parameters(task.name))
-
-
-@pytest.mark.parametrize("name", VECTOR)
-def test_vector_model_forward_backward_shapes(name):
-    torch.manual_seed(0)
-    model = mtlzoo.create_model(name, tasks=VECTOR_TASKS)
-    x = torch.randn(4, model.input_dim)
-    outputs = model(x)
-    assert {k: tuple(v.shape) for k, v in outputs.items()} == {"score": (4, 1), "label": (4, 3)}
-    losses = model.losses(outputs, {"score": torch.randn(4), "label": torch.randint(0, 3, (4,))})
-    sum(losses.values()).backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.shared_parameters())
-    for task in model.task_names:
-        assert any(p.grad is not None for p in model.task_parameters(task))
-    with pytest.raises(ValueError, match="expects vectors"):
-        model(torch.randn(2, 3, 8, 8))
 
 
 @pytest.mark.parametrize("name", VECTOR)

@@ -1,0 +1,62 @@
+"""Run an encoder one stage at a time, for architectures that act between stages (cross-stitch, NDDR-CNN).
+
+Stage k takes the output of stage k-1 (the image for k = 0) and returns feature k of the
+encoder's pyramid. The stages reuse the encoder's own modules (kept in a plain list, so the
+state dict keeps the encoder's names and holds every tensor once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from mtlzoo.models.encoders import Encoder, TimmEncoder, TinyEncoder, create_encoder
+
+
+def _split_stages(encoder: Encoder) -> list[list[nn.Module]]:
+    """The encoder's modules grouped into consecutive stages, each ending where a feature is taken."""
+    if isinstance(encoder, TinyEncoder):
+        return [[stage] for stage in encoder.stages]
+    from timm.models._features import FeatureListNet
+
+    if isinstance(encoder, TimmEncoder) and type(encoder.model) is FeatureListNet:
+        stages, current = [], []
+        for name, module in encoder.model.items():
+            current.append(module)
+            if name in encoder.model.return_layers:
+                stages.append(current)
+                current = []
+        return stages
+    raise ValueError(f"this architecture runs its encoder stage by stage, which {type(encoder).__name__} "
+                     f"({type(getattr(encoder, 'model', encoder)).__name__}) does not support; use 'tiny' or a timm "
+                     "CNN (resnet*, efficientnet*, mobilenet*, convnext*...), or the stl / mtan families")
+
+
+class StagedEncoder(nn.Module):
+    """An encoder built by :func:`create_encoder`, callable stage by stage with :meth:`stage`."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__()
+        self.encoder = create_encoder(name, **kwargs)
+        self._stages = _split_stages(self.encoder)
+        self.out_channels: list[int] = list(self.encoder.out_channels)
+        self.reductions: list[int] = list(self.encoder.reductions)
+
+    @property
+    def num_stages(self) -> int:
+        return len(self._stages)
+
+    def stage(self, index: int, x: Tensor) -> Tensor:
+        """Apply stage ``index`` to the previous stage's output (the image for stage 0)."""
+        for module in self._stages[index]:
+            x = module(x)
+        return x
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        features = []
+        for index in range(self.num_stages):
+            x = self.stage(index, x)
+            features.append(x)
+        return features
+
