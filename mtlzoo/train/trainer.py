@@ -66,7 +66,7 @@ class Trainer:
             rule = create_update_rule(rule, model, optimizer)
         self.options = options or TrainConfig()
         self.device = pick_device(self.options.device)
-        self.dist: DistInfo = init_distributed(self.device)
+        self.dist: DistInfo = init_distributed(self.device, self.options.dist_timeout)
         if self.dist.enabled and self.options.device == "auto":
             self.device = pick_device("auto", self.dist.local_rank)
         self.model = model.to(self.device)
@@ -174,7 +174,16 @@ class Trainer:
         return self.last_metrics
 
     def _loop(self, stop_at: int, bar: Any, signals: StopSignals) -> None:
-        for batch in self._batches(stop_at):
+        batches = self._batches(stop_at)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError:  # DataLoader workers that got the same Ctrl-C exit; the finished steps are kept
+                if signals.signum is None:
+                    raise
+                self._interrupt(signals)
             result = self.train_step(batch)
             if self.step % self.options.log_every == 0 or self.step == self.options.steps:
                 self._log_step(result, bar)
@@ -185,9 +194,13 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
             if self._stop_requested(signals):
-                saved = self._saved[1] if self._saved and self._saved[0] == self.step else self.save_checkpoint()
-                self.log.write("interrupted", self.step, signal=signals.signum, path=str(saved))
-                raise TrainingInterrupted(signals.signum, self.step, saved)
+                self._interrupt(signals)
+
+    def _interrupt(self, signals: StopSignals) -> None:
+        """Checkpoint the current step (unless just done) and stop with :class:`TrainingInterrupted`."""
+        saved = self._saved[1] if self._saved and self._saved[0] == self.step else self.save_checkpoint()
+        self.log.write("interrupted", self.step, signal=signals.signum, path=str(saved))
+        raise TrainingInterrupted(signals.signum, self.step, saved)
 
     def _stop_requested(self, signals: StopSignals) -> bool:
         """Whether a stop signal arrived; under DDP every rank learns it at the same step (one tiny all-reduce)."""

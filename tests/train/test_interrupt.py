@@ -59,3 +59,32 @@ def test_the_cli_exits_with_one_line_and_the_signal_code(tmp_path, signum, code)
     assert len(lines) == 1 and "interrupted by" in lines[0] and "resume with --resume" in lines[0], err
     step = max(json.loads(line)["step"] for line in log.read_text().splitlines())
     assert latest(out).name == f"step_{step:07d}" and f"step_{step:07d}" in lines[0]
+
+
+def test_workers_dying_of_the_same_ctrl_c_still_end_with_a_checkpoint(tmp_path, toy_data, make_trainer, monkeypatch):
+    trainer = make_trainer(tmp_path / "run", toy_data, steps=50, eval_every=100)
+    batches = trainer._batches
+
+    def workers_die_after_two(stop_at):
+        for count, batch in enumerate(batches(stop_at)):
+            if count == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # the terminal signals the whole process group
+                raise RuntimeError("DataLoader worker (pid(s) 4242) exited unexpectedly")
+            yield batch
+
+    monkeypatch.setattr(trainer, "_batches", workers_die_after_two)
+    with pytest.raises(TrainingInterrupted) as raised:
+        trainer.fit()
+    assert raised.value.step == 2 and latest(tmp_path / "run").name == "step_0000002"
+
+
+def test_a_loader_error_without_a_signal_is_not_hidden(tmp_path, toy_data, make_trainer, monkeypatch):
+    trainer = make_trainer(tmp_path / "run", toy_data, steps=50, eval_every=100)
+
+    def broken(stop_at):
+        raise RuntimeError("a real data error")
+        yield
+
+    monkeypatch.setattr(trainer, "_batches", broken)
+    with pytest.raises(RuntimeError, match="a real data error"):
+        trainer.fit()
