@@ -229,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from mtlzoo.train.checkpoints import CheckpointWriteError
+    from mtlzoo.train.distributed import DistTimeoutError
     from mtlzoo.train.interrupt import TrainingInterrupted
 
     try:
@@ -236,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except DistTimeoutError as error:  # a runtime failure (exit 1), but one line says which rank and what to do
+        print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except CheckpointWriteError as error:
         print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)
         return 1

@@ -88,6 +88,7 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = False
     sync_bn: bool = False
+    dist_timeout: float = 1800.0  # seconds a collective waits for the other ranks before the run fails (DDP)
     freeze_norm: bool = False
     out_dir: str = "runs/mtlzoo"
     keep_last: int = 2
@@ -201,6 +202,7 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
     ("train.keep_last", lambda v: v >= 1, "an integer >= 1"),
     ("train.clip_grad", lambda v: v is None or 0 < v < float("inf"), "null (no clipping) or a positive norm"),
     ("train.ema", lambda v: v is None or 0 < v < 1, "null (no EMA) or a decay in (0, 1), e.g. 0.999"),
+    ("train.dist_timeout", lambda v: 0 < v < float("inf"), "a positive number of seconds"),
     ("data.batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("data.eval_batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("data.num_workers", lambda v: v >= 0, "an integer >= 0"),

@@ -192,3 +192,15 @@ def test_a_mistyped_checkpoint_path_says_so(tmp_path, capsys):
     _one_line_error(capsys, "eval", "no such checkpoint directory", "step_0000004")
     assert main(["eval", "hps_tinny", *DATA_OPTS]) == 2
     _one_line_error(capsys, "eval", "hps_tinny", "hps_tiny")
+
+
+def test_a_distributed_timeout_is_one_line_and_exit_1(monkeypatch, capsys):
+    from mtlzoo.train import run
+    from mtlzoo.train.distributed import DistTimeoutError
+
+    def stalled(config, resume=False):
+        raise DistTimeoutError("rank 0 of 2: waited more than 5 s (train.dist_timeout) for the other ranks")
+
+    monkeypatch.setattr(run, "train_from_config", stalled)
+    assert main(["train", "train.dist_timeout=5"]) == 1
+    _one_line_error(capsys, "train", "train.dist_timeout")

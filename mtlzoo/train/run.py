@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from mtlzoo.checkpoint import published_directory
 from mtlzoo.config import Config, check_best_metric
 from mtlzoo.tasks import Task
+from mtlzoo.train.distributed import explain_timeouts
 from mtlzoo.train.optim import optimizer_factory
 from mtlzoo.train.trainer import EvalSetup, Trainer, seed_everything
 
@@ -124,7 +125,8 @@ def build_trainer(config: Config, model: Any = None) -> Trainer:
 def train_from_config(config: Config, resume: bool = False) -> dict[str, Any]:
     """Train as the config says; returns the last evaluation and where the checkpoints are."""
     trainer = build_trainer(config)
-    metrics = trainer.fit(resume=resume)
+    with explain_timeouts(config.train.dist_timeout):
+        metrics = trainer.fit(resume=resume)
     return {"out_dir": str(Path(config.train.out_dir).resolve()), "step": trainer.step, **metrics}
 
 
@@ -198,7 +200,8 @@ def finetune_from_checkpoint(checkpoint: str, config: Config, add_tasks: Sequenc
             raise ValueError("only_new_tasks needs at least one task to add (--add-task NAME:KIND)")
         model.freeze_tasks(old_tasks)
     trainer = build_trainer(config, model=model)
-    metrics = trainer.fit()
+    with explain_timeouts(config.train.dist_timeout):
+        metrics = trainer.fit()
     return {"out_dir": str(Path(config.train.out_dir).resolve()), "step": trainer.step, **metrics}
 
 
