@@ -117,15 +117,18 @@ def _autocast(amp: bool | str, device: torch.device) -> contextlib.AbstractConte
 
 
 def _warn_unknown_keys(batch: Mapping[str, Any], tasks: list[Task], warned: set[str]) -> None:
-    """Warn once per batch key that is neither "image" nor a task of the model (a misspelt task is never scored)."""
+    """Warn once when a task has no target in a batch that holds keys naming no task (a misspelt task is never
+    scored); extra targets for tasks the model does not have are fine and stay silent."""
     names = [t.name for t in tasks]
-    for key in batch:
-        if key != "image" and key not in names and key not in warned:
-            warned.add(key)
-            near = close_matches(key, names)
-            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
-            warnings.warn(f"evaluate: batch key {key!r} names no task of the model {names} and is not "
-                          f"scored{hint}", stacklevel=3)
+    missing = [n for n in names if n not in batch]
+    unknown = [k for k in batch if k != "image" and k not in names and k not in warned]
+    if not missing or not unknown:
+        return
+    warned.update(unknown)
+    guesses = [f"{k!r} -> {near[0]!r}" for k in unknown if (near := close_matches(k, missing, n=1))]
+    hint = f"; did you mean {', '.join(guesses)}?" if guesses else ""
+    warnings.warn(f"evaluate: task(s) {missing} have no target in the batch, whose key(s) {unknown} name no task "
+                  f"of the model{hint}", stacklevel=3)
 
 
 def _score(task: Task, meter: Meter, output: Tensor, target: Tensor) -> Tensor:

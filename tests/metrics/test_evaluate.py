@@ -229,3 +229,11 @@ def test_a_target_that_does_not_fit_names_the_task():
     batches[0]["depth"] = batches[0]["depth"][:1]  # one target for two images
     with pytest.raises(ValueError, match=r"task 'depth': depth meter: prediction of shape"):
         evaluate(_Oracle(), batches, progress=False)
+
+
+def test_targets_for_tasks_the_model_lacks_stay_silent():
+    batches = _batches()
+    for b in batches:
+        b["edge"] = torch.zeros(2, 1, 6, 8)  # the data set has a task this model does not
+    _, messages = _caught(lambda: evaluate(_Oracle(), batches, progress=False))
+    assert not [m for m in messages if "edge" in m]
