@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mtlzoo.config import ScheduleConfig, TrainConfig
-from mtlzoo.train import checkpoints
+from mtlzoo.train import checkpoints, rng
+from mtlzoo.train.bad_steps import BadStepGuard, check_finite_weights
 from mtlzoo.train.distributed import DistInfo, init_distributed, pick_device
 from mtlzoo.train.ema import ModelEMA
 from mtlzoo.train.interrupt import StopSignals, TrainingInterrupted
@@ -103,6 +103,7 @@ class Trainer:
         self.best: dict[str, Any] = {}
         self.last_metrics: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
+        self.bad_steps = BadStepGuard(self.options.max_bad_steps)
         self._saved: tuple[int, Path] | None = None  # (step, folder) of the last checkpoint this trainer wrote
 
     # ---- one step -------------------------------------------------------------------------------
@@ -125,6 +126,7 @@ class Trainer:
         with self._autocast():
             result = self.rule.step(self._to_device(batch), epoch=epoch, epochs=epochs, scaler=self.scaler,
                                     clip_grad=self.options.clip_grad)
+        self.bad_steps.record(result, self.step + 1, self.log, self.scaler)  # warn on a skip, stop a diverged run
         if self.scaler is not None:
             self.scaler.update()
         for scheduler in self.schedulers:
@@ -230,7 +232,7 @@ class Trainer:
         losses = to_plain(dict(result.losses))
         info = to_plain(result.info.as_dict()) if hasattr(result.info, "as_dict") else to_plain(result.info or {})
         lrs = [group["lr"] for optimizer in self.rule.optimizers for group in optimizer.param_groups]
-        record = {"losses": losses, "info": info, "lr": lrs[0] if lrs else None}
+        record = {"losses": losses, "info": info, "lr": lrs[0] if lrs else None, "skipped_steps": self.bad_steps.total}
         self.history.append({"step": self.step, **record})
         self.log.write("train", self.step, **record)
         if bar is not None:
@@ -267,8 +269,7 @@ class Trainer:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": _python_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "rng": rng.get_state(),
             "best": self.best,
             "last_metrics": self.last_metrics,
         }
@@ -278,6 +279,7 @@ class Trainer:
         if not self.dist.is_main:
             return None
         is_best = self._is_best()  # before the state is written, so a resumed run knows its best so far
+        check_finite_weights(self.model, self.step)
         path = checkpoints.save(self.out_dir, self.step, self.model, self.state(), self.run_config,
                                 self.last_metrics, keep_last=self.options.keep_last)
         if is_best:
@@ -309,40 +311,6 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(_numpy_rng_from(state["rng"]["numpy"]))
-        random.setstate(_python_rng_from(state["rng"]["python"]))
-        _set_cuda_rng(state["rng"].get("cuda"))
+        rng.set_state(state["rng"])
         self.best = dict(state["best"])
         self.last_metrics = dict(state["last_metrics"])
-
-
-def _set_cuda_rng(states: list[torch.Tensor] | None) -> None:
-    """Restore the CUDA generators a checkpoint saved (none on a CPU checkpoint or a CPU-only machine)."""
-    if not states or not torch.cuda.is_available():
-        return
-    if len(states) != torch.cuda.device_count():
-        warnings.warn(f"the checkpoint holds the RNG state of {len(states)} GPU(s), this machine has "
-                      f"{torch.cuda.device_count()}: restoring the first ones only", stacklevel=3)
-    for device, state in enumerate(states[: torch.cuda.device_count()]):
-        torch.cuda.set_rng_state(state, device)
-
-
-def _numpy_rng_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "gauss": float(gauss)}
-
-
-def _numpy_rng_from(state: Mapping[str, Any]) -> tuple:
-    keys = state["keys"].numpy().astype(np.uint32)
-    return state["name"], keys, state["pos"], state["has_gauss"], state["gauss"]
-
-
-def _python_rng_state() -> dict[str, Any]:
-    version, internal, gauss = random.getstate()
-    return {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
-
-
-def _python_rng_from(state: Mapping[str, Any]) -> tuple:
-    return state["version"], tuple(int(v) for v in state["internal"].tolist()), state["gauss"]
