@@ -140,3 +140,20 @@ def test_cli_reports_a_write_error_in_one_line(tmp_path, monkeypatch, capsys):
     assert cli.main(["train"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("mtlzoo train: error: could not write checkpoint")
+
+
+CLI_ARGS = ["train", "--config", "synthscenes_hps", "train.steps=2", "train.progress=false",
+            "data.kwargs={size: [24, 32], length: 8}", "data.batch_size=4"]
+
+
+def test_cli_refuses_a_non_empty_out_dir_and_contradictory_flags(tmp_path, capsys):
+    from mtlzoo import cli
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.jsonl").write_text("{}\n")
+    assert cli.main([*CLI_ARGS, f"train.out_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "already holds files (log.jsonl)" in err and "--overwrite" in err
+    assert cli.main([*CLI_ARGS, f"train.out_dir={tmp_path / 'run'}", "--resume", "--overwrite"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert (tmp_path / "run" / "log.jsonl").read_text() == "{}\n"
