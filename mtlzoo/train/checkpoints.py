@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model
 from torch import nn
 
@@ -141,7 +142,10 @@ def load(path: Path, model: nn.Module, map_location: torch.device | str = "cpu")
         if sha and sha256_file(path / name) != sha:
             raise ValueError(f"{path / name} does not match the sha256 its checkpoint recorded: the file is corrupt; "
                              "resume from an earlier checkpoint or start again")
-    load_model(model, str(weights), strict=True, device=str(map_location))
+    try:
+        load_model(model, str(weights), strict=True, device=str(map_location))
+    except SafetensorError as error:
+        raise ValueError(f"{weights} is truncated or corrupt ({error}); resume from an earlier checkpoint") from None
     return load_state(path / STATE_NAME, map_location="cpu")
 
 

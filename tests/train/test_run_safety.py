@@ -1,6 +1,7 @@
 """A run's folder survives re-runs, corrupt files, resumes and full disks (issue 11, points 9, 10, 11, 14)."""
 
 import errno
+import json
 import os
 
 import pytest
@@ -66,12 +67,15 @@ def test_resume_refuses_a_bit_flipped_checkpoint(tmp_path, toy_data, make_traine
 
 
 @pytest.mark.parametrize("name, damage", [("trainer_state.safetensors", lambda b: b[: len(b) // 2]),
-                                          ("trainer_state.json", lambda b: b[:-7])])
+                                          ("trainer_state.json", lambda b: b[:-7]),
+                                          ("model.safetensors", lambda b: b[: len(b) // 2])])
 def test_a_truncated_trainer_state_names_the_file(tmp_path, toy_data, make_trainer, name, damage):
     make_trainer(tmp_path / "run", toy_data, steps=3, eval_every=100).fit()
     folder = tmp_path / "run" / "checkpoints" / "step_0000003"
     (folder / name).write_bytes(damage((folder / name).read_bytes()))
     (folder / "checksums.json").unlink()  # as a checkpoint without recorded hashes would be
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "weights": None}))
     with pytest.raises(ValueError, match=rf"{name} is truncated or (corrupt|malformed)"):
         make_trainer(tmp_path / "run", toy_data, steps=6).fit(resume=True)
 

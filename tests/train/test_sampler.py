@@ -35,3 +35,10 @@ def test_bad_arguments():
         ResumableSampler(0)
     with pytest.raises(ValueError, match="rank"):
         ResumableSampler(5, rank=2, world_size=2)
+
+
+def test_with_epoch_tags_each_index_with_its_epoch():
+    plain, tagged = ResumableSampler(10, seed=4), ResumableSampler(10, seed=4, with_epoch=True)
+    for sampler in (plain, tagged):
+        sampler.set_epoch(3, skip=2)
+    assert list(tagged) == [(3, i) for i in plain] and len(tagged) == len(plain) == 8
