@@ -51,15 +51,17 @@ _ARCHITECTURES = {
     "hps_resnet18": "Hard parameter sharing: ResNet-18 (dilated, output stride 8) + DeepLab ASPP heads.",
     "hps_resnet50": "Hard parameter sharing: ResNet-50 (dilated, output stride 8) + DeepLab ASPP heads.",
     "hps_tiny": "Hard parameter sharing: tiny 4-stage conv encoder + light heads, for tests and CPU demos.",
-    "squadnet_base": "SquadNet with 8 expert-squad blocks per stage (the released main configuration).",
-    "squadnet_small": "SquadNet with 4 expert-squad blocks per stage.",
-    "squadnet_tiny": "SquadNet with 2 expert-squad blocks per stage (the paper's ablation size).",
+    "squadnet_base": "SquadNet as released: 8 expert-squad blocks per stage, 2 shared chunks, DeepLab-v3 heads.",
+    "squadnet_small": "SquadNet as released: 4 expert-squad blocks per stage, 2 shared chunks, DeepLab-v3 heads.",
+    "squadnet_tiny": "SquadNet as released: 2 expert-squad blocks per stage, 1 shared chunk (tiny ablation), "
+                     "DeepLab-v3 heads.",
 }
 
 _PRETRAINED = {
     "cs_tiny.synthscenes": "cs_tiny trained on synthscenes with the connection-strength two-phase rule (0.9 MB).",
     "hps_tiny.synthscenes": "hps_tiny trained on synthscenes (six dense tasks; bundled under weights/, 0.8 MB).",
-    "squadnet_tiny.synthscenes": "squadnet_tiny (width 16) trained on synthscenes (six dense tasks; bundled, 5.8 MB).",
+    "squadnet_tiny.synthscenes": "squadnet_tiny (width 16, light heads) trained on synthscenes (six dense tasks; "
+                                 "bundled, 4.5 MB).",
 }
 
 _ARCH_DOC = """{description}

@@ -28,12 +28,17 @@ CHECK_SIZE = (48, 64)
 # arch -> (shipped config, overrides): the recipe of each bundled checkpoint.
 RECIPES = {
     "hps_tiny": ("synthscenes_hps", ["train.steps=1500"]),
-    # SquadNet's grouped convolutions are slow on CPU: half resolution, width 16 and equal weighting. The
-    # downsampling residual (not in the release, off by default) is spelled out so that the card names it.
+    # SquadNet's grouped convolutions are slow on CPU: half resolution, width 16 and equal weighting.
     "squadnet_tiny": ("synthscenes_squadnet", ["train.steps=600", "data.kwargs.size=[48, 64]", "model.kwargs.width=16",
-                                               "model.kwargs.downsample_residual=false", "method.name=ew"]),
+                                               "method.name=ew"]),
     # The connection-strength two-phase rule of the shipped config, on the tiny CS model.
     "cs_tiny": ("synthscenes_cs", ["model.name=cs_tiny", "train.steps=600"]),
+}
+# arch -> what changed since the previous release of its weights (the card's training table shows it).
+CHANGES = {
+    "squadnet_tiny": "2026-11-26: retrained for SquadNet as released: no residual around the downsampling "
+                     "aggregation (downsample_residual=False, the default), shuffled there only after shuffling "
+                     "stages, one shared chunk (num_shared=1); the earlier weights had the old structure",
 }
 
 
@@ -121,6 +126,8 @@ def build(arch: str, steps: int | None, out_root: Path, cache_dir: Path) -> dict
               "steps": config.train.steps, "batch_size": config.data.batch_size, "input_size": list(size),
               "train_images": config.data.kwargs.get("length"), "seed": config.train.seed, "device": "cpu",
               "train_minutes": round(minutes, 1), "script": "weights/train_bundled.py"}
+    if arch in CHANGES:
+        recipe["changes"] = CHANGES[arch]
     folder = WEIGHTS / f"{arch}.synthscenes"
     repo_id = f"mtlzoo/{arch}.synthscenes"
     meta = {"training": recipe, "preprocessing": {"input_size": list(size)}, "name": f"{arch}.synthscenes",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,16 +24,29 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> nn
 
 @HEADS.register("aspp")
 class ASPPHead(nn.Module):
-    """DeepLab-v3 head: atrous spatial pyramid pooling on the coarsest feature, then a classifier."""
+    """DeepLab-v3 head: atrous spatial pyramid pooling on the coarsest feature, then a classifier.
+
+    The defaults (rates 6/12/18, no norm in the pooling branch, no dropout) are mtlzoo's light
+    variant; ``rates=(12, 24, 36), pool_norm=True, dropout=0.5`` is the head of the DeepLab-v3
+    release at output stride 8 (torchvision's ``DeepLabHead``; what SquadNet's release uses).
+    """
 
     def __init__(self, in_channels: Sequence[int], out_channels: int, width: int = 256,
-                 rates: Sequence[int] = (6, 12, 18)) -> None:
+                 rates: Sequence[int] = (6, 12, 18), pool_norm: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
+        if not rates or any(not isinstance(r, int) or isinstance(r, bool) or r < 1 for r in rates):
+            raise ValueError(f"ASPP rates must be positive ints (e.g. [12, 24, 36]), got {rates!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"ASPP dropout must be in [0, 1), got {dropout!r}")
         cin = in_channels[-1]
         self.branches = nn.ModuleList([_conv_bn_relu(cin, width, 1)] +
                                       [_conv_bn_relu(cin, width, 3, r) for r in rates])
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, width, 1), nn.ReLU(inplace=True))
+        pool_conv = [nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width)] if pool_norm else [
+            nn.Conv2d(cin, width, 1)]
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), *pool_conv, nn.ReLU(inplace=True))
         self.project = _conv_bn_relu(width * (len(rates) + 2), width, 1)
+        if dropout > 0:
+            self.project.append(nn.Dropout(dropout))
         self.refine = _conv_bn_relu(width, width, 3)
         self.classifier = nn.Conv2d(width, out_channels, 1)
 
@@ -75,10 +90,12 @@ class MLPHead(nn.Module):
 
 
 def build_head(task: Task, in_channels: Sequence[int], default: str | None = None,
-               width: int | None = None) -> nn.Module:
+               width: int | None = None, options: Mapping[str, Any] | None = None) -> nn.Module:
     """The head for ``task``: its own ``head`` field, else the model's ``default``, else the kind's default.
 
     Dense models asking for a dense head on a non-dense task (classification, regression) get the MLP head.
+    ``options`` (e.g. ``{"rates": [12, 24, 36]}``) are keyword arguments of the ``default`` head; a task
+    whose own head differs from the default is built without them.
     """
     name = task.head or (default if task.dense else None) or task.spec.default_head
     if not task.dense and name != "mlp":
@@ -86,4 +103,11 @@ def build_head(task: Task, in_channels: Sequence[int], default: str | None = Non
     if task.dense and name == "mlp":
         raise ValueError(f"task {task.name!r} of kind {task.kind!r} is dense; use head='aspp' or 'light'")
     kwargs = {"width": width} if width is not None else {}
+    if options and name == default:
+        head_cls = HEADS.get(name)
+        accepted = [p for p in inspect.signature(head_cls).parameters if p not in ("in_channels", "out_channels")]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise TypeError(f"head options {unknown} are not arguments of the {name!r} head; it accepts {accepted}")
+        kwargs.update(options)
     return HEADS.get(name)(list(in_channels), task.channels, **kwargs)

@@ -3,8 +3,11 @@
 The feature tensor of stage i holds (T + S) chunks of ``width * 2**i`` channels: one chunk per task
 and S shared chunks. Each block runs one expert per task on its chunk (fused into grouped
 convolutions: the T experts are one block-diagonal operator), passes the shared chunks through,
-optionally shuffles channels, and aggregates everything point-wise with a residual. Task t's head
-reads chunk t plus the shared chunks. Trained from scratch; the width depends on the task set.
+optionally shuffles channels, and aggregates everything point-wise with a residual. Between stages a
+dense layer halves the resolution and doubles the width (two branches, a shuffle when the stage it
+follows shuffles, an aggregation; no residual, as released). Task t's head reads chunk t plus the
+shared chunks: by default the release's DeepLab-v3 head (ASPP rates 12/24/36, BN in the pooling
+branch, dropout 0.5). Trained from scratch; the width depends on the task set.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from torch import Tensor, nn
 from mtlzoo.models.base import MultiTaskModel, Representation
 from mtlzoo.models.encoders import Encoder
 from mtlzoo.models.factory import register_model
+from mtlzoo.models.heads import build_head
 from mtlzoo.registry import unknown_name_error
 from mtlzoo.tasks import Task
 
 TaskSpec = str | Iterable[Task | Mapping[str, Any]]
 NORMS = ("bn", "gn", "syncbn")
 EXPERT_IMPLEMENTATIONS = ("fused", "loop")
+# The DeepLab-v3 head of the SquadNet release (output stride 8): ASPP rates, BN in the pooling branch, dropout.
+RELEASE_ASPP_OPTIONS: dict[str, Any] = {"rates": (12, 24, 36), "pool_norm": True, "dropout": 0.5}
 
 
 def make_norm(kind: str, channels: int, parts: int = 1) -> nn.Module:
@@ -122,11 +128,16 @@ class SquadBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Partition-unaware stride-2 downsampling that doubles the width: two branches, shuffle, aggregation."""
+    """Partition-unaware stride-2 downsampling that doubles the width: two branches, optional shuffle, aggregation.
 
-    def __init__(self, channels: int, groups: int, norm: str = "bn") -> None:
+    As released, the output is the aggregation alone; ``residual=True`` returns ``y + aggregate(y)``
+    instead (what mtlzoo built before 2026-11-26, with ``shuffle=True``), kept to rebuild models trained that way.
+    """
+
+    def __init__(self, channels: int, groups: int, norm: str = "bn", shuffle: bool = True,
+                 residual: bool = False) -> None:
         super().__init__()
-        self.groups = groups
+        self.groups, self.shuffle, self.residual = groups, shuffle, residual
         self.direct = nn.Sequential(_conv_norm(channels, channels, 3, norm, groups=channels, stride=2, act=False),
                                     _conv_norm(channels, channels, 1, norm))
         self.expand = nn.Sequential(_conv_norm(channels, channels, 1, norm),
@@ -135,16 +146,21 @@ class Downsample(nn.Module):
         self.aggregate = _pw_dw_pw(2 * channels, norm)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = channel_shuffle(torch.cat([self.direct(x), self.expand(x)], dim=1), self.groups)
-        return y + self.aggregate(y)
+        y = torch.cat([self.direct(x), self.expand(x)], dim=1)
+        if self.shuffle:
+            y = channel_shuffle(y, self.groups)
+        return y + self.aggregate(y) if self.residual else self.aggregate(y)
 
 
 class SquadNetEncoder(Encoder):
-    """Stem (stride 2) and three stages of expert-squad blocks; returns every stage's output (strides 2, 4, 8)."""
+    """Stem (stride 2) and three stages of expert-squad blocks; returns every stage's output (strides 2, 4, 8).
+
+    The downsampling layer after stage i shuffles when stage i does (``shuffle[i]``), as in the release.
+    """
 
     def __init__(self, num_tasks: int, num_shared: int = 2, width: int = 32, depths: Sequence[int] = (4, 4, 4),
                  shuffle: Sequence[bool] = (True, True, False), norm: str = "bn", experts: str = "fused",
-                 in_chans: int = 3) -> None:
+                 in_chans: int = 3, downsample_residual: bool = False) -> None:
         super().__init__()
         parts = num_tasks + num_shared
         channels = parts * width
@@ -155,7 +171,7 @@ class SquadNetEncoder(Encoder):
         self.out_channels, self.reductions = [], []
         for i, (depth, shuffled) in enumerate(zip(depths, shuffle, strict=True)):
             if i > 0:
-                self.downsamples.append(Downsample(channels, 2 * parts, norm))
+                self.downsamples.append(Downsample(channels, 2 * parts, norm, shuffle[i - 1], downsample_residual))
                 channels, width = 2 * channels, 2 * width
             self.stages.append(nn.Sequential(*[SquadBlock(num_tasks, num_shared, width, norm, shuffled, experts)
                                                for _ in range(depth)]))
@@ -174,16 +190,24 @@ class SquadNetEncoder(Encoder):
 
 
 class SquadNet(MultiTaskModel):
-    """Expert-squad backbone + one head per task reading its own chunk and the shared chunks (ASPP by default).
+    """Expert-squad backbone + one head per task reading its own chunk and the shared chunks.
 
     The backbone width is (T + S) * ``width``, so a SquadNet is tied to its task set: tasks cannot be
-    added or removed after construction.
+    added or removed after construction. ``head_options`` are keyword arguments of the ``head``
+    (see :class:`mtlzoo.models.heads.ASPPHead`); left ``None`` with ``head="aspp"`` they are
+    :data:`RELEASE_ASPP_OPTIONS` (the release's DeepLab-v3 head); ``{}`` gives mtlzoo's lighter ASPP
+    (rates 6/12/18, no pooling BN, no dropout). ``downsample_residual=True`` adds a residual around the
+    downsampling aggregation (not in the release; off by default).
     """
 
     def __init__(self, tasks: TaskSpec, depths: Sequence[int] = (4, 4, 4), width: int = 32, num_shared: int = 2,
                  shuffle: bool | Sequence[bool] = (True, True, False), norm: str = "bn", experts: str = "fused",
-                 head: str | None = "aspp", head_width: int | None = None, in_chans: int = 3) -> None:
+                 head: str | None = "aspp", head_width: int | None = None, in_chans: int = 3,
+                 head_options: Mapping[str, Any] | None = None, downsample_residual: bool = False) -> None:
         super().__init__(tasks, head=head, head_width=head_width, in_chans=in_chans)
+        if head_options is None:
+            head_options = RELEASE_ASPP_OPTIONS if head == "aspp" else {}
+        self.head_options = dict(head_options)
         if len(depths) != 3 or any(int(d) < 1 for d in depths):
             raise ValueError(f"depths must be three positive ints (one per stage), got {depths!r}")
         if num_shared < 0 or width < 1:
@@ -192,8 +216,12 @@ class SquadNet(MultiTaskModel):
         if len(shuffle) != 3:
             raise ValueError(f"shuffle must be a bool or three bools (one per stage), got {shuffle!r}")
         self.num_shared = num_shared
-        self.encoder = SquadNetEncoder(len(self.tasks), num_shared, width, depths, shuffle, norm, experts, in_chans)
+        self.encoder = SquadNetEncoder(len(self.tasks), num_shared, width, depths, shuffle, norm, experts, in_chans,
+                                       downsample_residual)
         self.build_heads()
+
+    def _new_head(self, task: Task) -> nn.Module:
+        return build_head(task, self.head_in_channels(task), self.head_type, self.head_width, self.head_options)
 
     @property
     def num_parts(self) -> int:
@@ -223,17 +251,17 @@ class SquadNet(MultiTaskModel):
 
 @register_model
 def squadnet_tiny(tasks: TaskSpec, **kwargs: Any) -> SquadNet:
-    """SquadNet with 2 expert-squad blocks per stage (the paper's ablation size)."""
-    return SquadNet(tasks, **{"depths": (2, 2, 2), **kwargs})
+    """SquadNet with 2 expert-squad blocks per stage and one shared chunk (the release's tiny ablation configs)."""
+    return SquadNet(tasks, **{"depths": (2, 2, 2), "num_shared": 1, **kwargs})
 
 
 @register_model
 def squadnet_small(tasks: TaskSpec, **kwargs: Any) -> SquadNet:
-    """SquadNet with 4 expert-squad blocks per stage."""
+    """SquadNet with 4 expert-squad blocks per stage and two shared chunks."""
     return SquadNet(tasks, **{"depths": (4, 4, 4), **kwargs})
 
 
 @register_model
 def squadnet_base(tasks: TaskSpec, **kwargs: Any) -> SquadNet:
-    """SquadNet with 8 expert-squad blocks per stage (the released main configuration)."""
+    """SquadNet with 8 expert-squad blocks per stage and two shared chunks (the released main configuration)."""
     return SquadNet(tasks, **{"depths": (8, 8, 8), **kwargs})

@@ -1,7 +1,10 @@
-"""SquadNet: sizes, head inputs, fused experts == per-task loop, expert isolation, options."""
+"""SquadNet: sizes, head inputs, fused experts == per-task loop, expert isolation, options, and the released
+structure (methods.md section 1.2) transcribed from torch.nn primitives, loaded with the package model's weights."""
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 import mtlzoo
 from mtlzoo.models import create_model, create_model_from_config
@@ -39,7 +42,7 @@ def test_shapes_and_gradients(name, preset):
     torch.manual_seed(0)
     model = create_model(name, tasks=preset, width=8, head="light")
     tasks = mtlzoo.task_preset(preset)
-    parts = len(tasks) + 2
+    parts = len(tasks) + (1 if name == "squadnet_tiny" else 2)
     x = torch.randn(2, 3, 64, 64)
     rep = model.encode(x)
     assert [f.shape[1] for f in rep.features] == [parts * 8, parts * 16, parts * 32]
@@ -57,10 +60,12 @@ def test_shapes_and_gradients(name, preset):
 
 
 def test_default_width_and_heads():
+    """squadnet_tiny has one shared chunk (the release's tiny ablation configs), small and base two."""
     model = create_model("squadnet_tiny", tasks="pascal_context")
-    assert model.encoder.out_channels == [7 * 32, 7 * 64, 7 * 128]
-    assert model.head_in_channels(model.task("parts")) == [96, 192, 384]
+    assert model.encoder.out_channels == [6 * 32, 6 * 64, 6 * 128]
+    assert model.head_in_channels(model.task("parts")) == [64, 128, 256]
     assert type(model.heads["parts"]).__name__ == "ASPPHead"
+    assert create_model("squadnet_small", tasks="pascal_context", width=8, head="light").num_shared == 2
 
 
 def test_depths_per_size():
@@ -70,7 +75,7 @@ def test_depths_per_size():
 
 
 def test_head_reads_own_chunk_and_shared_chunks():
-    model = create_model("squadnet_tiny", tasks="nyud", head="light")
+    model = create_model("squadnet_tiny", tasks="nyud", head="light", num_shared=2)
     task = model.task("depth")  # index 1 of 4 tasks, 2 shared chunks -> 6 chunks
     assert model.head_in_channels(task) == [96, 192, 384]
     feature = torch.arange(6, dtype=torch.float32).repeat_interleave(2).view(1, 12, 1, 1)
@@ -155,3 +160,197 @@ def test_config_round_trip_and_errors():
         create_model("squadnet_tiny", tasks="nyud", experts="lop")
     with pytest.raises(ValueError, match="depths"):
         create_model("squadnet_tiny", tasks="nyud", depths=(2, 2))
+
+
+# --- the released SquadNet structure (methods.md section 1.2), transcribed from torch.nn primitives ---------------
+
+
+def _ffn(c):
+    """Released point-wise FFN (mlp_ratio 1): 1x1, BN, GELU -> depthwise 3x3, BN -> 1x1, BN, GELU."""
+    return nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.GELU(),
+                         nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False), nn.BatchNorm2d(c),
+                         nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.GELU())
+
+
+def _shuffle(x, groups):
+    """ShuffleNet shuffle as an index permutation: output channel j*groups+g is input channel g*(C/groups)+j."""
+    c = x.shape[1]
+    return x[:, torch.arange(c).reshape(groups, c // groups).t().reshape(-1)]
+
+
+class _RefDownsample(nn.Module):
+    def __init__(self, c, groups, shuffle, residual=False):
+        super().__init__()
+        self.groups, self.shuffle, self.residual = groups, shuffle, residual
+        self.branch_a = nn.Sequential(nn.Conv2d(c, c, 3, 2, 1, groups=c, bias=False), nn.BatchNorm2d(c),
+                                      nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.GELU())
+        self.branch_b = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.GELU(),
+                                      nn.Conv2d(c, c, 3, 2, 1, groups=c, bias=False), nn.BatchNorm2d(c),
+                                      nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.GELU())
+        self.ffn = _ffn(2 * c)
+
+    def forward(self, x):
+        y = torch.cat([self.branch_a(x), self.branch_b(x)], dim=1)
+        if self.shuffle:
+            y = _shuffle(y, self.groups)
+        return y + self.ffn(y) if self.residual else self.ffn(y)
+
+
+class _RefBlock(nn.Module):
+    def __init__(self, num_tasks, num_shared, c, shuffle):
+        super().__init__()
+        self.num_tasks, self.num_shared, self.c, self.shuffle = num_tasks, num_shared, c, shuffle
+        self.experts = nn.ModuleList([_ffn(c) for _ in range(num_tasks)])
+        self.ffn = _ffn((num_tasks + num_shared) * c)
+
+    def forward(self, x):
+        parts = list(torch.split(x, self.c, dim=1))
+        tasks, shared = parts[:self.num_tasks], parts[self.num_tasks:]
+        y = torch.cat([expert(part) for expert, part in zip(self.experts, tasks, strict=True)] + shared, dim=1)
+        if self.shuffle:
+            y = _shuffle(y, self.num_tasks + self.num_shared)
+        return x + self.ffn(y)
+
+
+class _RefDeepLabHead(nn.Module):
+    """torchvision-style DeepLabHead: ASPP (1x1, three atrous 3x3, pooling with BN), dropout 0.5, 3x3, 1x1."""
+
+    def __init__(self, cin, cout, width=256, rates=(12, 24, 36)):
+        super().__init__()
+        self.aspp = nn.ModuleList([nn.Sequential(nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width),
+                                                 nn.ReLU())])
+        for r in rates:
+            self.aspp.append(nn.Sequential(nn.Conv2d(cin, width, 3, padding=r, dilation=r, bias=False),
+                                           nn.BatchNorm2d(width), nn.ReLU()))
+        self.pooling = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, width, 1, bias=False),
+                                     nn.BatchNorm2d(width), nn.ReLU())
+        self.project = nn.Sequential(nn.Conv2d(width * (len(rates) + 2), width, 1, bias=False),
+                                     nn.BatchNorm2d(width), nn.ReLU(), nn.Dropout(0.5))
+        self.conv = nn.Sequential(nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.out = nn.Conv2d(width, cout, 1)
+
+    def forward(self, x, size):
+        pooled = F.interpolate(self.pooling(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.project(torch.cat([branch(x) for branch in self.aspp] + [pooled], dim=1))
+        return F.interpolate(self.out(self.conv(y)), size=size, mode="bilinear", align_corners=False)
+
+
+class _RefSquadNet(nn.Module):
+    """Stem, stages of blocks with a downsampling layer after stages 0 and 1, DeepLab heads on chunk t + shared."""
+
+    def __init__(self, channels, num_shared, width, depths, shuffle, head_width):
+        super().__init__()
+        num_tasks, parts = len(channels), len(channels) + num_shared
+        self.num_tasks, self.parts = num_tasks, parts
+        c = parts * width
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.GELU(),
+                                  nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False), nn.BatchNorm2d(c), nn.GELU(),
+                                  nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.GELU())
+        self.stages, self.downsamples = nn.ModuleList(), nn.ModuleList()
+        for i, depth in enumerate(depths):
+            self.stages.append(nn.Sequential(*[_RefBlock(num_tasks, num_shared, width * 2**i, shuffle[i])
+                                               for _ in range(depth)]))
+            if i < len(depths) - 1:
+                self.downsamples.append(_RefDownsample(parts * width * 2**i, 2 * parts, shuffle[i]))
+        cin = (1 + num_shared) * width * 2 ** (len(depths) - 1)
+        self.heads = nn.ModuleList([_RefDeepLabHead(cin, cout, head_width) for cout in channels])
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        y = self.stem(x)
+        for i, stage in enumerate(self.stages):
+            y = stage(y)
+            if i < len(self.downsamples):
+                y = self.downsamples[i](y)
+        chunks = torch.chunk(y, self.parts, dim=1)
+        return [head(torch.cat([chunks[t], *chunks[self.num_tasks:]], dim=1), size)
+                for t, head in enumerate(self.heads)]
+
+
+def _load_in_order(module, tensors):
+    """Copy ``tensors`` into ``module``'s state in registration order (shapes must agree one to one)."""
+    keys = list(module.state_dict())
+    assert len(keys) == len(tensors), (len(keys), len(tensors))
+    assert all(module.state_dict()[k].shape == v.shape for k, v in zip(keys, tensors, strict=True))
+    module.load_state_dict(dict(zip(keys, tensors, strict=True)))
+
+
+def _values(module):
+    return list(module.state_dict().values())
+
+
+def _load_squadnet(ref, model):
+    """Package SquadNet weights -> the transcription; the fused experts' tensors are cut into per-task slices."""
+    _load_in_order(ref.stem, _values(model.encoder.stem))
+    for ref_stage, stage in zip(ref.stages, model.encoder.stages, strict=True):
+        for ref_block, block in zip(ref_stage, stage, strict=True):
+            fused = _values(block.experts)
+            for t, expert in enumerate(ref_block.experts):
+                _load_in_order(expert, [v.chunk(ref.num_tasks)[t] if v.dim() else v for v in fused])
+            _load_in_order(ref_block.ffn, _values(block.aggregate))
+    for ref_down, down in zip(ref.downsamples, model.encoder.downsamples, strict=True):
+        _load_in_order(ref_down, _values(down))
+    for ref_head, task in zip(ref.heads, model.task_names, strict=True):
+        _load_in_order(ref_head, _values(model.heads[task]))
+
+
+def _max_diff(a, b):
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("shuffle", [None, False, True])
+@pytest.mark.parametrize("residual", [False, True])
+def test_downsample_matches_release_transcription(shuffle, residual):
+    """The layer after stage i shuffles iff stage i does, and returns the aggregation (no residual unless asked)."""
+    torch.manual_seed(0)
+    kwargs = {} if shuffle is None else {"shuffle": shuffle}
+    model = create_model("squadnet_tiny", tasks="nyud", width=8, head="light", downsample_residual=residual,
+                         **kwargs).double().eval()
+    _randomise_norms(model)
+    flags = (True, True, False) if shuffle is None else (shuffle,) * 3
+    parts = model.num_parts
+    for i, down in enumerate(model.encoder.downsamples):
+        ref = _RefDownsample(parts * 8 * 2**i, 2 * parts, flags[i], residual).double().eval()
+        _load_in_order(ref, _values(down))
+        x = torch.randn(2, parts * 8 * 2**i, 12, 16, dtype=torch.float64)
+        assert _max_diff(down(x), ref(x)) < 1e-10
+
+
+@pytest.mark.parametrize("shuffle", [None, False])
+@pytest.mark.parametrize("train", [False, True])
+def test_squadnet_tiny_forward_matches_release_transcription(shuffle, train):
+    """Whole squadnet_tiny with its default (release DeepLab-v3) heads, BN and dropout in both modes."""
+    torch.manual_seed(0)
+    kwargs = {} if shuffle is None else {"shuffle": shuffle}
+    model = create_model("squadnet_tiny", tasks="nyud", width=8, head_width=32, **kwargs).double()
+    _randomise_norms(model)
+    flags = (True, True, False) if shuffle is None else (shuffle,) * 3
+    ref = _RefSquadNet([t.channels for t in model.tasks], 1, 8, (2, 2, 2), flags, 32).double()
+    _load_squadnet(ref, model)
+    model.train(train)
+    ref.train(train)
+    x = torch.randn(2, 3, 64, 80, dtype=torch.float64)
+    torch.manual_seed(1)
+    outputs = model(x)
+    torch.manual_seed(1)
+    expected = ref(x)
+    for task, out in zip(model.task_names, expected, strict=True):
+        assert _max_diff(outputs[task], out) < 1e-10, task
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_default_head_is_release_deeplab_v3(train):
+    """Rates 12/24/36 (a 40x40 map, so every rate reaches inside), pooling BN, dropout 0.5, width 256."""
+    torch.manual_seed(0)
+    model = create_model("squadnet_tiny", tasks="nyud", width=8).double()
+    head = model.heads["semseg"]
+    _randomise_norms(head)
+    ref = _RefDeepLabHead(64, model.task("semseg").channels).double()
+    _load_in_order(ref, _values(head))
+    head.train(train)
+    ref.train(train)
+    x = torch.randn(2, 64, 40, 40, dtype=torch.float64)
+    torch.manual_seed(1)
+    out = head([x], (60, 60))
+    torch.manual_seed(1)
+    assert _max_diff(out, ref(x, (60, 60))) < 1e-10
