@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 
 class ResumableSampler(Sampler[int]):
@@ -68,14 +68,27 @@ class EpochSeeded(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
-        sample_seed = int(np.random.SeedSequence([self.seed % 2**32, epoch, index]).generate_state(2, np.uint64)[0])
-        numpy_state, python_state = np.random.get_state(), random.getstate()
+        seed = _mix(self.seed, epoch, index)
+        # in a worker nothing else draws from these generators; in the main process they are put back
+        saved = None if get_worker_info() is not None else (torch.get_rng_state(), np.random.get_state(),
+                                                             random.getstate())
+        torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed also seeds every GPU (slow)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seed)
-                np.random.seed(sample_seed % 2**32)
-                random.seed(sample_seed)
-                return self.dataset[index]
+            return self.dataset[index]
         finally:
-            np.random.set_state(numpy_state)
-            random.setstate(python_state)
+            if saved is not None:
+                torch.set_rng_state(saved[0])
+                np.random.set_state(saved[1])
+                random.setstate(saved[2])
+
+
+def _mix(*values: int) -> int:
+    """A well-spread 63-bit seed from a few integers (SplitMix64 finaliser over each, chained)."""
+    state = 0x9E3779B97F4A7C15
+    for value in values:
+        state = (state ^ (int(value) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        state = (state ^ (state >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        state ^= state >> 29
+    return state >> 1

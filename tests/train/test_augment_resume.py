@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 import mtlzoo
 from mtlzoo.config import TrainConfig
@@ -9,7 +10,7 @@ from mtlzoo.data import SynthScenes
 from mtlzoo.data.transforms import Compose, RandomHorizontalFlip, RandomScaleCrop
 from mtlzoo.schemes import create_update_rule
 from mtlzoo.train import Trainer, seed_everything
-from mtlzoo.train.sampler import EpochSeeded
+from mtlzoo.train.sampler import EpochSeeded, ResumableSampler
 
 TASKS = [{"name": "semseg", "kind": "segmentation", "channels": 13}, {"name": "depth", "kind": "depth"}]
 
@@ -40,6 +41,14 @@ def test_a_sample_depends_on_seed_epoch_and_index_only():
     state = torch.get_rng_state()
     data[(0, 0)]
     assert torch.equal(state, torch.get_rng_state())  # the global stream is left as it was
+
+
+def test_workers_make_the_same_samples_as_the_main_process():
+    data, sampler = EpochSeeded(_augmented(), seed=0), ResumableSampler(12, with_epoch=True)
+    sampler.set_epoch(1)
+    in_workers = [b["image"] for b in DataLoader(data, batch_size=4, sampler=sampler, num_workers=2)]
+    in_main = [b["image"] for b in DataLoader(data, batch_size=4, sampler=sampler, num_workers=0)]
+    assert all(torch.equal(a, b) for a, b in zip(in_workers, in_main, strict=True))
 
 
 @pytest.mark.slow
