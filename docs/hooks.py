@@ -105,7 +105,7 @@ def _cost(balancer: Any) -> str:
     from mtlzoo.balancers import GramianBalancer, JacobianBalancer, LossBalancer
 
     if isinstance(balancer, LossBalancer):
-        return "loss-level: one backward"
+        return "loss-level: one backward" + (" + one forward after the step" if balancer.needs.post_step_losses else "")
     if balancer.level == "features":
         return "feature-level: one encoder backward + T head backwards"
     if isinstance(balancer, GramianBalancer):
@@ -118,7 +118,8 @@ def _cost(balancer: Any) -> str:
 def _needs(balancer: Any) -> str:
     needs = balancer.needs
     wanted = [label for flag, label in [(needs.losses, "losses"), (needs.gramian, "Gramian"),
-                                        (needs.jacobian, "Jacobian"), (needs.features, "feature grads")] if flag]
+                                        (needs.jacobian, "Jacobian"), (needs.features, "feature grads"),
+                                        (needs.post_step_losses, "post-step losses")] if flag]
     return ", ".join(wanted)
 
 

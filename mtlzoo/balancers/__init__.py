@@ -14,11 +14,11 @@ dwa             L    Liu, Johns & Davison, CVPR 2019 (epoch-level loss ratios, T
 rlw             L    Lin et al., TMLR 2022 (softmax of Gaussian weights)
 gls             L    Chennupati et al., CVPRW 2019 (geometric mean)
 si              L    scale-invariant sum of log losses (Navon et al., ICML 2022 baseline)
-famo            L    Liu et al., NeurIPS 2023
+famo            L+   Liu et al., NeurIPS 2023 (+ one no-grad forward after the step, same batch)
 gradnorm        L+   Chen et al., ICML 2018 (norms at the last shared layer, alpha = 1.5)
 mgda, mgda_ub   G    Desideri 2012; Sener & Koltun, NeurIPS 2018
 pcgrad          G    Yu et al., NeurIPS 2020
-gradvac         G    Wang et al., ICLR 2021 (model-level targets, beta = 0.01)
+gradvac         G/J  Wang et al., ICLR 2021 (beta = 0.01; whole-model or per-tensor targets)
 imtl            G    Liu et al., ICLR 2021 (IMTL-G)
 cagrad          G    Liu et al., NeurIPS 2021 (c = 0.4)
 nash_mtl        G    Navon et al., ICML 2022

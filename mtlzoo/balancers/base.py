@@ -27,12 +27,17 @@ _CALIBRATION = ("_auto_calls", "_auto_times", "_resolved_mode", "_batched_ok")
 
 @dataclass(frozen=True)
 class Needs:
-    """What a balancer needs from the engine (the engine computes nothing else)."""
+    """What a balancer needs from the engine (the engine computes nothing else).
+
+    ``post_step_losses``: the losses re-evaluated on the same batch right after the optimizer step
+    (no grad), handed to :meth:`Balancer.after_step`; the update rule makes that extra forward (FAMO).
+    """
 
     losses: bool = True
     jacobian: bool = False
     gramian: bool = False
     features: bool = False
+    post_step_losses: bool = False
 
 
 @dataclass
@@ -130,6 +135,10 @@ class Balancer(nn.Module):
 
     def epoch_end(self) -> None:
         """Called by the trainer at the end of every epoch; epoch-level methods (DWA) override it."""
+
+    def after_step(self, losses: Mapping[str, Tensor]) -> None:
+        """Receives ``{task: loss}`` (detached) re-evaluated on the step's batch after a taken optimizer step,
+        when ``needs.post_step_losses`` is set; methods that declare that need override it."""
 
     def backward(self, losses: Mapping[str, Tensor], model_or_params: nn.Module | Iterable[Tensor],
                  features: Sequence[Tensor] | None = None, scaler: Any = None) -> BalanceInfo:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from mtlzoo.schemes.base import OptimizerSpec, StepInfo, UpdateRule, optimizer_step, split_batch
+from mtlzoo.schemes.base import OptimizerSpec, StepInfo, UpdateRule, all_reduce_mean, optimizer_step, split_batch
 
 
 class SingleStep(UpdateRule):
@@ -16,7 +17,9 @@ class SingleStep(UpdateRule):
 
     ``balancer.backward(losses, model, features=None)`` fills ``.grad``; the shared representation
     is passed when ``balancer.needs.features`` says so. With an optimizer factory the optimizer
-    covers the model and the balancer's own learnable parameters (uncertainty weights...).
+    covers the model and the balancer's own learnable parameters (uncertainty weights...). A balancer
+    declaring ``needs.post_step_losses`` (FAMO) gets the losses re-evaluated on the same batch after
+    every taken step: one extra forward, without grad.
     """
 
     def __init__(self, balancer: Any, model: nn.Module, optimizer: OptimizerSpec, seed: int = 0) -> None:
@@ -41,7 +44,18 @@ class SingleStep(UpdateRule):
         info = self.balancer.backward(losses, self.model, features=rep.features if wants_features else None,
                                       **kwargs)
         optimizer_step(self.optimizer, scaler, clip_grad, sync=False)  # the gradient engine reduced already
+        if getattr(getattr(self.balancer, "needs", None), "post_step_losses", False):
+            self._post_step_losses(x, targets)
         return StepInfo({name: loss.detach() for name, loss in losses.items()}, info)
+
+    def _post_step_losses(self, x: Any, targets: Mapping[str, Any]) -> None:
+        """Re-run the model on the same batch after the step (no grad, in its current mode, as FAMO's reference
+        does) and hand the rank-averaged losses to ``balancer.after_step``."""
+        with torch.no_grad():
+            losses = self.model.losses(self.model.decode(self.model.encode(x)), targets)
+        values = {name: loss.detach().float() for name, loss in losses.items()}
+        all_reduce_mean(values.values())
+        self.balancer.after_step(values)
 
     def epoch_end(self) -> None:
         if hasattr(self.balancer, "epoch_end"):
