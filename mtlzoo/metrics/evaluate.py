@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlzoo.checkpoint import published_directory
 from mtlzoo.metrics.base import Meter
 from mtlzoo.metrics.baselines import Baseline, get_baseline
 from mtlzoo.metrics.delta_m import delta_m, result_parts
@@ -64,7 +65,7 @@ def recorded_results(path: str | os.PathLike) -> dict[str, Any]:
     latest), a checkpoint folder (the ``results`` of its config.json) or a JSON file (``mtlzoo eval --json``)."""
     path = Path(path)
     root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    best, latest = root / "best", root / "latest"
+    best, latest = published_directory(root / "best"), root / "latest"
     if not (root / "config.json").exists() and (best.is_dir() or latest.is_file()):
         path = best if best.is_dir() else root / latest.read_text(encoding="utf-8").strip()
     file = path / "config.json" if path.is_dir() else path
