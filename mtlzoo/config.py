@@ -43,6 +43,9 @@ class DataConfig:
     eval_batch_size: int = 16
     num_workers: int = 0
 
+    def __post_init__(self) -> None:
+        _check_section("data", self)
+
 
 @dataclass
 class MethodConfig:
@@ -62,6 +65,9 @@ class OptimConfig:
     momentum: float = 0.9
     betas: list = field(default_factory=lambda: [0.9, 0.999])
 
+    def __post_init__(self) -> None:
+        _check_section("optim", self)
+
 
 @dataclass
 class ScheduleConfig:
@@ -72,6 +78,9 @@ class ScheduleConfig:
     step_size: int = 1000
     gamma: float = 0.5
     warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        _check_section("schedule", self)
 
 
 @dataclass
@@ -96,6 +105,9 @@ class TrainConfig:
     tensorboard: bool = False
     progress: bool = True
     overwrite: bool = False  # start clean in an out_dir that holds an earlier run (deletes its checkpoints, log)
+
+    def __post_init__(self) -> None:
+        _check_section("train", self)
 
 
 @dataclass
@@ -217,12 +229,16 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
 )
 
 
-def _validate(config: Config, model_tasks: bool = True) -> Config:
+def _check_section(section: str, values: Any) -> None:
+    """Apply the rules of one config section (run when the section is built, from YAML or in Python)."""
     for path, test, accepted in _RULES:
-        section, key = path.split(".")
-        value = getattr(getattr(config, section), key)
-        if not test(value):
-            raise ValueError(f"{path}: got {value!r}; expects {accepted}")
+        if path.startswith(f"{section}."):
+            value = getattr(values, path.partition(".")[2])
+            if not test(value):
+                raise ValueError(f"{path}: got {value!r}; expects {accepted}")
+
+
+def _validate(config: Config, model_tasks: bool = True) -> Config:
     try:
         tasks = resolve_tasks(config.model.tasks)
     except (TypeError, ValueError) as error:

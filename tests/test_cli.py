@@ -91,7 +91,10 @@ def test_finetune_adds_a_task_and_keeps_old_outputs_when_frozen(checkpoint, tmp_
     args = ["finetune", str(checkpoint), "--add-task", "saliency:saliency", "--freeze-encoder", "--only-new-tasks",
             "--config", "synthscenes_hps", f"train.out_dir={out}", "train.steps=3", "train.eval_every=3",
             "train.progress=false", *SMALL_DATA]
-    assert main(args) == 0
+    assert main([*args, "train.best_metric=saliency.maxff"]) == 2  # checked against the fine-tuned model's tasks
+    assert not out.exists()
+    assert main([*args, "train.best_metric=saliency.maxf"]) == 0  # an added task is a valid best_metric
+    assert (out / "checkpoints" / "best").exists()
     before = mtlzoo.from_pretrained(checkpoint).eval()
     after = mtlzoo.from_pretrained(out / "checkpoints" / "step_0000003").eval()
     assert after.task_names == ["semseg", "depth", "saliency"]

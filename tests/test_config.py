@@ -105,3 +105,15 @@ def test_malformed_overrides_name_the_key():
         load_config(None, ["train.steps=3", "train.steps.x=1"])
     with pytest.raises(ValueError, match=r"train\.steps: got \{'x': 1\} \(dict\); expects int"):
         load_config(None, ["train.steps.x=1"])
+
+
+def test_sections_built_in_python_are_checked_too():
+    from mtlzoo.config import DataConfig, OptimConfig, TrainConfig
+
+    with pytest.raises(ValueError, match=r"train\.clip_grad: got -1\.0"):
+        TrainConfig(clip_grad=-1.0)
+    with pytest.raises(ValueError, match=r"data\.eval_batch_size: got 0"):
+        DataConfig(eval_batch_size=0)
+    with pytest.raises(ValueError, match=r"optim\.betas"):
+        OptimConfig(betas=[0.9])
+    assert TrainConfig(clip_grad=1.0).clip_grad == 1.0
