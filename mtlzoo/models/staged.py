@@ -1,8 +1,9 @@
 """Run an encoder one stage at a time, for architectures that act between stages (cross-stitch, NDDR-CNN).
 
 Stage k takes the output of stage k-1 (the image for k = 0) and returns feature k of the
-encoder's pyramid. The stages reuse the encoder's own modules (kept in a plain list, so the
-state dict keeps the encoder's names and holds every tensor once).
+encoder's pyramid. The stages run the encoder's own modules, looked up by name at every call (so
+the state dict keeps the encoder's names and holds every tensor once, and modules replaced later,
+such as SyncBatchNorm conversions, are the ones used).
 """
 
 from __future__ import annotations
@@ -14,20 +15,21 @@ from torch import Tensor, nn
 from mtlzoo.models.encoders import Encoder, TimmEncoder, TinyEncoder, create_encoder
 
 
-def _split_stages(encoder: Encoder) -> list[list[nn.Module]]:
-    """The encoder's modules grouped into consecutive stages, each ending where a feature is taken."""
+def _split_stages(encoder: Encoder) -> tuple[str, list[list[str]]]:
+    """The encoder attribute holding its modules, and their names grouped into consecutive stages, each stage
+    ending where a feature is taken (names, not modules, so that replaced modules, e.g. SyncBatchNorm, are used)."""
     if isinstance(encoder, TinyEncoder):
-        return [[stage] for stage in encoder.stages]
+        return "stages", [[str(i)] for i in range(len(encoder.stages))]
     from timm.models._features import FeatureListNet
 
     if isinstance(encoder, TimmEncoder) and type(encoder.model) is FeatureListNet:
         stages, current = [], []
-        for name, module in encoder.model.items():
-            current.append(module)
+        for name, _ in encoder.model.items():
+            current.append(name)
             if name in encoder.model.return_layers:
                 stages.append(current)
                 current = []
-        return stages
+        return "model", stages
     raise ValueError(f"this architecture runs its encoder stage by stage, which {type(encoder).__name__} "
                      f"({type(getattr(encoder, 'model', encoder)).__name__}) does not support; use 'tiny' or a timm "
                      "CNN (resnet*, efficientnet*, mobilenet*, convnext*...), or the stl / mtan families")
@@ -39,7 +41,7 @@ class StagedEncoder(nn.Module):
     def __init__(self, name: str, **kwargs: Any) -> None:
         super().__init__()
         self.encoder = create_encoder(name, **kwargs)
-        self._stages = _split_stages(self.encoder)
+        self._container, self._stages = _split_stages(self.encoder)  # names only: nothing registered twice
         self.out_channels: list[int] = list(self.encoder.out_channels)
         self.reductions: list[int] = list(self.encoder.reductions)
 
@@ -49,8 +51,9 @@ class StagedEncoder(nn.Module):
 
     def stage(self, index: int, x: Tensor) -> Tensor:
         """Apply stage ``index`` to the previous stage's output (the image for stage 0)."""
-        for module in self._stages[index]:
-            x = module(x)
+        container = getattr(self.encoder, self._container)
+        for name in self._stages[index]:
+            x = getattr(container, name)(x)
         return x
 
     def forward(self, x: Tensor) -> list[Tensor]:

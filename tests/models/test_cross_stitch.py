@@ -113,3 +113,14 @@ def test_every_balancer_at_the_parameter_level_and_feature_level_refused(balance
 def test_config_trains_and_the_loss_falls(tmp_path):
     totals = train_config_losses("synthscenes_cross_stitch", tmp_path)
     assert np.mean(totals[-6:]) < 0.9 * np.mean(totals[:6])
+
+
+def test_staged_encoder_uses_modules_replaced_after_construction():
+    """SyncBatchNorm conversion (train.sync_bn) replaces modules; the stages must run the replacements."""
+    torch.manual_seed(0)
+    staged = StagedEncoder("resnet18", output_stride=8)
+    staged.encoder.model.bn1 = torch.nn.Identity()
+    calls = []
+    staged.encoder.model.bn1.register_forward_hook(lambda *args: calls.append(1))
+    staged(torch.randn(1, 3, 32, 32))
+    assert calls == [1]
