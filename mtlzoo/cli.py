@@ -115,14 +115,14 @@ def _note(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def _options(items: Sequence[str] | None) -> dict:
-    import yaml
+    from mtlzoo.config import parse_yaml
 
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"data option {item!r} must look like key=value, e.g. size=[96,128]")
+            raise ValueError(f"--data-opt {item!r}: expects key=value, e.g. size=[96,128]")
         key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value)
+        out[key] = parse_yaml(value, f"--data-opt {key}")
     return out
 
 
@@ -228,7 +228,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from mtlzoo.train.checkpoints import CheckpointWriteError
     from mtlzoo.train.distributed import DistTimeoutError
     from mtlzoo.train.interrupt import TrainingInterrupted
 
@@ -240,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DistTimeoutError as error:  # a runtime failure (exit 1), but one line says which rank and what to do
         print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except CheckpointWriteError as error:
+    except OSError as error:  # disk full, read-only folder (CheckpointWriteError names the checkpoint): one line
         print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:

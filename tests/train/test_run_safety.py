@@ -161,3 +161,16 @@ def test_cli_refuses_a_non_empty_out_dir_and_contradictory_flags(tmp_path, capsy
     assert cli.main([*CLI_ARGS, f"train.out_dir={tmp_path / 'run'}", "--resume", "--overwrite"]) == 2
     assert "exclude each other" in capsys.readouterr().err
     assert (tmp_path / "run" / "log.jsonl").read_text() == "{}\n"
+
+
+def test_cli_reports_a_full_disk_while_logging_in_one_line(tmp_path, monkeypatch, capsys):
+    from mtlzoo import cli
+    from mtlzoo.train import runlog
+
+    def full_disk(self, kind, step, **values):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+
+    monkeypatch.setattr(runlog.RunLog, "write", full_disk)
+    assert cli.main([*CLI_ARGS, f"train.out_dir={tmp_path / 'run'}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "No space left on device" in err and "log.jsonl" in err
