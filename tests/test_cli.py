@@ -207,3 +207,12 @@ def test_a_distributed_timeout_is_one_line_and_exit_1(monkeypatch, capsys):
     monkeypatch.setattr(run, "train_from_config", stalled)
     assert main(["train", "train.dist_timeout=5"]) == 1
     _one_line_error(capsys, "train", "train.dist_timeout")
+
+
+def test_data_options_are_yaml_and_errors_name_the_option(checkpoint, capsys):
+    assert main(["eval", str(checkpoint), "--data-opt", "size=[32,48", "--data-opt", "length=8"]) == 2
+    _one_line_error(capsys, "eval", "--data-opt size", "malformed YAML")
+    assert main(["eval", str(checkpoint), *DATA_OPTS, "--data-opt", "bogus=1"]) == 2
+    _one_line_error(capsys, "eval", "--data-opt", "bogus", "length")
+    assert main(["eval", str(checkpoint), "--data", "synthscene"]) == 2
+    _one_line_error(capsys, "eval", "--data", "synthscenes")
