@@ -10,7 +10,7 @@ from balancer_toys import (
     one_thread,  # noqa: F401  (autouse fixture)
 )
 
-from mtlzoo.balancers import create_balancer
+from mtlzoo.balancers import StepContext, create_balancer
 from mtlzoo.balancers.pcgrad import random_orders
 
 
@@ -48,8 +48,9 @@ def test_orthogonal_gradients_of_norms_1_10_100_end_with_equal_magnitudes():
     balancer = create_balancer("pomsi").bind(["a", "b", "c"])
     norms = torch.tensor([1.0, 10.0, 100.0], dtype=torch.float64)
     gramian = torch.diag(norms.square())
+    ctx = StepContext(["a", "b", "c"], norms, [], norms, [], None, "parameters")
     for _ in range(3000):
-        balancer.weights(gramian, None)
+        balancer.weights(gramian, ctx)
     magnitudes = 3 * torch.softmax(balancer.phi, 0) * norms
     assert float(magnitudes.max() / magnitudes.min()) < 1.03, magnitudes
 
