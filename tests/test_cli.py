@@ -153,10 +153,13 @@ def _one_line_error(capsys, command: str, *fragments: str) -> str:
     ("model.name=hps_tinny", ("model.name", "hps_tiny")),
     ("model.kwargs={bogus: 1}", ("model.kwargs", "bogus")),
     ("train.steps={", ("train.steps", "malformed YAML")),
+    ("eval.protocol=mtinet_nyudd", ("eval.protocol", "mtinet_nyud")),
+    ("eval.baseline=mtinet_hrnet18_nyudd", ("eval.baseline", "mtinet_hrnet18_nyud")),
 ])
 def test_train_config_errors_are_one_line_with_the_key_path(tmp_path, capsys, override, fragments):
     assert main(["train", f"train.out_dir={tmp_path / 'run'}", "train.progress=false", *SMALL_DATA, override]) == 2
     _one_line_error(capsys, "train", *fragments)
+    assert not (tmp_path / "run").exists(), "refused before anything is trained or written"
 
 
 @pytest.mark.parametrize("text, fragments", [

@@ -115,11 +115,25 @@ def build_trainer(config: Config, model: Any = None) -> Trainer:
         augment = build_augmentation(config.data.name, config.data.augment)
     train_data = build_dataset(config.data.name, config.data.train_split, model.tasks, config.data.kwargs, augment)
     eval_data = build_dataset(config.data.name, config.data.eval_split, model.tasks, config.data.kwargs)
-    protocol = config.eval.protocol or DEFAULT_PROTOCOLS.get(config.data.name, "synthscenes")
+    protocol = _check_evaluation(config)
     evaluation = EvalSetup(eval_data, protocol, config.eval.baseline, config.data.eval_batch_size)
     return Trainer(model, rule, train_data, options=config.train, evaluation=evaluation, schedule=config.schedule,
                    batch_size=config.data.batch_size, num_workers=config.data.num_workers,
                    run_config=config.to_dict())
+
+
+def _check_evaluation(config: Config) -> str:
+    """The run's protocol; an unknown protocol or baseline name is refused now, not at the first evaluation."""
+    from mtlzoo.metrics import get_baseline, get_protocol
+
+    protocol = config.eval.protocol or DEFAULT_PROTOCOLS.get(config.data.name, "synthscenes")
+    with config_key("eval.protocol"):
+        get_protocol(protocol)
+    baseline = config.eval.baseline
+    if isinstance(baseline, str) and baseline != "auto" and not Path(baseline).exists():
+        with config_key("eval.baseline"):
+            get_baseline(baseline)
+    return protocol
 
 
 def train_from_config(config: Config, resume: bool = False) -> dict[str, Any]:
