@@ -92,6 +92,7 @@ class TrainConfig:
     log_every: int = 10
     amp: str = "none"
     clip_grad: float | None = None
+    max_bad_steps: int = 20  # consecutive skipped (NaN / inf) updates after which the run stops with an error
     ema: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -212,6 +213,7 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
     ("train.eval_every", lambda v: v >= 1, "an integer >= 1"),
     ("train.log_every", lambda v: v >= 1, "an integer >= 1"),
     ("train.keep_last", lambda v: v >= 1, "an integer >= 1"),
+    ("train.max_bad_steps", lambda v: v >= 1, "an integer >= 1 (skipped NaN / inf steps in a row before a run stops)"),
     ("train.clip_grad", lambda v: v is None or 0 < v < float("inf"), "null (no clipping) or a positive norm"),
     ("train.ema", lambda v: v is None or 0 < v < 1, "null (no EMA) or a decay in (0, 1), e.g. 0.999"),
     ("train.dist_timeout", lambda v: 0 < v < float("inf"), "a positive number of seconds"),

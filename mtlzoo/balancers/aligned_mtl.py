@@ -25,7 +25,9 @@ def balance_matrix(gramian: Tensor, scale_mode: str = "min") -> tuple[Tensor, Te
     ``B^T G B = s I`` on the kept subspace.
     """
     T = gramian.shape[0]
-    lam, vec = torch.linalg.eigh(gramian)
+    finite = torch.isfinite(gramian).all()
+    # eigh raises on NaN / inf; a broken system gets the identity's (harmless) result and a NaN condition number
+    lam, vec = torch.linalg.eigh(torch.where(finite, gramian, torch.eye(T, dtype=gramian.dtype, device=gramian.device)))
     kept = lam > lam[-1].clamp_min(0) * T * _EPS32
     inf = torch.full_like(lam, torch.inf)
     lam_min = torch.where(kept, lam, inf).min()
@@ -37,7 +39,7 @@ def balance_matrix(gramian: Tensor, scale_mode: str = "min") -> tuple[Tensor, Te
         sigma = torch.where(kept, lam.clamp_min(0).sqrt(), inf).sort().values
         s = sigma[((kept.sum() - 1).clamp_min(0) // 2)].square()
     factor = torch.where(kept, (s / torch.where(kept, lam, 1.0)).clamp_min(0).sqrt(), 0.0)
-    cond = (lam[-1].clamp_min(0) / lam_min).sqrt()
+    cond = torch.where(finite, (lam[-1].clamp_min(0) / lam_min).sqrt(), float("nan"))
     return (vec * factor) @ vec.T, cond
 
 

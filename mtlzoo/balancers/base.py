@@ -46,7 +46,8 @@ class BalanceInfo:
 
     ``weights`` are the effective per-task weights on the shared update (T,), in the order of
     ``tasks``; ``grad_norms``, ``cosines`` and ``condition_number`` are filled when the method
-    computed the Gramian anyway.
+    computed the Gramian anyway. ``finite`` (0-dim bool) is false when a loss or gradient was NaN
+    or inf: the gradients written are then NaN and the optimizer step must be skipped.
     """
 
     tasks: list[str]
@@ -55,10 +56,12 @@ class BalanceInfo:
     cosines: Tensor | None = None
     condition_number: Tensor | None = None
     extras: dict[str, Tensor] = field(default_factory=dict)
+    finite: Tensor = field(default_factory=lambda: torch.ones((), dtype=torch.bool))
 
     def as_dict(self) -> dict[str, Tensor]:
         """Flat ``{name: tensor}`` view for loggers, e.g. ``weight/semseg``."""
-        out = {f"weight/{t}": self.weights[i] for i, t in enumerate(self.tasks)}
+        out = {"finite": self.finite}
+        out.update({f"weight/{t}": self.weights[i] for i, t in enumerate(self.tasks)})
         if self.grad_norms is not None:
             out.update({f"grad_norm/{t}": self.grad_norms[i] for i, t in enumerate(self.tasks)})
         if self.condition_number is not None:
@@ -74,7 +77,10 @@ class StepContext:
     ``losses`` are the stacked (possibly transformed) losses with their graph, ``task_losses``
     the same scalars kept apart (differentiate these per task: a backward through the stack
     visits every task's graph), ``values`` the detached values (all-reduced across ranks under
-    DDP so every rank takes the same decision).
+    DDP so every rank takes the same decision). ``finite`` (0-dim bool, on the device) is false on
+    a step with a NaN or inf loss or gradient: a balancer must not update its state from such a
+    step (mask with ``torch.where(ctx.finite, new, old)``). ``model`` is the module passed to
+    ``backward`` (None for a sequence of parameters).
     """
 
     tasks: list[str]
@@ -85,6 +91,8 @@ class StepContext:
     features: tuple[Tensor, ...] | None
     level: str
     extras: dict[str, Tensor] = field(default_factory=dict)
+    finite: Tensor = field(default_factory=lambda: torch.ones((), dtype=torch.bool))
+    model: nn.Module | None = None
 
 
 class Balancer(nn.Module):
@@ -92,8 +100,9 @@ class Balancer(nn.Module):
 
     Subclasses set ``needs`` and ``scale_heads`` (whether task-head gradients are multiplied by
     the task weight) and implement their family's hook. Learnable weights (uw, gradnorm) are
-    ``nn.Parameter``s: call :meth:`bind` with the task names before building the optimizer and
-    add ``balancer.parameters()`` to it.
+    ``nn.Parameter``s: bind the task names first (``create_balancer(name, tasks=...)`` or
+    ``model=model``, or :meth:`bind`), then build the optimizer over ``balancer.parameters()`` too;
+    the engine raises when they were created too late or sit in no optimizer.
     """
 
     needs: Needs = Needs()

@@ -50,9 +50,9 @@ class DBMTL(JacobianBalancer):
         if [a.shape for a in self.averages] != [b.shape for b in blocks]:
             self._set_averages([torch.zeros_like(b) for b in blocks])
             self.step.zero_()
-        self.step = self.step.to(gramian.device) + 1
-        beta = (self.beta / self.step.pow(self.beta_sigma)).float()
-        finite = torch.isfinite(gramian).all()
+        finite = ctx.finite & torch.isfinite(gramian).all()
+        self.step = self.step.to(gramian.device) + finite.double()
+        beta = (self.beta / self.step.clamp_min(1).pow(self.beta_sigma)).float()
         new = [torch.where(finite, b + beta.to(b.dtype) * (a.to(b.device) - b), a.to(b.device))
                for a, b in zip(self.averages, blocks, strict=True)]
         self._set_averages(new)

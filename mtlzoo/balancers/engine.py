@@ -10,12 +10,18 @@
 
 No host sync happens on the way (no ``.item()``, no branch on a tensor value); the T x T algebra
 is float64. With a ``GradScaler`` the per-task gradients are unscaled before the balancer sees
-them and the result is written back scaled; a non-finite task gradient turns the combined
-gradient into NaN so that ``scaler.step`` skips the step and lowers the scale, as it would for a
-plain backward. Under ``torch.distributed`` (initialised, world size > 1) the engine averages the
-loss values and the parameter-level Jacobian (or sums the feature Gramian) so that every rank
-computes the same weights, and averages every gradient it writes; do not wrap the model in DDP
-for gradient-level balancers (or run them under ``no_sync``).
+them and the result is written back scaled.
+
+Non-finite steps: a NaN or inf loss, Gramian or head gradient sets ``ctx.finite`` (and
+``BalanceInfo.finite``) to false. Balancers then leave their state unchanged (they mask with
+``ctx.finite``), see an identity Gramian instead of the broken one, and every gradient the
+engine writes is NaN, so that the optimizer step is skipped for every parameter: by
+``scaler.step`` under a GradScaler, by ``mtlzoo.schemes.base.optimizer_step`` without one.
+
+Under ``torch.distributed`` (initialised, world size > 1) the engine averages the loss values and the parameter-level
+Jacobian (or sums the feature Gramian) so that every rank computes the same weights, and averages
+every gradient it writes; do not wrap the model in DDP for gradient-level balancers (or run them
+under ``no_sync``).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from mtlzoo.balancers.jacobian import (
     per_task_grads,
     reachable_leaves,
 )
+from mtlzoo.balancers.learnable import check_learnable, record_learnable
 
 
 def _distributed() -> bool:
@@ -59,6 +66,28 @@ def _all_reduce(tensor: Tensor, average: bool = True) -> Tensor:
         if average:
             tensor.div_(torch.distributed.get_world_size())
     return tensor
+
+
+def all_finite(tensors: Iterable[Tensor | None]) -> Tensor:
+    """0-dim bool device tensor: every element of every tensor is finite (no host sync).
+
+    One fused max-abs reduction per device (NaN and inf survive it; large finite values do not
+    overflow, unlike a sum or a 2-norm).
+    """
+    by_device: dict[torch.device, list[Tensor]] = {}
+    for t in tensors:
+        if t is not None and t.numel():
+            by_device.setdefault(t.device, []).append(t)
+    flags = [torch.stack([n.float() for n in torch._foreach_norm(group, float("inf"))]).isfinite().all()
+             for group in by_device.values()]
+    if not flags:
+        return torch.ones((), dtype=torch.bool)
+    return flags[0] if len(flags) == 1 else torch.stack([f.to(flags[0].device) for f in flags]).all()
+
+
+def _nan_unless(finite: Tensor) -> Tensor:
+    """1.0 where the step is finite, NaN otherwise (float32): multiplying by it poisons a bad step."""
+    return torch.where(finite, 1.0, float("nan")).to(torch.float32)
 
 
 def split_parameters(model_or_params: nn.Module | Iterable[Tensor], tasks: Sequence[str],
@@ -125,12 +154,17 @@ def balanced_backward(balancer: Balancer, losses: Mapping[str, Tensor],
     """Run one balanced backward for ``balancer``: see the module docstring."""
     if not isinstance(losses, Mapping) or not losses:
         raise TypeError(f"losses must be a non-empty {{task: scalar tensor}} mapping, got {type(losses).__name__}")
-    tasks = balancer.bind(list(losses)).tasks
+    check_learnable(balancer, list(losses))
+    tasks = balancer.tasks
     per_task = _task_losses(balancer, losses, tasks)
     if not any(v.requires_grad for v in per_task):
         raise ValueError("none of the losses requires grad; nothing to backpropagate")
     L = torch.stack(per_task)
-    values = _all_reduce(L.detach().clone())
+    # the raw losses decide finiteness (a transform such as DB-MTL's log may turn a negative loss into NaN
+    # while its gradient stays finite); one all-reduce carries both under DDP
+    raw = torch.stack([losses[t].detach().reshape(()).float() for t in tasks])
+    values, raw = _all_reduce(torch.stack([L.detach(), raw])).unbind(0)
+    finite = torch.isfinite(raw).all()
     feats = tuple(features) if features is not None else None
     if balancer.needs.features and feats is None:
         raise ValueError(f"{type(balancer).__name__} at level='features' needs the shared features: "
@@ -142,44 +176,52 @@ def balanced_backward(balancer: Balancer, losses: Mapping[str, Tensor],
     scale = _scale_of(scaler, L)
     if isinstance(model_or_params, nn.Module) and hasattr(model_or_params, "shared_parameters") and \
             next(iter(model_or_params.shared_parameters()), None) is None:
-        return _nothing_shared(tasks, per_task, model_or_params, scale)
+        return _nothing_shared(tasks, per_task, model_or_params, scale, finite)
     if isinstance(balancer, LossBalancer):
-        return _loss_level(balancer, L, per_task, values, tasks, model_or_params, scale)
+        info = _loss_level(balancer, L, per_task, values, tasks, model_or_params, scale, finite)
+        return record_learnable(balancer, model_or_params, info)
     shared, own, declared = split_parameters(model_or_params, tasks, per_task, feats)
     if not shared and balancer.level == "parameters":
         raise ValueError(f"{type(balancer).__name__} balances the shared parameters, but none requires grad "
                          "(frozen encoder?); use level='features' or a loss-level balancer")
-    ctx = StepContext(tasks, L, per_task, values, shared, feats, balancer.level)
+    ctx = StepContext(tasks, L, per_task, values, shared, feats, balancer.level, finite=finite,
+                      model=model_or_params if isinstance(model_or_params, nn.Module) else None)
     scaled = per_task if scale is None else [v * scale for v in per_task]
     if balancer.level == "features":
         jac, head_grads = _feature_jacobian(scaled, feats, own)
     else:
         jac, head_grads = _parameter_jacobian(balancer, scaled, shared, own, feats if declared else None)
-    return _combine_and_write(balancer, jac, head_grads, ctx, own, scale)
+    info = _combine_and_write(balancer, jac, head_grads, ctx, own, scale)
+    return record_learnable(balancer, model_or_params, info)
 
 
 def _loss_level(balancer: LossBalancer, L: Tensor, per_task: list[Tensor], values: Tensor, tasks: list[str],
-                model_or_params: Any, scale: Tensor | None) -> BalanceInfo:
+                model_or_params: Any, scale: Tensor | None, finite: Tensor) -> BalanceInfo:
+    module = model_or_params if isinstance(model_or_params, nn.Module) else None
     if hasattr(model_or_params, "shared_parameters"):
         shared = list(model_or_params.shared_parameters())
     else:
-        shared = list(model_or_params.parameters() if isinstance(model_or_params, nn.Module) else model_or_params)
-    ctx = StepContext(tasks, L, per_task, values, shared, None, "parameters")
+        shared = list(module.parameters() if module is not None else model_or_params)
+    ctx = StepContext(tasks, L, per_task, values, shared, None, "parameters", finite=finite, model=module)
     total, weights = balancer.total_loss(ctx)
-    (total if scale is None else total * scale).backward()
+    factor = _nan_unless(ctx.finite) if scale is None else _nan_unless(ctx.finite) * scale
+    (total * factor).backward()
     if _distributed():
         _average_grads(model_or_params)
-    return BalanceInfo(tasks, weights.detach(), extras=ctx.extras)
+    weights = torch.where(ctx.finite, weights.detach(), float("nan"))
+    return BalanceInfo(tasks, weights, extras=ctx.extras, finite=ctx.finite)
 
 
-def _nothing_shared(tasks: list[str], per_task: list[Tensor], model: nn.Module, scale: Tensor | None) -> BalanceInfo:
+def _nothing_shared(tasks: list[str], per_task: list[Tensor], model: nn.Module, scale: Tensor | None,
+                    finite: Tensor) -> BalanceInfo:
     """A model that declares no shared parameters (single-task models): nothing to balance, so every method
     trains each task alone (one backward of the sum, the parameter groups being disjoint); weights are ones."""
-    total = torch.stack(per_task).sum()
-    (total if scale is None else total * scale).backward()
+    factor = _nan_unless(finite) if scale is None else _nan_unless(finite) * scale
+    (torch.stack(per_task).sum() * factor).backward()
     if _distributed():
         _average_grads(model)
-    return BalanceInfo(tasks, torch.ones(len(tasks), device=total.device))
+    weights = torch.where(finite, torch.ones(len(tasks), device=finite.device), float("nan"))
+    return BalanceInfo(tasks, weights, finite=finite)
 
 
 def _average_grads(model_or_params: Any) -> None:
@@ -281,18 +323,23 @@ def _combine_and_write(balancer: Balancer, jac: TaskJacobian, head_grads: list[l
     if ctx.level == "parameters":
         for block in jac.blocks:
             _all_reduce(block)
+    if _distributed():  # before the finiteness check, so that every rank takes the same decision
+        head_grads = [[_all_reduce(g.clone()) if g is not None else None for g in grads_t] for grads_t in head_grads]
     gram = jac.gramian()
     if ctx.level == "features":
         _all_reduce(gram, average=False)
-    finite = torch.isfinite(gram).all()
+    finite = ctx.finite & torch.isfinite(gram).all() & all_finite(g for grads_t in head_grads for g in grads_t)
+    ctx.finite = finite
+    # a broken Gramian never reaches a solver (eigh / Cholesky would raise); the step is discarded anyway
+    safe = torch.where(finite, gram, torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device))
     if isinstance(balancer, GramianBalancer):
-        weights = balancer.weights(gram, ctx)
+        weights = balancer.weights(safe, ctx)
         combined = jac.combine(weights)
     elif isinstance(balancer, JacobianBalancer):
-        combined, weights = balancer.aggregate(jac, gram, ctx)
+        combined, weights = balancer.aggregate(jac, safe, ctx)
     else:
         raise TypeError(f"{type(balancer).__name__} is not a LossBalancer, GramianBalancer or JacobianBalancer")
-    guard = torch.where(finite, 1.0, float("nan")).to(torch.float32)
+    guard = _nan_unless(finite)
     factor = guard if scale is None else guard * scale
     weights = torch.where(finite, weights, float("nan"))
     grads = jac.shaped(combined)
@@ -307,11 +354,9 @@ def _combine_and_write(balancer: Balancer, jac: TaskJacobian, head_grads: list[l
                     _all_reduce(p.grad)
     else:
         _accumulate([ctx.shared[i] for i in jac.index], grads, factor)
-    head_w = balancer.head_weights(weights)
+    head_w = balancer.head_weights(weights).to(torch.float32) * guard
     for t, (params, grads_t) in enumerate(zip(own, head_grads, strict=True)):
-        if _distributed():
-            grads_t = [_all_reduce(g.clone()) if g is not None else None for g in grads_t]
-        _accumulate(params, grads_t, head_w[t].to(torch.float32))
+        _accumulate(params, grads_t, head_w[t])
     norms, cosines = _diagnostics(gram)
     return BalanceInfo(ctx.tasks, weights.detach(), norms, cosines, ctx.extras.pop("condition_number", None),
-                       ctx.extras)
+                       ctx.extras, finite=finite)

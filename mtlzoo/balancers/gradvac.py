@@ -62,17 +62,18 @@ class GradVac(JacobianBalancer):
         orders = random_orders(T, gramian.device, exclude_self=True)[:, : T - 1]
         if self.granularity == "model":
             coef, rho = vaccinate(gramian[None], self.targets.to(gramian.device)[None], orders, self.beta)
-            self.targets = torch.where(torch.isfinite(rho).all(), rho[0], self.targets.to(rho))
+            self.targets = torch.where(torch.isfinite(rho).all() & ctx.finite, rho[0], self.targets.to(rho))
             weights = coef[0].sum(0)
             return jacobian.combine(weights), weights
         count = len(ctx.features) if ctx.level == "features" else len(ctx.shared)
         if self.targets.shape[0] != count:
             self.targets = torch.zeros(count, T, T, dtype=torch.float64, device=gramian.device)
         grams = torch.stack([_gramian(block) for block in jacobian.blocks])
+        grams = torch.where(ctx.finite, grams, torch.eye(T, dtype=grams.dtype, device=grams.device))
         index = torch.tensor(jacobian.index, dtype=torch.long, device=gramian.device)
         targets = self.targets.to(gramian.device)
         coef, rho = vaccinate(grams, targets[index], orders, self.beta)
-        self.targets = torch.where(torch.isfinite(rho).all(), targets.index_put((index,), rho), targets)
+        self.targets = torch.where(torch.isfinite(rho).all() & ctx.finite, targets.index_put((index,), rho), targets)
         weights = coef.sum(1)  # (blocks, T)
         combined = [w.to(block.dtype) @ block for w, block in zip(weights, jacobian.blocks, strict=True)]
         return combined, weights.mean(0)

@@ -40,7 +40,7 @@ class NashMTL(GramianBalancer):
             self.alpha = self.alpha.to(gramian.device)
         if self._steps % self.update_every == 0:
             new = nash_bargaining(gramian, self.alpha, self.iters)
-            self.alpha = torch.where(torch.isfinite(new).all(), new, self.alpha)
+            self.alpha = torch.where(torch.isfinite(new).all() & ctx.finite, new, self.alpha)
         self._steps += 1
         alpha = self.alpha
         self._head_w = alpha

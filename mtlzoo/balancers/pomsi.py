@@ -68,7 +68,8 @@ class POMSI(GramianBalancer):
             balance = (magnitude - magnitude.mean().detach() * share).abs().sum()
             (grad,) = torch.autograd.grad(balance, phi)
         state = {"m": self.adam_m, "v": self.adam_v, "step": self.adam_step}
-        self.phi.copy_(adam_step(self.phi, torch.nan_to_num(grad), state, self.lr, torch.isfinite(grad).all()))
+        self.phi.copy_(adam_step(self.phi, torch.nan_to_num(grad), state, self.lr,
+                                    torch.isfinite(grad).all() & ctx.finite))
         self._lam = lam
         return lam @ coef
 

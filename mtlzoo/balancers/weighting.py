@@ -130,8 +130,8 @@ class DynamicWeightAverage(LossBalancer):
     def total_loss(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
         self._to(ctx.values.device)
         w = self.current_weights()
-        self.running += ctx.values.double()
-        self.count += 1
+        self.running += torch.where(ctx.finite, ctx.values.double(), 0.0)
+        self.count += ctx.finite.double()
         self._steps_in_window += 1
         if self.window is not None and self._steps_in_window >= self.window:
             self.epoch_end()

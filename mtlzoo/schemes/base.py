@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from mtlzoo.balancers.engine import all_finite
 from mtlzoo.registry import Registry
 
 OptimizerSpec = Optimizer | Callable[..., Optimizer]
@@ -25,10 +26,12 @@ OptimizerSpec = Optimizer | Callable[..., Optimizer]
 
 @dataclass
 class StepInfo:
-    """What one step produced: each task's loss (detached, on the device) and method-specific info."""
+    """What one step produced: each task's loss (detached, on the device), method-specific info, and how
+    many of its optimizer steps were skipped because their gradients held NaN or inf."""
 
     losses: dict[str, Tensor]
     info: Any = field(default_factory=dict)
+    skipped: int = 0
 
 
 class UpdateRule:
@@ -103,22 +106,30 @@ def all_reduce_mean(tensors: Iterable[Tensor | None]) -> None:
 
 
 def optimizer_step(optimizer: Optimizer, scaler: Any = None, clip_grad: float | None = None,
-                   last: bool = True, sync: bool = True) -> None:
+                   last: bool = True, sync: bool = True) -> bool:
     """Average gradients over ranks (unless the caller already did: ``sync=False``), clip (optional), then
-    step; with a scaler, update it unless this is the step's last optimizer step."""
+    step; with a scaler, update it unless this is the step's last optimizer step.
+
+    Returns whether the step was taken. When any gradient holds NaN or inf the step is skipped for
+    every parameter of the optimizer (no weight or optimizer state changes) and the gradients are
+    cleared; a scaler still lowers its scale. Reading that verdict is the step's one host sync (a
+    GradScaler makes the same one in ``scaler.step``).
+    """
     if sync:
         all_reduce_mean(p.grad for group in optimizer.param_groups for p in group["params"])
-    if clip_grad is not None:
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, clip_grad)
-    if scaler is None:
-        optimizer.step()
-        return
-    scaler.step(optimizer)
-    if not last:
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    taken = bool(all_finite(p.grad for p in params))
+    if taken:
+        if clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip_grad)
+        scaler.step(optimizer) if scaler is not None else optimizer.step()
+    else:
+        optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and not last:
         scaler.update()
+    return taken
 
 
 def as_factory(optimizer: OptimizerSpec) -> Callable[..., Optimizer]:

@@ -96,26 +96,28 @@ class ConnectionStrengthTwoPhase(UpdateRule):
              clip_grad: float | None = None) -> StepInfo:
         x, targets = split_batch(batch)
         phase = self.choose_phase(epoch, epochs)
-        losses = self._phase1(x, targets, scaler, clip_grad) if phase == 1 else self._phase2(x, targets, scaler,
-                                                                                                 clip_grad)
-        return StepInfo(losses, {"phase": phase})
+        run = self._phase1 if phase == 1 else self._phase2
+        losses, skipped = run(x, targets, scaler, clip_grad)
+        return StepInfo(losses, {"phase": phase}, skipped=skipped)
 
     def _task_loss(self, x: Tensor, targets: Mapping[str, Any], name: str) -> Tensor:
         output = self.model(x, task=name)
         return self.model.losses(output, targets)[name]
 
-    def _phase1(self, x: Tensor, targets: Mapping[str, Any], scaler: Any, clip_grad: float | None) -> dict:
-        losses = {}
+    def _phase1(self, x: Tensor, targets: Mapping[str, Any], scaler: Any, clip_grad: float | None
+                ) -> tuple[dict, int]:
+        losses, skipped = {}, 0
         names = self.model.task_names
         for index, name in enumerate(names):
             self.optimizer.zero_grad(set_to_none=True)
             loss = self._task_loss(x, targets, name)
             backward(self.weights[name] * loss, scaler)
-            optimizer_step(self.optimizer, scaler, clip_grad, last=index == len(names) - 1)
+            skipped += not optimizer_step(self.optimizer, scaler, clip_grad, last=index == len(names) - 1)
             losses[name] = loss.detach()
-        return losses
+        return losses, skipped
 
-    def _phase2(self, x: Tensor, targets: Mapping[str, Any], scaler: Any, clip_grad: float | None) -> dict:
+    def _phase2(self, x: Tensor, targets: Mapping[str, Any], scaler: Any, clip_grad: float | None
+                ) -> tuple[dict, int]:
         params = [p for p in self.model.parameters() if p.requires_grad]
         layers = list(self.model.priority_layers().values())
         paired = {id(layer.conv.weight) for layer in layers}
@@ -144,8 +146,8 @@ class ConnectionStrengthTwoPhase(UpdateRule):
         self.optimizer.zero_grad(set_to_none=True)
         for index, param in enumerate(params):
             param.grad = projected.get(id(param), totals[index])
-        optimizer_step(self.optimizer, scaler, clip_grad, sync=False)
-        return losses
+        taken = optimizer_step(self.optimizer, scaler, clip_grad, sync=False)
+        return losses, int(not taken)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"epoch_phase": self._epoch_phase}

@@ -208,7 +208,7 @@ def test_balanced_backward_is_the_method():
     model, (x, y) = ToyModel(), toy_batch()
     losses, feats = model.losses(x, y)
     info = balanced_backward(create_balancer("ew"), losses, model)
-    assert info.tasks == ["a", "b", "c"] and set(info.as_dict()) == {"weight/a", "weight/b", "weight/c"}
+    assert info.tasks == ["a", "b", "c"] and set(info.as_dict()) == {"finite", "weight/a", "weight/b", "weight/c"}
     assert len(list_balancers()) >= 22
 
 
