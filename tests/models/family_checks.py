@@ -95,3 +95,14 @@ def train_config_losses(config_name: str, out_dir: Path, steps: int = 24) -> lis
     totals = [sum(record["losses"].values()) for record in trainer.history]
     assert all(math.isfinite(v) for v in totals)
     return totals
+
+
+def check_info(name: str) -> None:
+    """``mtlzoo info`` figures: parameters partition the model, forward FLOPs split into encoder and heads."""
+    from mtlzoo.models.info import format_info, model_info
+
+    info = model_info(name, tasks=TASKS, input_size=(SIZE, SIZE))
+    assert info["params"] == info["params_shared"] + sum(info["params_per_task"].values())
+    assert info["flops"] > info["flops_encoder"] > 0
+    assert all(v > 0 for v in info["flops_per_task_head"].values())
+    assert name in format_info(info)

@@ -7,6 +7,7 @@ from family_checks import (
     TASKS,
     balancer_steps,
     batch,
+    check_info,
     check_partition,
     check_private_gradients,
     check_round_trips,
@@ -73,6 +74,9 @@ def test_groups_and_private_gradients(model):
     assert {id(p) for p in model.shared_parameters()} == {id(p) for p in model.encoder.parameters()}
     check_private_gradients(model)
 
+
+def test_info_gives_parameters_and_flops():
+    check_info("cross_stitch_tiny")
 
 def test_round_trips(model, tmp_path):
     check_round_trips(model, tmp_path)

@@ -6,6 +6,7 @@ from family_checks import (
     TASKS,
     balancer_steps,
     batch,
+    check_info,
     check_partition,
     check_private_gradients,
     check_round_trips,
@@ -39,6 +40,9 @@ def test_outputs_equal_separately_built_single_task_networks(model):
             features = model.encoder.columns[task](x)
             assert torch.equal(out[task], model.heads[task](features, (x.shape[-2], x.shape[-1])))
 
+
+def test_info_gives_parameters_and_flops():
+    check_info("stl_tiny")
 
 def test_round_trips(model, tmp_path):
     check_round_trips(model, tmp_path)
