@@ -81,14 +81,19 @@ class DSelectKSelector(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         selectors = self.selector_outputs(x)
-        self._selectors = selectors if self.training else None
+        needed = self.training and (self.entropy_reg > 0 or self.codes.shape[0] != 2**self.bits)
+        self._selectors = selectors if needed else None  # kept for regularization() only when it has a term
         mix = torch.softmax(self.w_logits(x), dim=-1)
         return (mix.unsqueeze(-1) * selectors).sum(dim=1)
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles drop the pending selector outputs (a graph tensor; EMA deep-copies the model)."""
+        return {**self.__dict__, "_selectors": None}
 
     def regularization(self) -> Tensor | None:
         """Entropy of each selector (times ``entropy_reg``), plus, when E is not a power of 2, the
         authors' ``1 / sum(reachable weights)`` term (shifted by -1 so it is 0 when nothing leaks);
-        batch mean. None outside training or before a forward."""
+        batch mean. None outside training, before a forward, or when neither term applies."""
         selectors, self._selectors = self._selectors, None
         if selectors is None:
             return None

@@ -59,18 +59,14 @@ class GatedModel(MultiTaskModel):
         features = tuple(m for t in self.task_names for m in prefix[t]) + tuple(m for e in shared_last for m in e)
         return GatedRepresentation(features, self._size(x), x)
 
-    def decode(self, rep: GatedRepresentation) -> dict[str, Tensor]:
-        """Last-level task experts and gates, then each task's head on its own mixture."""
+    def head_features(self, rep: GatedRepresentation, task: Task) -> tuple[Tensor, ...]:
+        """The task's mixed features: its last-level experts and gate run here, on its part of ``rep``."""
         below, per_expert = sum(self.maps_per_level[:-1]), self.maps_per_level[-1]
-        split = below * len(self.tasks)
-        last = rep.features[split:]
+        index = self.task_names.index(task.name)
+        last = rep.features[below * len(self.tasks):]
         shared_last = [list(last[i:i + per_expert]) for i in range(0, len(last), per_expert)]
-        out = {}
-        for i, task in enumerate(self.tasks):
-            prefix = list(rep.features[i * below:(i + 1) * below])
-            maps = self.encoder.task(task.name, rep.inputs, prefix, shared_last)
-            out[task.name] = self.heads[task.name](self._head_input(maps), rep.size)
-        return out
+        prefix = list(rep.features[index * below:(index + 1) * below])
+        return tuple(self._head_input(self.encoder.task(task.name, rep.inputs, prefix, shared_last)))
 
     def _size(self, x: Tensor) -> tuple[int, int]:
         return (x.shape[-2], x.shape[-1])
