@@ -72,7 +72,6 @@ class MixedColumnModel(TaskColumns):
 
     def _build(self, make_unit: Callable[[int, int], nn.Module], encoder: str, output_stride: int,
                encoder_weights: str | None) -> None:
-        self.encoder_name = encoder
         self.encoder = MixedColumns(len(self.tasks), make_unit, encoder, in_chans=self.in_chans,
                                     output_stride=output_stride, encoder_weights=encoder_weights)
         self.build_heads()

@@ -52,7 +52,6 @@ class CrossStitchNetwork(MixedColumnModel):
                  encoder_weights: str | None = None, self_weight: float = 0.9, head: str | None = None,
                  head_width: int | None = None, in_chans: int = 3) -> None:
         super().__init__(tasks, head=head, head_width=head_width, in_chans=in_chans)
-        self.self_weight = self_weight
         self._build(lambda t, c: CrossStitchUnit(t, c, self_weight), encoder, output_stride, encoder_weights)
 
     @classmethod

@@ -43,7 +43,6 @@ class StagedEncoder(nn.Module):
         self.encoder = create_encoder(name, **kwargs)
         self._container, self._stages = _split_stages(self.encoder)  # names only: nothing registered twice
         self.out_channels: list[int] = list(self.encoder.out_channels)
-        self.reductions: list[int] = list(self.encoder.reductions)
 
     @property
     def num_stages(self) -> int:
