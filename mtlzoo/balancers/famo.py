@@ -55,14 +55,13 @@ class FAMO(LossBalancer):
     def total_loss(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
         if self.logits.device != ctx.values.device:
             self.to(ctx.values.device)
-        finite = torch.isfinite(ctx.values).all()
         if self.update == "next_batch":
-            self._learn(ctx.values, finite)
-            self.has_prev.copy_(self.has_prev | finite)
+            self._learn(ctx.values, ctx.finite)
+            self.has_prev.copy_(self.has_prev | ctx.finite)
         else:
             self._warn_if_no_post_step()
-            self.has_prev.copy_(finite)
-        self.prev.copy_(torch.where(finite, ctx.values, self.prev))
+            self.has_prev.copy_(ctx.finite)
+        self.prev.copy_(torch.where(ctx.finite, ctx.values, self.prev))
         z = torch.softmax(self.logits, 0)
         d = ctx.losses - self.min_losses + self.eps
         c = (z / d.detach()).sum()

@@ -81,16 +81,16 @@ class AlternatingSteps(UpdateRule):
     def step(self, batch: Mapping[str, Any], epoch: int = 0, epochs: int = 1, scaler: Any = None,
              clip_grad: float | None = None) -> StepInfo:
         x, targets = split_batch(batch)
-        recorded = {}
+        recorded, skipped = {}, 0
         for index, group in enumerate(self.groups):
             optimizer = self.optimizers[index if self.mode == "io" else 0]
             self.model.zero_grad(set_to_none=not self.release_semantics)
             losses = self.model.losses(forward_tasks(self.model, x, group), targets)
             backward(sum(self.weights[name] * losses[name] for name in group), scaler)
-            optimizer_step(optimizer, scaler, clip_grad, last=index == len(self.groups) - 1)
+            skipped += not optimizer_step(optimizer, scaler, clip_grad, last=index == len(self.groups) - 1)
             recorded.update({name: loss.detach() for name, loss in losses.items()})
         losses = {name: recorded[name] for name in self.model.task_names}
-        return StepInfo(losses, {"updates": len(self.groups)})
+        return StepInfo(losses, {"updates": len(self.groups)}, skipped=skipped)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"groups": self.groups}

@@ -27,9 +27,14 @@ class SingleStep(UpdateRule):
         if hasattr(balancer, "bind"):
             balancer.bind(model.task_names)
         self.balancer = balancer
+        extra = [p for p in balancer.parameters() if p.requires_grad] if isinstance(balancer, nn.Module) else []
         if not isinstance(optimizer, Optimizer):
-            extra = list(balancer.parameters()) if isinstance(balancer, nn.Module) else []
             optimizer = optimizer(list(model.parameters()) + extra)
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if any(id(p) not in held for p in extra):
+            raise ValueError(f"{type(balancer).__name__} has learnable weights that are not in the optimizer, so they "
+                             "would never train: build it over list(model.parameters()) + list(balancer.parameters()) "
+                             "or pass an optimizer factory")
         self.optimizer = optimizer
         self.optimizers = [optimizer]
 
@@ -43,10 +48,10 @@ class SingleStep(UpdateRule):
         kwargs = {"scaler": scaler} if scaler is not None else {}
         info = self.balancer.backward(losses, self.model, features=rep.features if wants_features else None,
                                       **kwargs)
-        optimizer_step(self.optimizer, scaler, clip_grad, sync=False)  # the gradient engine reduced already
-        if getattr(getattr(self.balancer, "needs", None), "post_step_losses", False):
+        taken = optimizer_step(self.optimizer, scaler, clip_grad, sync=False)  # the gradient engine reduced already
+        if taken and getattr(getattr(self.balancer, "needs", None), "post_step_losses", False):
             self._post_step_losses(x, targets)
-        return StepInfo({name: loss.detach() for name, loss in losses.items()}, info)
+        return StepInfo({name: loss.detach() for name, loss in losses.items()}, info, skipped=int(not taken))
 
     def _post_step_losses(self, x: Any, targets: Mapping[str, Any]) -> None:
         """Re-run the model on the same batch after the step (no grad, in its current mode, as FAMO's reference

@@ -52,6 +52,9 @@ def _step(balancer, model, optimizer, x, y, bad=None, scaler=None):
         losses["b"] = losses["b"] * bad
     info = balancer.backward(losses, model, features=feats, scaler=scaler)
     taken = optimizer_step(optimizer, scaler, clip_grad=1.0, sync=False)
+    if taken and balancer.needs.post_step_losses:  # FAMO learns from the losses after the step, as rules do
+        with torch.no_grad():
+            balancer.after_step(model.losses(x, y)[0])
     return info, taken
 
 
