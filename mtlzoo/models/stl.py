@@ -67,6 +67,13 @@ class SingleTaskModels(TaskColumns):
         self.train(self.training)
 
 
+    def train(self, mode: bool = True) -> SingleTaskModels:
+        """As the base class; a frozen task's encoder stays in eval mode too (its outputs do not change)."""
+        super().train(mode)
+        for name in self._frozen_tasks & set(self.encoder.columns.keys()):
+            self.encoder.columns[name].eval()
+        return self
+
 @register_model
 def stl(tasks: TaskSpec, encoder: str = "resnet50", **kwargs: Any) -> SingleTaskModels:
     """Single-task baselines on any encoder: one ``encoder`` (timm name or ``"smp:<name>"``) and head per task."""

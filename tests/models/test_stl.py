@@ -100,3 +100,15 @@ def test_every_balancer_at_the_parameter_level_and_feature_level_refused(balance
 def test_config_trains_and_the_loss_falls(tmp_path):
     totals = train_config_losses("synthscenes_stl", tmp_path)
     assert sum(totals[-6:]) < 0.9 * sum(totals[:6])
+
+
+def test_a_frozen_task_keeps_its_outputs_while_others_train(model):
+    """freeze_tasks freezes the task's encoder as well as its head, batch-norm statistics included."""
+    model.freeze_tasks(["depth"])
+    model.train()
+    x = batch()["image"]
+    before = model.eval()(x)["depth"].detach().clone()
+    model.train()
+    model(x * 3 + 1)  # a training-mode forward updates the running statistics of every trainable column
+    assert torch.equal(model.eval()(x)["depth"], before)
+    assert all(not p.requires_grad for p in model.encoder.columns["depth"].parameters())
