@@ -7,12 +7,13 @@ from mtlzoo.metrics import delta_m, evaluate, list_protocols
 from mtlzoo.models import MultiTaskModel, create_model, list_models, register_model
 from mtlzoo.registry import Registry
 from mtlzoo.schemes import create_update_rule, list_update_rules
-from mtlzoo.tasks import Task, list_task_presets, task_preset
+from mtlzoo.tasks import Task, TaskKind, list_task_presets, register_task_kind, task_preset
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MultiTaskModel", "Registry", "Task", "__version__", "create_balancer", "create_dataset", "create_model",
-    "create_update_rule", "delta_m", "evaluate", "from_pretrained", "list_balancers", "list_datasets", "list_models",
-    "list_protocols", "list_task_presets", "list_update_rules", "register_model", "task_preset",
+    "MultiTaskModel", "Registry", "Task", "TaskKind", "__version__", "create_balancer", "create_dataset",
+    "create_model", "create_update_rule", "delta_m", "evaluate", "from_pretrained", "list_balancers", "list_datasets",
+    "list_models", "list_protocols", "list_task_presets", "list_update_rules", "register_model", "register_task_kind",
+    "task_preset",
 ]

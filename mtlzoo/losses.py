@@ -4,7 +4,8 @@ Target conventions (shared with the data loaders and the metrics):
 segmentation / parts / classification: int64 class ids, ``ignore_index`` marks void;
 depth: float (B, 1, H, W) in metres, 0 = invalid; normals: float (B, 3, H, W) unit vectors,
 the zero vector = invalid; edge / saliency: float (B, 1, H, W) in {0, 1}, 255 = ignore;
-regression: float (B, C). Non-finite (NaN / inf) target values are invalid in every float target.
+regression: float (B, C); keypoints: float (B, K, H, W) heatmaps; multilabel: (B, C) in {0, 1},
+-1 = ignore. Non-finite (NaN / inf) target values are invalid in every float target.
 """
 
 from __future__ import annotations
@@ -84,3 +85,18 @@ def regression_loss(pred: Tensor, target: Tensor, mode: str = "l1") -> Tensor:
     if mode == "mse":
         return _masked_mean(diff.square(), valid)
     raise ValueError(f"regression loss must be 'l1' or 'mse', got {mode!r}")
+
+
+def heatmap_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error between predicted and target heatmaps over the finite target pixels (keypoints)."""
+    valid = torch.isfinite(target)
+    return _masked_mean((pred.float() - _finite_or_zero(target, valid)).square(), valid)
+
+
+def multilabel_bce(logits: Tensor, target: Tensor) -> Tensor:
+    """Binary cross-entropy with logits averaged over the (image, class) entries whose target is 0 or 1;
+    -1 (and non-finite) entries are ignored."""
+    target = target.float()
+    valid = torch.isfinite(target) & (target != -1)
+    per_entry = F.binary_cross_entropy_with_logits(logits.float(), _finite_or_zero(target, valid), reduction="none")
+    return _masked_mean(per_entry, valid)

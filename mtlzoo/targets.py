@@ -97,3 +97,25 @@ def check_vector(task: Task, pred: Tensor, target: Tensor) -> Tensor:
     if target.numel() != pred.numel():
         raise _mismatch(task, pred, target, expected)
     return target.reshape(pred.shape)
+
+
+def check_heatmaps(task: Task, pred: Tensor, target: Tensor) -> Tensor:
+    """Keypoints: float (B, K, H, W) heatmaps like the prediction, one channel per keypoint."""
+    if not target.is_floating_point():
+        raise ValueError(f"task {task.name!r}: target dtype {target.dtype}; expected float heatmaps "
+                         f"(B, {task.channels}, H, W), an all-zero channel for an invisible keypoint")
+    return check_map(task, pred, target)
+
+
+def check_multilabel(task: Task, pred: Tensor, target: Tensor) -> Tensor:
+    """Multilabel: a (B, C) target of 0 / 1 per class, -1 to ignore an entry (a bool target is read as 0 / 1)."""
+    target = target.float() if target.dtype == torch.bool else target
+    expected = f"(B, {task.channels}) values in {{0, 1}} or -1 (ignore) like the prediction"
+    _check_batch(task, pred, target, expected)
+    if target.shape != pred.shape:
+        raise _mismatch(task, pred, target, expected)
+    bad = (target != 0) & (target != 1) & (target != -1)
+    if bool(bad.any()):
+        raise ValueError(f"task {task.name!r}: target values {_first_bad(target, bad)} are not 0, 1 or -1 "
+                         f"(ignore); expected {expected}")
+    return target

@@ -15,14 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlzoo.registry import unknown_name_error
+from mtlzoo.tasks import TASK_KINDS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # kind of the task names the presets use; other keys need an explicit kinds= mapping
 DEFAULT_KINDS = {"semseg": "segmentation", "parts": "parts", "depth": "depth", "normals": "normals",
                  "edge": "edge", "saliency": "saliency"}
-_LABEL_KINDS = ("segmentation", "parts", "edge", "saliency")
 
 
 def image_to_tensor(rgb: np.ndarray) -> Tensor:
@@ -36,20 +35,9 @@ def image_to_tensor(rgb: np.ndarray) -> Tensor:
 
 
 def targets_to_tensors(arrays: Mapping[str, np.ndarray], kinds: Mapping[str, str]) -> dict[str, Tensor]:
-    """Convert (H, W[, C]) numpy targets to the tensor conventions of :mod:`mtlzoo.losses`, by kind."""
-    out = {}
-    for name, kind in kinds.items():
-        value = np.asarray(arrays[name])
-        if kind in ("segmentation", "parts"):
-            out[name] = torch.from_numpy(value.astype(np.int64))
-        elif kind == "normals":
-            out[name] = torch.from_numpy(np.ascontiguousarray(value, np.float32)).permute(2, 0, 1).contiguous()
-        elif kind in ("depth", "edge", "saliency"):
-            out[name] = torch.from_numpy(np.ascontiguousarray(value, np.float32).reshape(1, *value.shape[:2]))
-        else:
-            raise unknown_name_error("dense target kind", kind, ["segmentation", "parts", "depth", "normals",
-                                                                  "edge", "saliency"])
-    return out
+    """Convert (H, W[, C]) numpy targets to the tensor conventions of :mod:`mtlzoo.losses` (each kind's
+    ``to_tensor``)."""
+    return {name: TASK_KINDS.get(kind).to_tensor(np.asarray(arrays[name])) for name, kind in kinds.items()}
 
 
 def _kinds(sample: Mapping[str, Tensor], kinds: Mapping[str, str] | None) -> dict[str, str]:
@@ -61,11 +49,20 @@ def _kinds(sample: Mapping[str, Tensor], kinds: Mapping[str, str] | None) -> dic
     return {k: table[k] for k in sample if k != "image"}
 
 
+def _spatial(kind: str | None) -> bool:
+    """Whether joint transforms move this entry with the image: the image (kind None) and dense targets."""
+    return kind is None or TASK_KINDS.get(kind).resample is not None
+
+
 def _resample(value: Tensor, kind: str | None, size: tuple[int, int]) -> Tensor:
-    """Resize one (C, H, W) or (H, W) tensor: bilinear for the image (kind None), nearest otherwise."""
+    """Resize one (C, H, W) or (H, W) tensor: bilinear for the image (kind None), else by the kind's
+    ``resample`` rule (nearest keeps the dtype, label ids and invalid markers); image-level targets pass."""
+    if not _spatial(kind):
+        return value
     flat = value.dim() == 2
     x = value[None, None] if flat else value[None]
-    if kind is None:
+    mode = "bilinear" if kind is None else TASK_KINDS.get(kind).resample
+    if mode == "bilinear":
         out = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False)
     else:
         out = F.interpolate(x.float(), size=size, mode="nearest").to(value.dtype)
@@ -73,7 +70,7 @@ def _resample(value: Tensor, kind: str | None, size: tuple[int, int]) -> Tensor:
 
 
 class Resize:
-    """Resize the image bilinearly and every target with nearest neighbour to ``size`` (H, W)."""
+    """Resize the image bilinearly and every dense target by its kind's ``resample`` rule to ``size`` (H, W)."""
 
     def __init__(self, size: tuple[int, int], kinds: Mapping[str, str] | None = None) -> None:
         self.size, self.kinds = (int(size[0]), int(size[1])), kinds
@@ -86,8 +83,9 @@ class Resize:
 class RandomScaleCrop:
     """Zoom in by a random factor from ``scales``: crop (H/s, W/s) at a random place and resize back.
 
-    Depth is divided by s (the scene looks s times closer); with ``inverse_depth=True`` (MTAN
-    Cityscapes) it is multiplied instead. Invalid depth (0) stays 0.
+    A target is multiplied by ``s ** kind.zoom_exponent``: depth is divided by s (the scene looks s times
+    closer); with ``inverse_depth=True`` (MTAN Cityscapes) the exponent is negated, so inverse depth is
+    multiplied instead. Invalid depth (0) stays 0; image-level targets pass unchanged.
     """
 
     def __init__(self, scales: Sequence[float] = (1.0, 1.2, 1.5), kinds: Mapping[str, str] | None = None,
@@ -104,19 +102,24 @@ class RandomScaleCrop:
         top, left = int(torch.randint(h - ch + 1, ())), int(torch.randint(w - cw + 1, ()))
         out = {}
         for key, value in sample.items():
-            crop = value[..., top:top + ch, left:left + cw]
-            resized = _resample(crop, kinds.get(key), (h, w))
-            if kinds.get(key) == "depth":
-                resized = resized * scale if self.inverse_depth else resized / scale
+            kind = kinds.get(key)
+            if not _spatial(kind):
+                out[key] = value
+                continue
+            resized = _resample(value[..., top:top + ch, left:left + cw], kind, (h, w))
+            exponent = 0.0 if kind is None else TASK_KINDS.get(kind).zoom_exponent
+            if exponent:
+                resized = resized * scale ** (-exponent if self.inverse_depth else exponent)
             out[key] = resized
         return out
 
 
 class RandomHorizontalFlip:
-    """Mirror the sample with probability ``p``; normals' x is negated and ``swaps`` exchange label ids.
+    """Mirror the sample with probability ``p``; each target is then fixed by its kind's ``on_flip``.
 
-    ``swaps`` maps a task name to (a, b) label pairs to exchange, e.g. synthscenes parts
-    ``{"parts": [(3, 4), (5, 6)]}`` (left / right arms and legs).
+    ``swaps`` maps a task name to (a, b) pairs its kind exchanges, e.g. synthscenes parts label ids
+    ``{"parts": [(3, 4), (5, 6)]}`` (left / right arms and legs) or keypoint channels; normals' x is
+    negated; image-level targets pass unchanged.
     """
 
     def __init__(self, p: float = 0.5, kinds: Mapping[str, str] | None = None,
@@ -129,13 +132,12 @@ class RandomHorizontalFlip:
         kinds = _kinds(sample, self.kinds)
         out = {}
         for key, value in sample.items():
-            flipped = value.flip(-1)
-            if kinds.get(key) == "normals":
-                flipped = flipped.clone()
-                flipped[0] = -flipped[0]
-            for a, b in self.swaps.get(key, ()):
-                flipped = torch.where(flipped == a, b, torch.where(flipped == b, a, flipped))
-            out[key] = flipped
+            kind = kinds.get(key)
+            if kind is None:
+                out[key] = value.flip(-1)
+            else:
+                spec = TASK_KINDS.get(kind)
+                out[key] = value if spec.resample is None else spec.on_flip(value.flip(-1), self.swaps.get(key, ()))
         return out
 
 

@@ -10,14 +10,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mtlzoo.tasks import Task
+from mtlzoo.tasks import TASK_KINDS, Task
 
-# Hugging Face task ids for the model-index of each task kind (no standard id exists for normals/edges).
-_HF_TASK_TYPE = {
-    "segmentation": "image-segmentation", "parts": "image-segmentation", "saliency": "image-segmentation",
-    "edge": "image-segmentation", "depth": "depth-estimation", "normals": "image-to-image",
-    "classification": "image-classification", "regression": "image-feature-extraction",
-}
+
+def _hf_task_type(kind: str) -> str:
+    """The Hugging Face task id of a task kind for the model-index ("other" for a kind not registered here)."""
+    return TASK_KINDS.get(kind).hf_task_type if kind in TASK_KINDS else "other"
 
 
 def _eval_results(config: Mapping[str, Any]) -> list[Any]:
@@ -32,7 +30,7 @@ def _eval_results(config: Mapping[str, Any]) -> list[Any]:
         kind = tasks[task_name]["kind"]
         for metric, value in metrics.items():
             out.append(EvalResult(
-                task_type=_HF_TASK_TYPE.get(kind, "other"), task_name=f"{task_name} ({kind})",
+                task_type=_hf_task_type(kind), task_name=f"{task_name} ({kind})",
                 dataset_type=dataset, dataset_name=dataset, dataset_split=results.get("split"),
                 metric_type=metric, metric_name=f"{task_name}/{metric}", metric_value=value,
                 metric_config=results.get("protocol"),

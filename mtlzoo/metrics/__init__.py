@@ -18,14 +18,16 @@ from mtlzoo.metrics.delta_m import delta_m, delta_m_terms
 from mtlzoo.metrics.depth import DepthMeter
 from mtlzoo.metrics.edge import EdgeMeter
 from mtlzoo.metrics.evaluate import EvalResult, evaluate
+from mtlzoo.metrics.keypoints import PCKMeter
+from mtlzoo.metrics.multilabel import MultilabelMeter
 from mtlzoo.metrics.normals import NormalsMeter, angular_error
 from mtlzoo.metrics.protocols import PROTOCOLS, Protocol, create_meter, get_protocol, list_protocols
 from mtlzoo.metrics.saliency import SaliencyMeter
 from mtlzoo.metrics.segmentation import PartsMeter, SegmentationMeter
 
 __all__ = [
-    "AccuracyMeter", "BASELINES", "Baseline", "DepthMeter", "EdgeMeter", "EvalResult", "Meter", "NormalsMeter",
-    "PROTOCOLS", "PartsMeter", "Protocol", "RegressionMeter", "SaliencyMeter", "SegmentationMeter",
-    "angular_error", "average_results", "create_meter", "delta_m", "delta_m_terms", "evaluate", "get_baseline",
-    "get_protocol", "list_baselines", "list_protocols",
+    "AccuracyMeter", "BASELINES", "Baseline", "DepthMeter", "EdgeMeter", "EvalResult", "Meter", "MultilabelMeter",
+    "NormalsMeter", "PCKMeter", "PROTOCOLS", "PartsMeter", "Protocol", "RegressionMeter", "SaliencyMeter",
+    "SegmentationMeter", "angular_error", "average_results", "create_meter", "delta_m", "delta_m_terms", "evaluate",
+    "get_baseline", "get_protocol", "list_baselines", "list_protocols",
 ]

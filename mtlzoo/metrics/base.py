@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from mtlzoo.tasks import Task
 
 
 class Meter:
@@ -17,6 +21,12 @@ class Meter:
     """
 
     kind: str = ""
+
+    @classmethod
+    def for_task(cls, task: Task, **options: Any) -> Meter:
+        """The meter of ``task`` with a protocol's ``options``; meters that read the task (classes, ignore
+        index) override this. A TaskKind names it as its meter factory."""
+        return cls(**options)
 
     def reset(self) -> None:
         """Forget everything accumulated so far."""

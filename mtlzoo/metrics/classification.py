@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import Tensor
 
 from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, safe_div
+
+if TYPE_CHECKING:
+    from mtlzoo.tasks import Task
 
 
 class AccuracyMeter(Meter):
     """Fraction of samples whose predicted class id equals the target (``ignore_index`` samples dropped)."""
 
     kind = "classification"
+
+    @classmethod
+    def for_task(cls, task: Task, **options: Any) -> AccuracyMeter:
+        """The meter of ``task`` (its classes / ignore index) with a protocol's ``options``."""
+        return cls(ignore_index=task.ignore_index, **options)
 
     def __init__(self, ignore_index: int = 255) -> None:
         self.ignore_index = ignore_index

@@ -12,10 +12,6 @@ from mtlzoo.tasks import TASK_KINDS, Task, list_task_presets, task_preset
 Metrics = Mapping[str, Mapping[str, float]]
 TasksArg = None | str | Mapping[str, Task | str] | Iterable[Task]
 
-# Vandenhende et al. (survey Eq. 10) score saliency by its mIoU, not by the kind's headline maxF.
-_VANDENHENDE_METRIC = {"saliency": "miou"}
-_FRACTIONS = {"miou", "pixel_acc", "mean_acc", "delta1", "delta2", "delta3", "within_11_25", "within_22_5",
-              "within_30", "maxf", "odsf", "accuracy"}
 
 
 def _metric_directions() -> dict[str, int | None]:
@@ -79,8 +75,8 @@ def _direction(metric: str, kind: str | None) -> int:
 def _headline(task: str, kind: str | None, keys: Iterable[str]) -> str:
     """The one metric Vandenhende's delta uses for ``task``."""
     if kind is not None:
-        return _VANDENHENDE_METRIC.get(kind, TASK_KINDS.get(kind).headline_metric)
-    choices = {_VANDENHENDE_METRIC.get(k, TASK_KINDS.get(k).headline_metric) for k in TASK_KINDS.names()
+        return TASK_KINDS.get(kind).vandenhende_metric
+    choices = {TASK_KINDS.get(k).vandenhende_metric for k in TASK_KINDS.names()
                if set(keys) <= set(TASK_KINDS.get(k).metrics)}
     if len(choices) != 1:
         raise ValueError(f"cannot tell the headline metric of task {task!r} (candidates {sorted(choices)}); "
@@ -88,8 +84,14 @@ def _headline(task: str, kind: str | None, keys: Iterable[str]) -> str:
     return choices.pop()
 
 
-def _check_units(task: str, metric: str, value: float, base: float) -> None:
-    if metric in _FRACTIONS and (value > 1.0) != (base > 1.0):
+def _is_fraction(metric: str, kind: str | None) -> bool:
+    """Whether ``metric`` is a ratio in [0, 1]: by the task's kind, else by any kind's say-so."""
+    kinds = [kind] if kind is not None else TASK_KINDS.names()
+    return any(metric in TASK_KINDS.get(k).fraction_metrics for k in kinds)
+
+
+def _check_units(task: str, metric: str, value: float, base: float, kind: str | None) -> None:
+    if _is_fraction(metric, kind) and (value > 1.0) != (base > 1.0):
         raise ValueError(f"{task}.{metric}: result {value} and baseline {base} look like different units; "
                          "mtlzoo reports fractions in [0, 1], so divide percentages by 100")
     if base == 0:
@@ -145,7 +147,7 @@ def delta_m_terms(metrics: Metrics, baseline: Metrics | Baseline | str, style: s
         terms[task] = {}
         for m in chosen:
             value, ref = float(metrics[task][m]), float(base[task][m])
-            _check_units(task, m, value, ref)
+            _check_units(task, m, value, ref, kind)
             terms[task][m] = 100.0 * _direction(m, kind) * (value - ref) / ref
     return terms
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, chunked_sum, safe_div
+
+if TYPE_CHECKING:
+    from mtlzoo.tasks import Task
 
 _EPS = 1e-7
 
@@ -76,6 +81,11 @@ class EdgeMeter(Meter):
     """
 
     kind = "edge"
+
+    @classmethod
+    def for_task(cls, task: Task, **options: Any) -> EdgeMeter:
+        """The meter of ``task`` (its classes / ignore index) with a protocol's ``options``."""
+        return cls(pos_weight=task.pos_weight or 0.95, ignore_index=task.ignore_index, **options)
 
     def __init__(self, pos_weight: float = 0.95, ignore_index: int = 255, odsf: bool = False,
                  max_dist: float = 0.011, thresholds: tuple[float, ...] | None = None) -> None:

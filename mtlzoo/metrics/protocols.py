@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mtlzoo.metrics.base import Meter
-from mtlzoo.metrics.classification import AccuracyMeter, RegressionMeter
-from mtlzoo.metrics.depth import DepthMeter
-from mtlzoo.metrics.edge import EdgeMeter
-from mtlzoo.metrics.normals import NormalsMeter
-from mtlzoo.metrics.saliency import SaliencyMeter
-from mtlzoo.metrics.segmentation import PartsMeter, SegmentationMeter
 from mtlzoo.registry import Registry
 from mtlzoo.tasks import Task
 
@@ -23,7 +18,9 @@ DELTA_STYLES = ("vandenhende", "nash", "libmtl")
 class Protocol:
     """How one paper family computes its numbers.
 
-    ``meters`` maps a task kind to the options of its meter; ``delta_metrics`` maps a task name to the
+    ``meters`` maps a task kind to the options of its meter, ``meter_factories`` a task kind to a meter factory
+    that replaces the kind's own (a callable ``(task, **options) -> Meter`` or its ``"module:attr"`` path);
+    kinds in neither use their TaskKind's meter with its defaults. ``delta_metrics`` maps a task name to the
     metrics that enter delta_m (absent: every metric both results share, or the headline for
     ``vandenhende``); ``task_preset`` and ``baseline`` name the matching task preset and shipped baseline.
     """
@@ -32,6 +29,7 @@ class Protocol:
     family: str
     description: str
     meters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    meter_factories: Mapping[str, Callable[..., Meter] | str] = field(default_factory=dict)
     delta_style: str = "vandenhende"
     delta_metrics: Mapping[str, tuple[str, ...]] | None = None
     task_preset: str | None = None
@@ -150,24 +148,21 @@ def list_protocols(pattern: str = "*") -> list[str]:
     return PROTOCOLS.names(pattern)
 
 
+def _resolve(path: str) -> Callable[..., Meter]:
+    """The callable a ``"module:attr.attr"`` path names (how shipped kinds name their meter factories)."""
+    module, _, attrs = path.partition(":")
+    obj: Any = importlib.import_module(module)
+    for attr in attrs.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
 def create_meter(task: Task, protocol: str | Protocol = "synthscenes") -> Meter:
-    """The meter for ``task`` with the options ``protocol`` gives its kind."""
-    options = get_protocol(protocol).meter_options(task.kind)
-    kind = task.kind
-    if kind == "segmentation":
-        return SegmentationMeter(task.channels, ignore_index=task.ignore_index, name=task.name, **options)
-    if kind == "parts":
-        return PartsMeter(task.channels, ignore_index=task.ignore_index, name=task.name, **options)
-    if kind == "depth":
-        return DepthMeter(**options)
-    if kind == "normals":
-        return NormalsMeter(**options)
-    if kind == "saliency":
-        return SaliencyMeter(ignore_index=task.ignore_index, **options)
-    if kind == "edge":
-        return EdgeMeter(pos_weight=task.pos_weight or 0.95, ignore_index=task.ignore_index, **options)
-    if kind == "classification":
-        return AccuracyMeter(ignore_index=task.ignore_index, **options)
-    if kind == "regression":
-        return RegressionMeter(**options)
-    raise ValueError(f"no meter for task kind {kind!r} of task {task.name!r}")
+    """The meter for ``task``: the protocol's factory for its kind if it overrides one, else the kind's own
+    ``meter`` factory, called with the options the protocol gives that kind."""
+    proto = get_protocol(protocol)
+    factory = proto.meter_factories.get(task.kind) or task.spec.meter
+    if factory is None:
+        raise ValueError(f"task kind {task.kind!r} of task {task.name!r} has no meter; give its TaskKind "
+                         "meter=<callable (task, **options) -> Meter>")
+    return (_resolve(factory) if isinstance(factory, str) else factory)(task, **proto.meter_options(task.kind))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import Tensor
 
 from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, chunked_sum, counts_by_index, safe_div
+
+if TYPE_CHECKING:
+    from mtlzoo.tasks import Task
 
 REDUCTIONS = ("image", "pixel")
 
@@ -68,6 +73,11 @@ class SaliencyMeter(Meter):
     """
 
     kind = "saliency"
+
+    @classmethod
+    def for_task(cls, task: Task, **options: Any) -> SaliencyMeter:
+        """The meter of ``task`` (its classes / ignore index) with a protocol's ``options``."""
+        return cls(ignore_index=task.ignore_index, **options)
 
     def __init__(self, reduce: str = "image", beta2: float | None = None,
                  thresholds: tuple[float, ...] | None = None, ignore_index: int = 255) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from mtlzoo.metrics.base import Meter, accumulate, check_same_numel, chunked_sum, counts_by_index, safe_div
+
+if TYPE_CHECKING:
+    from mtlzoo.tasks import Task
 
 ABSENT_RULES = ("zero", "nan", "skip")
 
@@ -24,6 +28,11 @@ class SegmentationMeter(Meter):
     """
 
     kind = "segmentation"
+
+    @classmethod
+    def for_task(cls, task: Task, **options: Any) -> SegmentationMeter:
+        """The meter of ``task`` (its classes / ignore index) with a protocol's ``options``."""
+        return cls(task.channels, ignore_index=task.ignore_index, name=task.name, **options)
 
     def __init__(self, num_classes: int, absent: str = "zero", ignore_index: int | None = None,
                  name: str | None = None) -> None:

@@ -1,121 +1,20 @@
-"""Tasks drive everything: a Task names a prediction; its kind supplies loss, head, metrics and directions."""
+"""Task: one prediction of a multi-task model (frozen, JSON-able), the benchmark presets and task-list helpers."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from mtlzoo import losses, targets
-from mtlzoo.registry import Registry, unknown_name_error
+from mtlzoo.registry import unknown_name_error
+from mtlzoo.tasks import kinds as _kinds  # noqa: F401  (registers the shipped kinds the presets use)
+from mtlzoo.tasks.kind import TASK_KINDS, TaskKind
 
-HIGHER, LOWER = 1, -1  # metric directions: +1 means a larger value is better
-
-SEG_METRICS = {"miou": HIGHER, "pixel_acc": HIGHER, "mean_acc": HIGHER}
-DEPTH_METRICS = {
-    "rmse": LOWER, "log_rmse": LOWER, "abs_err": LOWER, "abs_rel": LOWER, "sq_rel": LOWER,
-    "delta1": HIGHER, "delta2": HIGHER, "delta3": HIGHER,
-}
-NORMALS_METRICS = {
-    "mean": LOWER, "median": LOWER, "rmse": LOWER,
-    "within_11_25": HIGHER, "within_22_5": HIGHER, "within_30": HIGHER,
-}
-
-
-@dataclass(frozen=True)
-class TaskKind:
-    """What a kind of prediction means: output channels, head, loss, metrics and their directions.
-
-    ``check_target(task, prediction, target) -> target`` validates a target once per loss call (shape,
-    dtype, value range; see :mod:`mtlzoo.targets`) and may add or drop an unambiguous channel axis; a
-    user kind that does not set it gets a batch-size check only.
-    """
-
-    name: str
-    dense: bool
-    default_channels: int | None
-    default_head: str
-    losses: tuple[str, ...]
-    metrics: Mapping[str, int]
-    headline_metric: str
-    compute_loss: Callable[[Task, Tensor, Tensor], Tensor]
-    postprocess: Callable[[Task, Tensor], Tensor]
-    check_target: Callable[[Task, Tensor, Tensor], Tensor] = targets.check_batch
-    uses_ignore_index: bool = False
-
-    def direction(self, metric: str) -> int:
-        """+1 when a larger ``metric`` is better, -1 when a smaller one is."""
-        try:
-            return self.metrics[metric]
-        except KeyError:
-            raise unknown_name_error(f"{self.name} metric", metric, list(self.metrics)) from None
-
-
-TASK_KINDS: Registry[TaskKind] = Registry("task kind")
-
-
-def _add_kind(**fields: Any) -> None:
-    kind = TaskKind(**fields)
-    TASK_KINDS.register(kind.name)(kind)
-
-
-def _argmax(task: Task, out: Tensor) -> Tensor:
-    return out.argmax(dim=1)
-
-
-def _sigmoid(task: Task, out: Tensor) -> Tensor:
-    return out.float().sigmoid()
-
-
-def _identity(task: Task, out: Tensor) -> Tensor:
-    return out.float()
-
-
-def _unit(task: Task, out: Tensor) -> Tensor:
-    # the norm as a sum over channel planes: several times faster on CPU than a strided reduction over dim 1
-    out = out.float()
-    norm = sum(plane * plane for plane in out.unbind(1)).sqrt().clamp_min(1e-12)
-    return out / norm.unsqueeze(1)
-
-
-def _ce(task: Task, out: Tensor, target: Tensor) -> Tensor:
-    return losses.cross_entropy(out, target, task.ignore_index)
-
-
-for _name in ("segmentation", "parts"):
-    _add_kind(name=_name, dense=True, default_channels=None, default_head="aspp", losses=("ce",),
-              metrics=SEG_METRICS, headline_metric="miou", compute_loss=_ce, postprocess=_argmax,
-              check_target=targets.check_labels, uses_ignore_index=True)
-_add_kind(name="depth", dense=True, default_channels=1, default_head="aspp", losses=("l1",),
-          metrics=DEPTH_METRICS, headline_metric="rmse",
-          compute_loss=lambda t, o, y: losses.masked_l1_depth(o, y), postprocess=_identity,
-          check_target=targets.check_map)
-_add_kind(name="normals", dense=True, default_channels=3, default_head="aspp", losses=("l1", "cosine"),
-          metrics=NORMALS_METRICS, headline_metric="mean",
-          compute_loss=lambda t, o, y: losses.normals_loss(o, y, t.loss), postprocess=_unit,
-          check_target=targets.check_map)
-_add_kind(name="edge", dense=True, default_channels=1, default_head="aspp", losses=("balanced_bce",),
-          metrics={"odsf": HIGHER, "bce": LOWER}, headline_metric="odsf",
-          compute_loss=lambda t, o, y: losses.balanced_bce(o, y, t.pos_weight, t.ignore_index),
-          postprocess=_sigmoid, check_target=targets.check_binary_map, uses_ignore_index=True)
-_add_kind(name="saliency", dense=True, default_channels=1, default_head="aspp", losses=("balanced_bce",),
-          metrics={"maxf": HIGHER, "miou": HIGHER}, headline_metric="maxf",
-          compute_loss=lambda t, o, y: losses.balanced_bce(o, y, t.pos_weight, t.ignore_index),
-          postprocess=_sigmoid, check_target=targets.check_binary_map, uses_ignore_index=True)
-_add_kind(name="classification", dense=False, default_channels=None, default_head="mlp", losses=("ce",),
-          metrics={"accuracy": HIGHER}, headline_metric="accuracy", compute_loss=_ce,
-          postprocess=_argmax, check_target=targets.check_labels, uses_ignore_index=True)
-_add_kind(name="regression", dense=False, default_channels=1, default_head="mlp", losses=("l1", "mse"),
-          metrics={"mae": LOWER, "rmse": LOWER}, headline_metric="mae",
-          compute_loss=lambda t, o, y: losses.regression_loss(o, y, t.loss), postprocess=_identity,
-          check_target=targets.check_vector)
-
-_DEFAULT_POS_WEIGHT = {"edge": 0.95}
 _HEADS = ("aspp", "light", "mlp")
 
 
@@ -123,7 +22,8 @@ _HEADS = ("aspp", "light", "mlp")
 class Task:
     """One prediction of a multi-task model; JSON-able, so a config rebuilds it.
 
-    ``channels`` defaults from the kind (required for segmentation, parts and classification);
+    ``channels`` defaults from the kind (required for segmentation, parts, classification,
+    keypoints and multilabel);
     ``ignore_index`` defaults to 255; ``loss`` picks a variant of the kind's loss
     (normals: "l1" | "cosine", regression: "l1" | "mse"); ``pos_weight`` is the positive-class
     weight of the balanced BCE (edge 0.95, saliency: computed per batch); ``head`` overrides the
@@ -153,11 +53,11 @@ class Task:
             raise ValueError(f"task {self.name!r}: loss {loss!r} is not one of {list(spec.losses)} "
                              f"for kind {self.kind!r}")
         object.__setattr__(self, "loss", loss)
-        if self.pos_weight is None and self.kind in _DEFAULT_POS_WEIGHT:
-            object.__setattr__(self, "pos_weight", _DEFAULT_POS_WEIGHT[self.kind])
+        if self.pos_weight is None and spec.default_pos_weight is not None:
+            object.__setattr__(self, "pos_weight", spec.default_pos_weight)
         if self.pos_weight is not None and not 0.0 < float(self.pos_weight) < 1.0:
             raise ValueError(f"task {self.name!r}: pos_weight must lie in (0, 1), got {self.pos_weight!r}")
-        if self.head is not None and self.head not in _HEADS:
+        if self.head is not None and self.head not in (*_HEADS, spec.default_head):
             raise unknown_name_error("head", self.head, list(_HEADS))
 
     @property
