@@ -1,8 +1,11 @@
 import os
+import shutil
+import sys
 
 import pytest
 import torch
 
+from mtlzoo import checkpoint
 from mtlzoo.checkpoint import (
     aside_path,
     atomic_write_text,
@@ -90,6 +93,7 @@ def test_a_crash_between_the_two_renames_leaves_the_old_copy_where_loaders_find_
             raise KeyboardInterrupt  # the process dies after moving the old copy aside
         original(src, dst)
 
+    monkeypatch.setattr(checkpoint, "_exchange", lambda a, b: False)  # a system without an atomic swap
     monkeypatch.setattr(os, "replace", crash_on_the_second_rename)
     with pytest.raises(KeyboardInterrupt):
         publish_directory(_folder(tmp_path / ".best.tmp", "new"), final)
@@ -117,3 +121,14 @@ def test_a_damaged_state_names_its_file(tmp_path, suffix, damage):
     file.write_bytes(damage(file.read_bytes()))
     with pytest.raises(ValueError, match=rf"state{suffix} is truncated or (corrupt|malformed)"):
         load_state(tmp_path / "state")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux's")
+def test_publish_directory_swaps_atomically_on_linux(tmp_path, monkeypatch):
+    final = _folder(tmp_path / "best", "old")
+    seen = []
+    remove = shutil.rmtree
+    monkeypatch.setattr(os, "replace", lambda *a: pytest.fail("renamed in two steps"))
+    monkeypatch.setattr(shutil, "rmtree", lambda p, **k: seen.append((final / "a").read_text()) or remove(p, **k))
+    publish_directory(_folder(tmp_path / ".best.tmp", "new"), final)
+    assert seen == ["new"] and (final / "a").read_text() == "new" and os.listdir(tmp_path) == ["best"]
