@@ -32,9 +32,9 @@ class GradVac(JacobianBalancer):
     random order, the same for every block. ``granularity="model"`` treats the whole shared gradient
     as one vector (needs only the Gramian); ``"tensor"`` runs the vaccine on every shared parameter
     tensor separately with its own targets (the paper's per-layer variant at its finest grain,
-    LibMTL's ``all_matrix``: a layer's weight and bias get separate targets; at
-    ``level="features"`` one target per feature tensor). The reported weights are then the mean
-    over blocks. Heads keep their own gradients.
+    LibMTL's ``all_matrix``: a layer's weight and bias get separate targets); it needs
+    ``level="parameters"`` (the engine reduces only the whole feature Gramian across ranks). The
+    reported weights are then the mean over blocks. Heads keep their own gradients.
     """
 
     scale_heads = False
@@ -45,6 +45,9 @@ class GradVac(JacobianBalancer):
             raise ValueError(f"beta must be in [0, 1], got {beta}")
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        if granularity == "tensor" and self.level != "parameters":
+            raise ValueError(f"granularity='tensor' sets targets per shared parameter tensor; it needs "
+                             f"level='parameters', got level={self.level!r}")
         self.beta, self.granularity = float(beta), granularity
         self.needs = replace(self.needs, jacobian=granularity == "tensor")
 
@@ -65,9 +68,8 @@ class GradVac(JacobianBalancer):
             self.targets = torch.where(torch.isfinite(rho).all() & ctx.finite, rho[0], self.targets.to(rho))
             weights = coef[0].sum(0)
             return jacobian.combine(weights), weights
-        count = len(ctx.features) if ctx.level == "features" else len(ctx.shared)
-        if self.targets.shape[0] != count:
-            self.targets = torch.zeros(count, T, T, dtype=torch.float64, device=gramian.device)
+        if self.targets.shape[0] != len(ctx.shared):
+            self.targets = torch.zeros(len(ctx.shared), T, T, dtype=torch.float64, device=gramian.device)
         grams = torch.stack([_gramian(block) for block in jacobian.blocks])
         grams = torch.where(ctx.finite, grams, torch.eye(T, dtype=grams.dtype, device=grams.device))
         index = torch.tensor(jacobian.index, dtype=torch.long, device=gramian.device)
