@@ -30,7 +30,8 @@ class FAMO(LossBalancer):
     ``J_softmax^T (log L_before - log L_after)``. ``update="same_batch"`` (default, the reference):
     ``L_after`` is the loss on the same batch after the model step; the balancer declares
     ``needs.post_step_losses`` and the update rule hands those losses to :meth:`after_step` (a
-    hand-written loop calls ``balancer.after_step({task: loss})`` after ``optimizer.step()``).
+    hand-written loop calls ``balancer.after_step({task: loss})`` after ``optimizer.step()``). That forward
+    runs in the model's current (training) mode, as in the reference, so BatchNorm statistics see the batch twice.
     ``update="next_batch"``: ``L_after`` is the next step's loss on the next batch, so no extra
     forward, but the weights lag one step and mix the change of batch into the signal.
     """
