@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from mtlzoo.metrics.baselines import Baseline, get_baseline
 from mtlzoo.metrics.protocols import DELTA_STYLES, PROTOCOLS, Protocol, get_protocol
@@ -90,6 +90,12 @@ def _is_fraction(metric: str, kind: str | None) -> bool:
     return any(metric in TASK_KINDS.get(k).fraction_metrics for k in kinds)
 
 
+def _protocol_tasks(proto: Protocol) -> set[str]:
+    """The task names a protocol's ``delta_metrics`` speak for: those it names and those of its task preset."""
+    preset = {t.name for t in task_preset(proto.task_preset)} if proto.task_preset else set()
+    return set(proto.delta_metrics or {}) | preset
+
+
 def _check_units(task: str, metric: str, value: float, base: float, kind: str | None) -> None:
     if _is_fraction(metric, kind) and (value > 1.0) != (base > 1.0):
         raise ValueError(f"{task}.{metric}: result {value} and baseline {base} look like different units; "
@@ -115,26 +121,28 @@ def _as_metrics(baseline: Metrics | Baseline | str) -> Metrics:
 
 
 def delta_m_terms(metrics: Metrics, baseline: Metrics | Baseline | str, style: str = "vandenhende",
-                  tasks: TasksArg = None, select: Mapping[str, str | Iterable[str]] | None = None
-                  ) -> dict[str, dict[str, float]]:
+                  tasks: TasksArg = None, select: Mapping[str, str | Iterable[str]] | None = None,
+                  covered: Collection[str] | None = None) -> dict[str, dict[str, float]]:
     """Per task and metric, the relative change ``100 * s * (M - B) / B`` (positive = better) behind delta_m.
 
-    Tasks present in both ``metrics`` and ``baseline`` enter (only those in ``select`` if given); per task
-    the ``select``-ed metrics, else the headline for ``vandenhende``, else every metric both share.
+    Tasks present in both ``metrics`` and ``baseline`` enter (only those in ``select`` if given, plus any
+    task outside ``covered``, the task names ``select`` speaks for); per task the ``select``-ed metrics, else
+    the kind's Vandenhende metric for ``vandenhende``, else every metric both share.
     """
     if style not in DELTA_STYLES:
         raise unknown_name_error("delta_m style", style, list(DELTA_STYLES))
     base = _as_metrics(baseline)
     metrics = result_parts(metrics)[0]
     kinds = _resolve_kinds(tasks)
-    names = [t for t in metrics if t in base and (select is None or t in select)]
+    names = [t for t in metrics if t in base and (select is None or t in select
+                                                  or (covered is not None and t not in covered))]
     if not names:
         raise ValueError(f"no task is in both the results {sorted(metrics)} and the baseline {sorted(base)}"
                          + (f" among the selected {sorted(select)}" if select is not None else ""))
     terms: dict[str, dict[str, float]] = {}
     for task in names:
         kind = _kind_of(task, kinds, list(metrics[task]) + list(base[task]))
-        if select is not None:
+        if select is not None and task in select:
             chosen = [select[task]] if isinstance(select[task], str) else list(select[task])
         elif style == "vandenhende":
             chosen = [_headline(task, kind, metrics[task])]
@@ -163,18 +171,21 @@ def delta_m(metrics: Metrics, baseline: Metrics | Baseline | str, style: str | N
     Directions come from the task kinds (``tasks``: a preset or protocol name, a list of Task or
     ``{task: kind}``), else from the metric names. ``metrics`` and ``baseline`` may be results of
     ``evaluate`` (or their saved ``to_dict()`` form); ``baseline`` may name a shipped baseline. ``protocol``
-    (default: the one ``metrics`` carries) supplies the style and the metrics when they are not given.
+    (default: the one ``metrics`` carries) supplies the style and the metrics when they are not given; a task
+    outside the protocol's task preset (a new task, a user kind) then enters with its kind's default.
     """
     metrics, carried = result_parts(metrics)
     if protocol is None and carried in PROTOCOLS:
         protocol = carried
+    covered = None
     if protocol is not None:
         proto = get_protocol(protocol)
         style = style or proto.delta_style
-        select = select if select is not None else proto.delta_metrics
+        if select is None and proto.delta_metrics is not None:
+            select, covered = proto.delta_metrics, _protocol_tasks(proto)
         tasks = tasks if tasks is not None else proto.task_preset
     style = style or "vandenhende"
-    terms = delta_m_terms(metrics, baseline, style, tasks, select)
+    terms = delta_m_terms(metrics, baseline, style, tasks, select, covered)
     if style == "vandenhende":
         several = {t: list(v) for t, v in terms.items() if len(v) != 1}
         if several:
