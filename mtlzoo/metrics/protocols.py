@@ -148,12 +148,16 @@ def list_protocols(pattern: str = "*") -> list[str]:
     return PROTOCOLS.names(pattern)
 
 
-def _resolve(path: str) -> Callable[..., Meter]:
+def _resolve(path: str, kind: str) -> Callable[..., Meter]:
     """The callable a ``"module:attr.attr"`` path names (how shipped kinds name their meter factories)."""
     module, _, attrs = path.partition(":")
-    obj: Any = importlib.import_module(module)
-    for attr in attrs.split("."):
-        obj = getattr(obj, attr)
+    try:
+        obj: Any = importlib.import_module(module)
+        for attr in attrs.split("."):
+            obj = getattr(obj, attr)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"meter factory {path!r} of task kind {kind!r} cannot be imported ({error}); expected "
+                         "'package.module:callable' naming a (task, **options) -> Meter callable") from None
     return obj
 
 
@@ -165,4 +169,5 @@ def create_meter(task: Task, protocol: str | Protocol = "synthscenes") -> Meter:
     if factory is None:
         raise ValueError(f"task kind {task.kind!r} of task {task.name!r} has no meter; give its TaskKind "
                          "meter=<callable (task, **options) -> Meter>")
-    return (_resolve(factory) if isinstance(factory, str) else factory)(task, **proto.meter_options(task.kind))
+    factory = _resolve(factory, task.kind) if isinstance(factory, str) else factory
+    return factory(task, **proto.meter_options(task.kind))
