@@ -176,7 +176,7 @@ class ExtractionLevel(nn.Module):
 class GatedTrunk(nn.Module):
     """Stacked extraction levels, split where the shared computation ends.
 
-    :meth:`shared` runs every level below the last and the last level's shared experts; what it
+    ``forward`` runs every level below the last and the last level's shared experts; what it
     returns depends on no task's private parameters except each task's gate of the level below
     the last (whose mixture only that task reads). :meth:`task` runs the last level for one task.
     """
@@ -192,7 +192,7 @@ class GatedTrunk(nn.Module):
                             shared_gate=i < num_levels - 1)
             for i in range(num_levels)])
 
-    def shared(self, x: Tensor) -> tuple[dict[str, list[Tensor]], list[list[Tensor]]]:
+    def forward(self, x: Tensor) -> tuple[dict[str, list[Tensor]], list[list[Tensor]]]:
         """Each task's mixtures from the levels below the last, and the last level's shared expert outputs."""
         tasks = self.levels[0].tasks
         inputs, shared_in = dict.fromkeys(tasks, x), x

@@ -55,7 +55,7 @@ class GatedModel(MultiTaskModel):
     def encode(self, x: Tensor) -> GatedRepresentation:
         """Run the shared part of the trunk (see the module docstring)."""
         self.check_input(x)
-        prefix, shared_last = self.encoder.shared(x)
+        prefix, shared_last = self.encoder(x)
         features = tuple(m for t in self.task_names for m in prefix[t]) + tuple(m for e in shared_last for m in e)
         return GatedRepresentation(features, self._size(x), x)
 

@@ -252,6 +252,9 @@ def test_model_info_counts_parameters_and_flops(name):
     if name == "mmoe_mlp":  # 4 experts 100->64, 3 gates 100->4, towers 64->32->out: 2 FLOPs per multiply-add
         assert info["input_size"] == [100]
         assert info["flops"] == 2 * (4 * 100 * 64 + 3 * 100 * 4 + 3 * 64 * 32 + 32 * (1 + 3 + 1))
+        assert info["flops_encoder"] == 2 * 4 * 100 * 64  # the shared part: the experts
+        assert info["flops_per_task_head"] == {"a": 2 * 32 * 65, "b": 2 * 32 * 67, "c": 2 * 32 * 65}
+    assert 0 < info["flops_encoder"] + sum(info["flops_per_task_head"].values()) < info["flops"]
     assert name in format_info(info)
 
 
