@@ -4,6 +4,8 @@ from mtlzoo.models import hps  # noqa: F401  (registers hps_*)
 from mtlzoo.models import cs, squadnet  # noqa: F401  (registers cs_*, squadnet_*)
 from mtlzoo.models import cross_stitch, mtan, mtan_segnet, nddr, stl  # noqa: F401  (registers the zoo part 1)
 from mtlzoo.models import gated, gated_mlp  # noqa: F401  (registers mmoe_*, cgc_*, ple_*, dselectk_*)
+from mtlzoo.models import mtinet, padnet  # noqa: F401  (registers padnet_*, mtinet_*)
+from mtlzoo.models import invpt  # noqa: F401  (registers invpt_*)
 from mtlzoo.models.base import MultiTaskModel, Representation
 from mtlzoo.models.factory import MODELS, create_model, create_model_from_config, list_models, register_model
 
