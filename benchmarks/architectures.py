@@ -45,14 +45,7 @@ def _batch(tasks, b, size, device):
     h, w = size
     out = {"image": torch.randn(b, 3, h, w, device=device)}
     for task in tasks:
-        if task.kind in ("segmentation", "parts"):
-            out[task.name] = torch.randint(0, task.channels, (b, h, w), device=device)
-        elif task.kind == "normals":
-            out[task.name] = torch.nn.functional.normalize(torch.randn(b, 3, h, w, device=device), dim=1)
-        elif task.kind == "depth":
-            out[task.name] = torch.rand(b, 1, h, w, device=device) * 5
-        else:
-            out[task.name] = (torch.rand(b, 1, h, w, device=device) > 0.8).float()
+        out[task.name] = task.spec.example_target(task, b, (h, w), None).to(device)
     return out
 
 

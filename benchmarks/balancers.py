@@ -32,16 +32,7 @@ def _batch(model, batch: int, size: tuple[int, int], device: str) -> tuple[torch
     g = torch.Generator().manual_seed(0)
     h, w = size
     x = torch.randn(batch, 3, h, w, generator=g)
-    y = {}
-    for task in model.tasks:
-        if task.kind in ("segmentation", "parts"):
-            y[task.name] = torch.randint(0, task.channels, (batch, h, w), generator=g)
-        elif task.kind == "depth":
-            y[task.name] = torch.rand(batch, 1, h, w, generator=g) + 0.5
-        elif task.kind == "normals":
-            y[task.name] = torch.nn.functional.normalize(torch.randn(batch, 3, h, w, generator=g), dim=1)
-        else:
-            y[task.name] = (torch.rand(batch, task.channels, h, w, generator=g) > 0.8).float()
+    y = {task.name: task.spec.example_target(task, batch, (h, w), g) for task in model.tasks}
     return x.to(device), {k: v.to(device) for k, v in y.items()}
 
 

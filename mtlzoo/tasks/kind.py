@@ -75,7 +75,8 @@ class TaskKind:
     ``metrics`` maps each metric name to HIGHER / LOWER; ``headline_metric`` is the one a table shows;
     ``delta_metric`` the one Vandenhende's delta_m uses (default: the headline); ``fraction_metrics`` are
     ratios in [0, 1] (delta_m refuses to compare them with percentages). ``hf_task_type`` is the Hugging
-    Face task id of the model card.
+    Face task id of the model card. ``example_target(task, batch, (H, W), generator)`` draws a random valid
+    target batch (benchmarks and smoke tests feed models with it).
     """
 
     name: str
@@ -98,6 +99,7 @@ class TaskKind:
     delta_metric: str | None = None
     fraction_metrics: tuple[str, ...] = ()
     hf_task_type: str = "other"
+    example_target: Callable[[Task, int, tuple[int, int], torch.Generator | None], Tensor] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():

@@ -111,6 +111,20 @@ def test_every_shipped_kind_has_a_meter_a_card_type_and_converts_its_targets():
     assert TASK_KINDS.get("saliency").vandenhende_metric == "miou"
 
 
+def test_every_shipped_kind_draws_example_targets_its_loss_and_meter_accept():
+    tasks = [Task(f"t_{name}", name, TASK_KINDS.get(name).default_channels or 3) for name in TASK_KINDS.names()]
+    model = mtlzoo.create_model("hps_tiny", tasks=tasks)
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(2, 3, 32, 32, generator=g)}
+    for task in tasks:
+        batch[task.name] = task.spec.example_target(task, 2, (32, 32), g)
+    losses = model.losses(model(batch["image"]), {t.name: batch[t.name] for t in tasks})
+    assert all(torch.isfinite(loss) for loss in losses.values())
+    result = mtlzoo.evaluate(model, [batch], protocol="synthscenes", progress=False)
+    for task in tasks:  # edge reports odsF only on request (meter option odsf=True)
+        assert result[task.name] and set(result[task.name]) <= set(task.spec.metrics), task.kind
+
+
 def test_the_model_card_names_the_kind_hf_task_type(tmp_path):
     tasks = [Task("kp", "keypoints", 3), Task("tags", "multilabel", 4)]
     model = mtlzoo.create_model("hps_tiny", tasks=tasks)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from mtlzoo import losses, targets
 from mtlzoo.tasks.kind import HIGHER, LOWER, TaskKind, identity, register_task_kind
 from mtlzoo.tasks.kinds._maps import map_to_tensor
@@ -18,4 +20,5 @@ register_task_kind(TaskKind(
     check_target=targets.check_map, to_tensor=map_to_tensor, zoom_exponent=-1.0,
     meter="mtlzoo.metrics.depth:DepthMeter.for_task", fraction_metrics=("delta1", "delta2", "delta3"),
     hf_task_type="depth-estimation",
+    example_target=lambda task, b, size, g: 0.5 + 4.5 * torch.rand(b, 1, *size, generator=g),
 ))

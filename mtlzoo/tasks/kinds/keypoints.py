@@ -10,6 +10,7 @@ left / right pair a data set declares (``RandomHorizontalFlip(swaps={"keypoints"
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -17,6 +18,9 @@ from torch import Tensor
 from mtlzoo import losses, targets
 from mtlzoo.tasks.kind import HIGHER, TaskKind, identity, register_task_kind
 from mtlzoo.tasks.kinds._maps import channels_last_to_tensor
+
+if TYPE_CHECKING:
+    from mtlzoo.tasks.task import Task
 
 
 def render_heatmaps(points: Tensor, size: tuple[int, int], sigma: float = 2.0) -> Tensor:
@@ -40,11 +44,19 @@ def swap_channels(target: Tensor, pairs: Sequence[tuple[int, int]]) -> Tensor:
     return target[order]
 
 
+def _random_heatmaps(task: Task, batch: int, size: tuple[int, int], generator: torch.Generator | None) -> Tensor:
+    """Heatmaps of keypoints at uniform random pixels, each visible with probability 0.8."""
+    h, w = size
+    u = torch.rand(batch, task.channels, 3, generator=generator)
+    points = torch.stack([(u[..., 0] * w).floor(), (u[..., 1] * h).floor(), (u[..., 2] < 0.8).float()], -1)
+    return render_heatmaps(points, size)
+
+
 register_task_kind(TaskKind(
     name="keypoints", dense=True, default_channels=None, default_head="aspp", losses=("mse",),
     metrics={"pck": HIGHER}, headline_metric="pck",
     compute_loss=lambda task, out, y: losses.heatmap_mse(out, y), postprocess=identity,
     check_target=targets.check_heatmaps, to_tensor=channels_last_to_tensor, resample="bilinear",
     on_flip=swap_channels, meter="mtlzoo.metrics.keypoints:PCKMeter.for_task", fraction_metrics=("pck",),
-    hf_task_type="keypoint-detection",
+    hf_task_type="keypoint-detection", example_target=_random_heatmaps,
 ))

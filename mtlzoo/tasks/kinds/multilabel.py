@@ -8,6 +8,8 @@ a class predicted present at probability >= 0.5. Both higher is better; the head
 
 from __future__ import annotations
 
+import torch
+
 from mtlzoo import losses, targets
 from mtlzoo.tasks.kind import HIGHER, TaskKind, register_task_kind, sigmoid
 from mtlzoo.tasks.kinds._maps import values_to_tensor
@@ -19,4 +21,5 @@ register_task_kind(TaskKind(
     check_target=targets.check_multilabel, to_tensor=values_to_tensor, resample=None,
     meter="mtlzoo.metrics.multilabel:MultilabelMeter.for_task", fraction_metrics=("map", "f1"),
     hf_task_type="image-classification",
+    example_target=lambda task, b, size, g: torch.randint(0, 2, (b, task.channels), generator=g).float(),
 ))

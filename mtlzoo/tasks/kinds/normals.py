@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mtlzoo import losses, targets
 from mtlzoo.tasks.kind import HIGHER, LOWER, TaskKind, register_task_kind
 from mtlzoo.tasks.kinds._maps import channels_last_to_tensor
+
+if TYPE_CHECKING:
+    from mtlzoo.tasks.task import Task
 
 NORMALS_METRICS = {
     "mean": LOWER, "median": LOWER, "rmse": LOWER,
@@ -16,7 +22,7 @@ NORMALS_METRICS = {
 }
 
 
-def unit_normals(task: object, out: Tensor) -> Tensor:
+def unit_normals(task: Task, out: Tensor) -> Tensor:
     """Postprocess: the output divided by its norm over the channel axis."""
     # the norm as a sum over channel planes: several times faster on CPU than a strided reduction over dim 1
     out = out.float()
@@ -38,4 +44,5 @@ register_task_kind(TaskKind(
     check_target=targets.check_map, to_tensor=channels_last_to_tensor, on_flip=mirror_normals,
     meter="mtlzoo.metrics.normals:NormalsMeter.for_task",
     fraction_metrics=("within_11_25", "within_22_5", "within_30"), hf_task_type="image-to-image",
+    example_target=lambda task, b, size, g: F.normalize(torch.randn(b, 3, *size, generator=g), dim=1),
 ))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from mtlzoo import losses, targets
 from mtlzoo.tasks.kind import HIGHER, TaskKind, register_task_kind, sigmoid
 from mtlzoo.tasks.kinds._maps import map_to_tensor
@@ -14,4 +16,5 @@ register_task_kind(TaskKind(
     to_tensor=map_to_tensor, meter="mtlzoo.metrics.saliency:SaliencyMeter.for_task",
     # Vandenhende et al. (survey Eq. 10) score saliency by its mIoU, not by the headline maxF
     delta_metric="miou", fraction_metrics=("maxf", "miou"), hf_task_type="image-segmentation",
+    example_target=lambda task, b, size, g: (torch.rand(b, 1, *size, generator=g) > 0.5).float(),
 ))
