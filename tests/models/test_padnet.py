@@ -1,0 +1,163 @@
+"""padnet_*: PAD-Net (Xu et al. 2018) and the distillation blocks it shares with MTI-Net."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from family_checks import (
+    TASKS,
+    balancer_steps,
+    batch,
+    check_info,
+    check_partition,
+    check_private_gradients,
+    check_round_trips,
+    train_config_losses,
+)
+
+import mtlzoo
+from mtlzoo.models.distillation import Distillation
+from mtlzoo.schemes.base import forward_tasks
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return mtlzoo.create_model("padnet_tiny", tasks=TASKS)
+
+
+def _targets(data):
+    return {k: v for k, v in data.items() if k != "image"}
+
+
+@pytest.mark.parametrize("gate", ["receiver", "source"])
+def test_distillation_follows_the_equation(gate):
+    """F^o_k = F_k + sum_l sigmoid(A_l * F_gate) (W_l * F_l), re-computed with plain F.conv2d from the weights."""
+    torch.manual_seed(0)
+    unit = Distillation(4, ["a", "b"], gate=gate)
+    own, others = torch.randn(2, 4, 5, 5), [torch.randn(2, 4, 5, 5), torch.randn(2, 4, 5, 5)]
+    expected = own.clone()
+    for name, feature in zip(["a", "b"], others, strict=True):
+        g, m = unit.gates[name], unit.messages[name]
+        gate_input = own if gate == "receiver" else feature
+        attention = torch.sigmoid(F.conv2d(gate_input, g.weight, g.bias, padding=1))
+        expected = expected + attention * F.conv2d(feature, m.weight, m.bias, padding=1)
+    assert torch.allclose(unit(own, others), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="expects 2 source"):
+        unit(own, others[:1])
+    with pytest.raises(ValueError, match="distillation gate 'both'"):
+        Distillation(4, ["a"], gate="both")
+
+
+def test_losses_fold_the_initial_predictions_into_each_task(model):
+    """loss_t = final_t + w * loss(upsampled initial_t), for the outputs of the last forward only."""
+    model = mtlzoo.create_model("padnet_tiny", tasks=TASKS, aux_weight=0.5)
+    data = batch()
+    targets = _targets(data)
+    outputs = model(data["image"])
+    aux = model.aux_predictions()
+    losses = model.losses(outputs, targets)
+    for task in model.tasks:
+        assert aux[task.name][0].shape[-2:] == (4, 4)  # output stride 8 on 32 x 32
+        initial = F.interpolate(aux[task.name][0], size=(32, 32), mode="bilinear", align_corners=False)
+        final = task.compute_loss(outputs[task.name], targets[task.name])
+        expected = final + 0.5 * task.compute_loss(initial, targets[task.name])
+        assert torch.allclose(losses[task.name], expected), task.name
+        assert losses[task.name] > final
+    stale = {k: v.detach().clone() for k, v in outputs.items()}  # not the tensors of the last forward
+    plain = model.losses(stale, targets)
+    assert all(torch.allclose(plain[t.name], t.compute_loss(stale[t.name], targets[t.name])) for t in model.tasks)
+    with pytest.raises(ValueError, match="targets lack task"):
+        model.losses(outputs, {"semseg": targets["semseg"]})
+
+
+def test_forward_tasks_keeps_the_deep_supervision(model):
+    """ius / io run only some heads through forward_tasks; their losses still carry the initial terms."""
+    data = batch()
+    outputs = forward_tasks(model, data["image"], ["depth"])
+    loss = model.losses(outputs, _targets(data))["depth"]
+    initial = F.interpolate(model.aux_predictions()["depth"][0], size=(32, 32), mode="bilinear", align_corners=False)
+    task = model.task("depth")
+    expected = task.compute_loss(outputs["depth"], data["depth"]) + task.compute_loss(initial, data["depth"])
+    assert torch.allclose(loss, expected)
+
+
+def test_the_representation_is_the_task_features(model):
+    rep = model.encode(batch()["image"])
+    assert len(rep.features) == 3 and all(f.shape == (2, 32, 4, 4) for f in rep.features)
+    shared = {id(p) for p in model.shared_parameters()}
+    expected = {id(p) for p in [*model.encoder.parameters(), *model.branches.parameters()]}
+    assert shared == expected
+
+
+def test_groups_and_private_gradients(model):
+    check_partition(model)
+    check_private_gradients(model)
+
+
+def test_info_gives_parameters_and_flops():
+    check_info("padnet_tiny")
+
+
+def test_round_trips_and_deepcopy(model, tmp_path):
+    model(batch()["image"])  # a recorded forward must not break copies
+    copied = copy.deepcopy(model)
+    assert copied.aux_predictions()["depth"] == []
+    check_round_trips(model, tmp_path)
+
+
+def test_add_and_remove_task(model):
+    model.add_task({"name": "edge", "kind": "edge"})
+    assert list(model.branches) == model.task_names
+    assert list(model.heads["semseg"].distill.messages) == ["depth", "normals", "edge"]
+    check_partition(model)
+    assert model(batch()["image"])["edge"].shape == (2, 1, 32, 32)
+    model.remove_task("depth")
+    assert list(model.heads["edge"].distill.messages) == ["semseg", "normals"]
+    assert model(batch()["image"])["normals"].shape == (2, 3, 32, 32)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="task 'scene' of kind 'classification' is not dense"):
+        mtlzoo.create_model("padnet_tiny", tasks=[*TASKS, {"name": "scene", "kind": "classification", "channels": 3}])
+    with pytest.raises(ValueError, match="aux_weight must be 1 non-negative"):
+        mtlzoo.create_model("padnet_tiny", tasks=TASKS, aux_weight=-1.0)
+    with pytest.raises(ValueError, match="expects images"):
+        mtlzoo.create_model("padnet_tiny", tasks=TASKS)(torch.randn(2, 1, 32, 32))
+
+
+def test_bf16_autocast(model):
+    data = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(data["image"])
+        losses = model.losses(outputs, _targets(data))
+    assert outputs["depth"].dtype == torch.bfloat16
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("balancer", mtlzoo.list_balancers())
+def test_every_balancer_at_both_levels(balancer):
+    balancer_steps("padnet_tiny", balancer)
+
+
+def test_alternating_update_rule():
+    balancer_steps("padnet_tiny", "ius")
+
+
+def test_config_trains_and_the_loss_falls(tmp_path):
+    totals = train_config_losses("synthscenes_padnet", tmp_path)
+    assert np.mean(totals[-6:]) < 0.9 * np.mean(totals[:6])
+
+
+@pytest.mark.parametrize("balancer", ["pcgrad", "mgda_ub"])
+def test_gradient_balancers_reach_every_parameter(balancer):
+    """The branches sit between the encoder and the representation: both levels must train them too."""
+    torch.manual_seed(0)
+    model = mtlzoo.create_model("padnet_tiny", tasks=TASKS)
+    rule = mtlzoo.create_update_rule(balancer, model, lambda params: torch.optim.SGD(params, lr=0.1))
+    rule.step(batch())
+    untouched = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert untouched == []
