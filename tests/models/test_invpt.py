@@ -138,6 +138,21 @@ def test_round_trips(model, tmp_path):
     check_round_trips(model, tmp_path)
 
 
+def test_torch_hub_round_trip(model, tmp_path):
+    """torch.hub (source='local', this checkout's hubconf.py) builds the same model and loads a saved one."""
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[2])
+    built = torch.hub.load(repo, "invpt_tiny", source="local", tasks=TASKS)
+    assert built.config == model.config
+    model.eval().save_pretrained(tmp_path / "invpt")
+    loaded = torch.hub.load(repo, "from_pretrained", str(tmp_path / "invpt"), source="local").eval()
+    x = batch()["image"]
+    with torch.no_grad():
+        expected, got = model(x), loaded(x)
+    assert all(torch.equal(expected[t], got[t]) for t in model.task_names)
+
+
 def test_any_input_size(model):
     model.eval()
     for size in [(37, 50), (64, 48)]:
