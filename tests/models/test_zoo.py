@@ -5,8 +5,8 @@ import torch
 
 import mtlzoo
 
-HEAVY = {"squadnet_base", "mtan_segnet", "stl", "cross_stitch", "nddr", "stl_resnet18", "cross_stitch_resnet18",
-         "nddr_resnet18", "invpt_vit_base"}  # one ResNet column per task, a 44 M SegNet, or a ViT-B
+HEAVY = {"squadnet_base", "mtan_segnet", "cross_stitch", "stl_resnet18", "cross_stitch_resnet18", "nddr_resnet18",
+         "invpt_vit_base"}  # one ResNet column per task, a 44 M SegNet, or a ViT-B
 VECTOR = mtlzoo.list_models("*_mlp")  # models named *_mlp take vectors (B, D)
 VECTOR_TASKS = [{"name": "score", "kind": "regression"}, {"name": "label", "kind": "classification", "channels": 3}]
 
