@@ -1,9 +1,11 @@
 """Joint transforms for dense multi-task samples: every target moves with the image, by its kind's rule.
 
 Samples are dicts ``{"image": (3, H, W) float, <task>: target}`` with the target conventions of
-:mod:`mtlzoo.losses`. Images are resampled bilinearly; labels, depth and normals with nearest
-neighbour (so void / invalid markers survive). Zooming by ``s`` divides depth by ``s`` (multiplies
-inverse depth); a horizontal flip negates the normals' x component and can swap left / right labels.
+:mod:`mtlzoo.losses`. Images are resampled bilinearly; each target as its TaskKind says (``resample``,
+``zoom_exponent``, ``on_flip``): labels, depth and normals with nearest neighbour (so void / invalid markers
+survive), keypoint heatmaps bilinearly; zooming by ``s`` divides depth by ``s`` (multiplies inverse depth);
+a horizontal flip negates the normals' x component and can swap left / right labels or keypoints.
+Image-level targets (classification, regression, multilabel) pass unchanged.
 """
 
 from __future__ import annotations
