@@ -128,3 +128,10 @@ def test_staged_encoder_uses_modules_replaced_after_construction():
     staged.encoder.model.bn1.register_forward_hook(lambda *args: calls.append(1))
     staged(torch.randn(1, 3, 32, 32))
     assert calls == [1]
+
+
+def test_generic_entry_takes_any_encoder():
+    model = mtlzoo.create_model("cross_stitch", tasks=TASKS, encoder="resnet18", output_stride=16, head="light",
+                                head_width=16)
+    assert model.config["encoder"] == "resnet18"
+    assert model(batch()["image"])["normals"].shape == (2, 3, 32, 32)

@@ -154,3 +154,11 @@ def test_segnet_private_gradients_round_trip_and_levels(tmp_path):
     balancer_steps("mtan_segnet", "pcgrad", steps=1)
     with pytest.raises(ValueError, match="no shared representation"):
         balancer_steps("mtan_segnet", "mgda_ub", steps=1)
+
+
+def test_generic_entry_takes_any_encoder():
+    model = mtlzoo.create_model("mtan", tasks=TASKS, encoder="resnet18", output_stride=16, head="light", head_width=16)
+    assert model.config["encoder"] == "resnet18"
+    assert model(batch()["image"])["normals"].shape == (2, 3, 32, 32)
+    smp = mtlzoo.create_model("mtan", tasks=TASKS, encoder="smp:resnet18", output_stride=32, head="light")
+    assert smp(batch()["image"])["depth"].shape == (2, 1, 32, 32)

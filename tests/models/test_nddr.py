@@ -93,3 +93,9 @@ def test_every_balancer_at_the_parameter_level_and_feature_level_refused(balance
 def test_config_trains_and_the_loss_falls(tmp_path):
     totals = train_config_losses("synthscenes_nddr", tmp_path)
     assert np.mean(totals[-6:]) < 0.9 * np.mean(totals[:6])
+
+
+def test_generic_entry_takes_any_encoder():
+    model = mtlzoo.create_model("nddr", tasks=TASKS, encoder="resnet18", output_stride=16, head="light", head_width=16)
+    assert model.config["encoder"] == "resnet18"
+    assert model(batch()["image"])["normals"].shape == (2, 3, 32, 32)

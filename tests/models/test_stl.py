@@ -112,3 +112,9 @@ def test_a_frozen_task_keeps_its_outputs_while_others_train(model):
     model(x * 3 + 1)  # a training-mode forward updates the running statistics of every trainable column
     assert torch.equal(model.eval()(x)["depth"], before)
     assert all(not p.requires_grad for p in model.encoder.columns["depth"].parameters())
+
+
+def test_generic_entry_takes_any_encoder():
+    model = mtlzoo.create_model("stl", tasks=TASKS, encoder="resnet18", output_stride=16, head="light", head_width=16)
+    assert model.config["encoder"] == "resnet18"
+    assert model(batch()["image"])["normals"].shape == (2, 3, 32, 32)
