@@ -1,0 +1,156 @@
+"""mtinet_*: MTI-Net (Vandenhende et al. 2020), multi-scale task interaction with deep supervision at every scale."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from family_checks import (
+    TASKS,
+    balancer_steps,
+    batch,
+    check_info,
+    check_partition,
+    check_private_gradients,
+    check_round_trips,
+    train_config_losses,
+)
+
+import mtlzoo
+from mtlzoo.models.mtinet import FeaturePropagation
+from mtlzoo.schemes.base import forward_tasks
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return mtlzoo.create_model("mtinet_tiny", tasks=TASKS)
+
+
+def _targets(data):
+    return {k: v for k, v in data.items() if k != "image"}
+
+
+def _upsampled(prediction, size=(32, 32)):
+    return F.interpolate(prediction, size=size, mode="bilinear", align_corners=False)
+
+
+def test_losses_add_every_scale_with_its_weight():
+    """loss_t = final_t + sum_k w_k loss(upsampled initial_t^k), finest scale first."""
+    torch.manual_seed(0)
+    weights = [1.0, 0.5, 0.25, 2.0]
+    model = mtlzoo.create_model("mtinet_tiny", tasks=TASKS, aux_weights=weights)
+    data = batch()
+    targets = _targets(data)
+    outputs = model(data["image"])
+    losses = model.losses(outputs, targets)
+    for task in model.tasks:
+        aux = model.aux_predictions()[task.name]
+        assert [a.shape[-1] for a in aux] == [8, 4, 2, 1]  # 1/4 .. 1/32 of 32 x 32
+        expected = task.compute_loss(outputs[task.name], targets[task.name])
+        for w, prediction in zip(weights, aux, strict=True):
+            expected = expected + w * task.compute_loss(_upsampled(prediction), targets[task.name])
+        assert torch.allclose(losses[task.name], expected), task.name
+
+
+def test_forward_tasks_keeps_the_deep_supervision(model):
+    data = batch()
+    outputs = forward_tasks(model, data["image"], ["semseg"])
+    task = model.task("semseg")
+    expected = task.compute_loss(outputs["semseg"], data["semseg"])
+    for prediction in model.aux_predictions()["semseg"]:
+        expected = expected + task.compute_loss(_upsampled(prediction), data["semseg"])
+    assert torch.allclose(model.losses(outputs, _targets(data))["semseg"], expected)
+
+
+def test_feature_propagation_follows_its_definition():
+    """FPM: SE_t(conv[up(f_1); ...; up(f_T)]), SE re-computed by hand from its weights."""
+    torch.manual_seed(0)
+    fpm = FeaturePropagation(["a", "b"], 6, 4, reduction=2).eval()
+    features = [torch.randn(1, 6, 2, 2), torch.randn(1, 6, 2, 2)]
+    out = fpm(features, (4, 4))
+    shared = fpm.shared(torch.cat([_upsampled(f, (4, 4)) for f in features], dim=1))
+    for name, got in zip(["a", "b"], out, strict=True):
+        _, down, _, up, _ = fpm.select[name].fc
+        squeeze = shared.mean(dim=(-2, -1), keepdim=True)
+        scale = torch.sigmoid(F.conv2d(torch.relu(F.conv2d(squeeze, down.weight, down.bias)), up.weight, up.bias))
+        assert torch.allclose(got, shared * scale, atol=1e-6)
+
+
+def test_the_representation_is_every_scale_of_every_task(model):
+    rep = model.encode(batch()["image"])
+    assert [tuple(f.shape[1:]) for f in rep.features] == [(16, 8, 8)] * 3 + [(32, 4, 4)] * 3 + [(64, 2, 2)] * 3 + [
+        (128, 1, 1)] * 3
+    shared = {id(p) for p in model.shared_parameters()}
+    expected = {id(p) for m in (model.encoder, model.branches, model.propagation) for p in m.parameters()}
+    assert shared == expected
+
+
+def test_groups_and_private_gradients(model):
+    check_partition(model)
+    check_private_gradients(model)
+
+
+def test_info_gives_parameters_and_flops():
+    check_info("mtinet_tiny")
+
+
+def test_round_trips(model, tmp_path):
+    check_round_trips(model, tmp_path)
+
+
+def test_hrnet18_reads_the_four_raw_branches_without_downloading():
+    with torch.device("meta"):
+        model = mtlzoo.create_model("mtinet_hrnet18", tasks="nyud")
+    assert model.encoder.out_channels == [18, 36, 72, 144] and model.encoder.reductions == [4, 8, 16, 32]
+    assert model.channels == [18, 36, 72, 144]
+    with torch.device("meta"):
+        resnet = mtlzoo.create_model("mtinet_resnet18", tasks="nyud")
+    assert resnet.encoder.out_channels[-4:] == [64, 128, 256, 512] and resnet.channels == [18, 36, 72, 144]
+
+
+def test_bad_input_is_refused(model):
+    with pytest.raises(ValueError, match="aux_weights must be 4 non-negative"):
+        mtlzoo.create_model("mtinet_tiny", tasks=TASKS, aux_weights=[1.0, 1.0])
+    with pytest.raises(ValueError, match="task_channels must be 4 positive ints"):
+        mtlzoo.create_model("mtinet_tiny", tasks=TASKS, task_channels=[8, 8, 8, 0])
+    with pytest.raises(ValueError, match="is not dense"):
+        mtlzoo.create_model("mtinet_tiny", tasks=[{"name": "scene", "kind": "classification", "channels": 3}])
+    with pytest.raises(ValueError, match="adding a task changes shared layers"):
+        model.add_task({"name": "edge", "kind": "edge"})
+    with pytest.raises(ValueError, match="removing a task changes shared layers"):
+        model.remove_task("depth")
+
+
+def test_bf16_autocast(model):
+    data = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(data["image"])
+        losses = model.losses(outputs, _targets(data))
+    assert outputs["depth"].dtype == torch.bfloat16
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("balancer", mtlzoo.list_balancers())
+def test_every_balancer_at_both_levels(balancer):
+    balancer_steps("mtinet_tiny", balancer)
+
+
+@pytest.mark.parametrize("balancer", ["pcgrad", "mgda_ub", "ius"])
+def test_gradient_balancers_reach_every_parameter(balancer):
+    """Branches and propagation sit between the encoder and the representation: both levels must train them."""
+    torch.manual_seed(0)
+    model = mtlzoo.create_model("mtinet_tiny", tasks=TASKS)
+    rule = mtlzoo.create_update_rule(balancer, model, lambda params: torch.optim.SGD(params, lr=0.1))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    rule.step(batch())
+    if balancer != "ius":  # ius clears the gradients between its per-group steps
+        assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    # every weight moves (conv biases in front of a batch norm get an exactly-zero gradient, and may not)
+    unchanged = [n for n, p in model.named_parameters() if torch.equal(p, before[n]) and not n.endswith("0.bias")]
+    assert unchanged == []
+
+
+def test_config_trains_and_the_loss_falls(tmp_path):
+    totals = train_config_losses("synthscenes_mtinet", tmp_path)
+    assert np.mean(totals[-6:]) < 0.9 * np.mean(totals[:6])
