@@ -57,7 +57,8 @@ def gradient_report(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], m
     shared_ids = {id(p) for p in model.shared_parameters()}
     shared_named = [(n, p) for n, p in named if id(p) in shared_ids]
     if not shared_named:
-        raise ValueError("the model has no trainable shared parameters to diagnose (is the encoder frozen?)")
+        reason = "it shares none: a single-task model" if not shared_ids else "is the encoder frozen?"
+        raise ValueError(f"the model has no trainable shared parameters to diagnose ({reason})")
     layers: dict[str, list[int]] = {}
     for i, (name, _) in enumerate(shared_named):
         layers.setdefault(_layer_of(name, layer_depth), []).append(i)

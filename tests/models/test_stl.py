@@ -118,3 +118,10 @@ def test_generic_entry_takes_any_encoder():
     model = mtlzoo.create_model("stl", tasks=TASKS, encoder="resnet18", output_stride=16, head="light", head_width=16)
     assert model.config["encoder"] == "resnet18"
     assert model(batch()["image"])["normals"].shape == (2, 3, 32, 32)
+
+
+def test_diagnose_says_a_single_task_model_shares_nothing(model):
+    from mtlzoo.diagnose import gradient_report
+
+    with pytest.raises(ValueError, match="single-task model"):
+        gradient_report(model, [batch()], max_batches=1)
