@@ -14,6 +14,9 @@ from mtlzoo.config import TrainConfig
 from mtlzoo.train import Trainer, seed_everything
 
 METHODS = ["ew", "pcgrad", "aligned_mtl", "nash_mtl", "ius"]
+MODEL_CASES = [("invpt_tiny", "pcgrad"), ("invpt_tiny", "mgda_ub"),
+               ("padnet_tiny", "pcgrad"), ("padnet_tiny", "mgda_ub"), ("mtinet_tiny", "ew"),
+               ("mtinet_tiny", "pcgrad"), ("mtinet_tiny", "mgda_ub")]  # (model, method) beyond hps_tiny
 STEPS = 3
 
 
@@ -33,10 +36,10 @@ def dense_valid_data(n: int = 16, size: int = 32) -> list[dict]:
     return items
 
 
-def train(method: str, out_dir: Path, batch_size: int) -> dict[str, torch.Tensor]:
+def train(method: str, out_dir: Path, batch_size: int, model_name: str = "hps_tiny") -> dict[str, torch.Tensor]:
     """Train with ``method`` (BN frozen so the forward does not depend on how the batch is split)."""
     seed_everything(0)
-    model = mtlzoo.create_model("hps_tiny", tasks="nyud")
+    model = mtlzoo.create_model(model_name, tasks="nyud")
     rule = mtlzoo.create_update_rule(method, model, lambda params: torch.optim.SGD(params, lr=0.05))
     options = TrainConfig(steps=STEPS, eval_every=1000, log_every=1, out_dir=str(out_dir / method), device="cpu",
                           progress=False, freeze_norm=True)
@@ -51,6 +54,9 @@ def main() -> None:
         state = train(method, out_dir, per_rank_batch)
         rank = torch.distributed.get_rank()
         save_file(state, str(out_dir / f"{method}.rank{rank}.safetensors"))
+    for model_name, method in MODEL_CASES:
+        state = train(method, out_dir / model_name, per_rank_batch, model_name)
+        save_file(state, str(out_dir / f"{model_name}.{method}.rank{torch.distributed.get_rank()}.safetensors"))
 
 
 if __name__ == "__main__":

@@ -39,3 +39,16 @@ def test_ranks_agree_and_match_the_union_batch(ddp_run, method, tmp_path):
         moved |= value.shape == initial[name].shape and not torch.equal(value, initial[name])
     assert moved, "training did not change the weights"
     assert (ddp_run / method / "checkpoints" / "latest").exists(), "rank 0 writes the checkpoint"
+
+
+@pytest.mark.parametrize("model_name,method", ddp_worker.MODEL_CASES)
+def test_other_models_ranks_agree_and_match_the_union_batch(ddp_run, model_name, method, tmp_path):
+    rank0 = load_file(str(ddp_run / f"{model_name}.{method}.rank0.safetensors"))
+    rank1 = load_file(str(ddp_run / f"{model_name}.{method}.rank1.safetensors"))
+    single = ddp_worker.train(method, tmp_path, 2 * PER_RANK_BATCH, model_name)
+    ddp_worker.seed_everything(0)
+    initial = ddp_worker.mtlzoo.create_model(model_name, tasks="nyud").state_dict()
+    for name, value in single.items():
+        assert torch.equal(rank0[name], rank1[name]), f"{model_name} {method}: ranks differ on {name}"
+        assert torch.allclose(rank0[name], value, rtol=1e-4, atol=1e-5), f"{model_name} {method}: {name} differs"
+    assert any(not torch.equal(single[k], v) for k, v in initial.items()), "training did not change the weights"
