@@ -208,6 +208,7 @@ def _loss_level(balancer: LossBalancer, L: Tensor, per_task: list[Tensor], value
     (total * factor).backward()
     if _distributed():
         _average_grads(model_or_params)
+        _average_grads(balancer)  # learnable weights (uw, gradnorm) see each rank's losses: same step everywhere
     weights = torch.where(ctx.finite, weights.detach(), float("nan"))
     return BalanceInfo(tasks, weights, extras=ctx.extras, finite=ctx.finite)
 

@@ -26,8 +26,9 @@ def _grads(name, level, x, y):
     model = ToyModel()
     kwargs = {} if name == "uw" else {"level": level}
     losses, feats = model.losses(x, y)
-    info = create_balancer(name, tasks=list(losses), **kwargs).backward(losses, model, features=feats)
-    return info.weights.float(), [p.grad.clone() for p in model.parameters()]
+    balancer = create_balancer(name, tasks=list(losses), **kwargs)
+    info = balancer.backward(losses, model, features=feats)
+    return info.weights.float(), [p.grad.clone() for p in [*model.parameters(), *balancer.parameters()]]
 
 
 def _worker(rank, port, queue):
