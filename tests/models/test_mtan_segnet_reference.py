@@ -94,6 +94,9 @@ def test_outputs_equal_the_released_structure():
     assert sorted(state) == sorted(model.state_dict())
     model.load_state_dict(state)
     x = torch.randn(2, 3, 32, 64)
+    for norm in [m for net in (model, reference) for m in net.modules() if isinstance(m, nn.BatchNorm2d)]:
+        norm.momentum = 1.0  # the training-mode pass sets the running statistics to this batch's, so that the
+        # eval-mode pass is not saturated by untrained statistics (and so can tell a wrong weight)
     for mode in (True, False):  # training-mode batch norm, then running statistics
         model.train(mode)
         reference.train(mode)
