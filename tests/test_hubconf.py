@@ -64,7 +64,8 @@ def test_torch_hub_load_local_builds_models(tmp_path: Path) -> None:
         torch.hub.load(str(REPO), "hps_tiny", source="local")
 
 
-@pytest.mark.parametrize("name", ["stl_tiny", "cross_stitch_tiny", "nddr_tiny", "mtan_tiny"])
+@pytest.mark.parametrize("name", ["stl_tiny", "cross_stitch_tiny", "nddr_tiny", "mtan_tiny", "padnet_tiny",
+                                  "mtinet_tiny"])
 def test_torch_hub_round_trip_of_the_zoo_families(name: str, tmp_path: Path) -> None:
     """torch.hub builds the same architecture as create_model, and loads a saved one with identical outputs."""
     tasks = [{"name": "semseg", "kind": "segmentation", "channels": 4}, {"name": "depth", "kind": "depth"}]

@@ -200,8 +200,8 @@ def mtinet(tasks: TaskSpec, encoder: str = "hrnet_w18", **kwargs: Any) -> MTINet
 
 @register_model
 def mtinet_tiny(tasks: TaskSpec, **kwargs: Any) -> MTINet:
-    """MTI-Net on the tiny 4-stage conv encoder (16-128 channels), light heads: tests and CPU demos."""
-    return MTINet(tasks, encoder="tiny", **{"head_width": 32, **kwargs})
+    """MTI-Net on the tiny 4-stage conv encoder (16-128 channels), task widths 8-64, light heads: tests and CPU."""
+    return MTINet(tasks, encoder="tiny", **{"task_channels": [8, 16, 32, 64], "head_width": 32, **kwargs})
 
 
 @register_model

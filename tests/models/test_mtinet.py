@@ -78,8 +78,8 @@ def test_feature_propagation_follows_its_definition():
 
 def test_the_representation_is_every_scale_of_every_task(model):
     rep = model.encode(batch()["image"])
-    assert [tuple(f.shape[1:]) for f in rep.features] == [(16, 8, 8)] * 3 + [(32, 4, 4)] * 3 + [(64, 2, 2)] * 3 + [
-        (128, 1, 1)] * 3
+    assert [tuple(f.shape[1:]) for f in rep.features] == [(8, 8, 8)] * 3 + [(16, 4, 4)] * 3 + [(32, 2, 2)] * 3 + [
+        (64, 1, 1)] * 3
     shared = {id(p) for p in model.shared_parameters()}
     expected = {id(p) for m in (model.encoder, model.branches, model.propagation) for p in m.parameters()}
     assert shared == expected
