@@ -8,12 +8,13 @@ of an image is the sum of its map. Importing this module registers the kind "den
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 import mtlzoo
 from mtlzoo.metrics import Meter
@@ -35,6 +36,20 @@ def check_density(task: Task, output: Tensor, target: Tensor) -> Tensor:
     if bool((target < 0).any()):
         raise ValueError(f"task {task.name!r}: density targets must be >= 0, got a minimum of {target.min():g}")
     return target
+
+
+class DensityHead(nn.Module):
+    """Fuse the finest and the coarsest feature maps, predict one channel, upsample to the input size."""
+
+    def __init__(self, in_channels: Sequence[int], width: int = 32) -> None:
+        super().__init__()
+        self.fine, self.coarse = nn.Conv2d(in_channels[0], width, 1), nn.Conv2d(in_channels[-1], width, 1)
+        self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(width, 1, 3, padding=1))
+
+    def forward(self, features: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
+        fine = features[0]
+        x = self.fine(fine) + F.interpolate(self.coarse(features[-1]), size=fine.shape[-2:], mode="bilinear")
+        return F.interpolate(self.out(x), size=size, mode="bilinear")
 
 
 class CountMeter(Meter):
@@ -67,6 +82,7 @@ class CountMeter(Meter):
 DENSITY = mtlzoo.register_task_kind(TaskKind(
     name="density", dense=True, default_channels=1, default_head="light", losses=("mse",),
     metrics={"count_mae": LOWER, "within_1": HIGHER}, headline_metric="count_mae",
+    build_head=lambda task, in_channels: DensityHead(in_channels),
     compute_loss=density_loss, postprocess=lambda task, output: output.float().clamp_min(0.0),
     check_target=check_density,
     to_tensor=lambda array: torch.from_numpy(np.asarray(array, np.float32)).reshape(1, *np.shape(array)[:2]),

@@ -91,12 +91,15 @@ class MLPHead(nn.Module):
 
 def build_head(task: Task, in_channels: Sequence[int], default: str | None = None,
                width: int | None = None, options: Mapping[str, Any] | None = None) -> nn.Module:
-    """The head for ``task``: its own ``head`` field, else the model's ``default``, else the kind's default.
+    """The head for ``task``: its own ``head`` field, else the kind's ``build_head``, else the model's ``default``,
+    else the kind's ``default_head``.
 
     Dense models asking for a dense head on a non-dense task (classification, regression) get the MLP head.
     ``options`` (e.g. ``{"rates": [12, 24, 36]}``) are keyword arguments of the ``default`` head; a task
     whose own head differs from the default is built without them.
     """
+    if task.head is None and task.spec.build_head is not None:  # the kind builds its own head
+        return task.spec.build_head(task, list(in_channels))
     name = task.head or (default if task.dense else None) or task.spec.default_head
     if not task.dense and name != "mlp":
         raise ValueError(f"task {task.name!r} of kind {task.kind!r} predicts one vector per image; use head='mlp'")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mtlzoo import targets
 from mtlzoo.registry import Registry, unknown_name_error
@@ -59,8 +59,11 @@ class TaskKind:
 
     Training: ``compute_loss(task, output, target)`` after ``check_target(task, output, target) -> target``
     (shape, dtype and range; may add or drop an unambiguous channel axis; default: batch size only).
-    ``losses`` names the variants a Task may pick with ``loss=`` (first = default); ``default_head`` names a
-    head of ``mtlzoo.models.heads.HEADS`` ("aspp" / "light" for dense kinds, "mlp" for image-level ones);
+    ``losses`` names the variants a Task may pick with ``loss=`` (first = default). The head:
+    ``build_head(task, in_channels)`` builds the kind's own (a module called as ``head(features, size)`` on the
+    feature maps, finest first, whose channels ``in_channels`` lists); without it the model's head type is
+    used, or ``default_head``, a head of ``mtlzoo.models.heads.HEADS`` ("aspp" / "light" / "mlp");
+    ``Task(head=...)`` overrides both.
     ``default_pos_weight`` fills ``Task.pos_weight``.
 
     Data: ``to_tensor(array)`` turns a loaded (H, W[, C]) numpy target into the tensor the loss reads.
@@ -100,6 +103,7 @@ class TaskKind:
     fraction_metrics: tuple[str, ...] = ()
     hf_task_type: str = "other"
     example_target: Callable[[Task, int, tuple[int, int], torch.Generator | None], Tensor] | None = None
+    build_head: Callable[[Task, list[int]], nn.Module] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():

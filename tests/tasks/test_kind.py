@@ -51,6 +51,25 @@ def test_register_task_kind_makes_a_kind_usable_everywhere(restore_registries):
         mtlzoo.register_task_kind({"name": "x"})
 
 
+class _ZeroHead(torch.nn.Module):
+    def __init__(self, in_channels) -> None:
+        super().__init__()
+        self.in_channels, self.bias = list(in_channels), torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, features, size):
+        return self.bias.expand(features[0].shape[0], 1, *size)
+
+
+def test_a_kind_builds_its_own_head_unless_the_task_names_one(restore_registries):
+    mtlzoo.register_task_kind(_kind(build_head=lambda task, in_channels: _ZeroHead(in_channels)))
+    model = mtlzoo.create_model("hps_tiny", tasks=[Task("h", "heat"), Task("g", "heat", head="light")])
+    assert isinstance(model.heads["h"], _ZeroHead) and model.heads["h"].in_channels
+    assert not isinstance(model.heads["g"], _ZeroHead)
+    assert model(torch.randn(2, 3, 32, 32))["h"].shape == (2, 1, 32, 32)
+    model.add_task(Task("later", "heat"))
+    assert isinstance(model.heads["later"], _ZeroHead)
+
+
 def test_a_protocol_may_replace_a_kind_meter_and_a_kind_without_one_is_named(restore_registries):
     mtlzoo.register_task_kind(_kind())
     task = Task("h", "heat")

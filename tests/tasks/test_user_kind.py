@@ -71,6 +71,7 @@ def test_a_user_kind_trains_evaluates_saves_reloads_and_finetunes(density, tmp_p
     train = [_scene(g, 8) for _ in range(4)]
     val = [_scene(g, 8) for _ in range(2)]
     model = mtlzoo.create_model("hps_tiny", tasks=[Task("semseg", "segmentation", 2), Task("crowd", "density")])
+    assert isinstance(model.heads["crowd"], density.DensityHead)
 
     history = _train(model, train, ["semseg", "crowd"], steps=40)
     first, last = np.mean([h["crowd"] for h in history[:4]]), np.mean([h["crowd"] for h in history[-4:]])
