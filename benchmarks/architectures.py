@@ -2,7 +2,7 @@
 
 Sections (each case runs in a fresh process so peak-memory figures do not leak between cases):
   models   forward + backward throughput (images/s) and peak memory of squadnet_small, hps_resnet18,
-           hps_resnet50 on the nyud preset;
+           hps_resnet50, invpt_vit_small, padnet_resnet18, mtinet_hrnet18, mtinet_resnet18 on the nyud preset;
   experts  SquadNet encoder forward + backward with fused (grouped conv) vs per-task loop experts, T = 4;
   schemes  time of one update step of cs_two_phase (phase 1, phase 2) and ius / io (group size 1),
            relative to a plain ``ew`` step on the same model.
@@ -98,6 +98,10 @@ def _cases(cpu: bool, size: tuple) -> list[Case]:
         Case("models", "squadnet_small", "squadnet_small", size=size),
         Case("models", "hps_resnet18", "hps_resnet18", size=size),
         Case("models", "hps_resnet50", "hps_resnet50", size=size),
+        Case("models", "invpt_vit_small", "invpt_vit_small", size=size),
+        Case("models", "padnet_resnet18", "padnet_resnet18", size=size),
+        Case("models", "mtinet_hrnet18", "mtinet_hrnet18", size=size),
+        Case("models", "mtinet_resnet18", "mtinet_resnet18", size=size),
         Case("experts", "fused", "squadnet_small", encoder_only=True, size=size),
         Case("experts", "loop", "squadnet_small", {"experts": "loop"}, encoder_only=True, size=size),
         Case("schemes", "cs_resnet18 ew", "cs_resnet18", size=scheme_size),
@@ -149,6 +153,7 @@ def main() -> None:
                         help="input size (the scheme section uses half of it on CPU)")
     parser.add_argument("--sections", nargs="+", default=["models", "experts", "schemes"])
     parser.add_argument("--json", default=None, help="also write the raw results here")
+    parser.add_argument("--labels", nargs="+", default=None, help="run only the cases with these labels")
     args = parser.parse_args()
     cpu = torch.device(args.device).type == "cpu"
     batch_size = args.batch_size or (1 if cpu else 8)
@@ -156,7 +161,8 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else (1 if cpu else 5)
     results = []
     context = mp.get_context("spawn")
-    for case in (c for c in _cases(cpu, tuple(args.size)) if c.section in args.sections):
+    for case in (c for c in _cases(cpu, tuple(args.size)) if c.section in args.sections and
+                 (args.labels is None or c.label in args.labels)):
         with context.Pool(1) as pool:
             result = pool.apply(_run_case, (case, args.device, batch_size, iters, warmup, args.threads))
         print(f"{case.section:8s} {case.label:18s} {result['seconds_per_step']:.3f} s/step", flush=True)
