@@ -143,8 +143,10 @@ def test_every_balancer_at_both_levels(balancer):
     balancer_steps("padnet_tiny", balancer)
 
 
-def test_alternating_update_rule():
-    balancer_steps("padnet_tiny", "ius")
+@pytest.mark.parametrize("rule", ["ius", "io"])
+def test_alternating_update_rules(rule):
+    """ius / io run the heads through forward_tasks (not decode)."""
+    balancer_steps("padnet_tiny", rule)
 
 
 def test_config_trains_and_the_loss_falls(tmp_path):
