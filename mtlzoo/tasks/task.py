@@ -18,6 +18,15 @@ from mtlzoo.tasks.kind import TASK_KINDS, TaskKind
 _HEADS = ("aspp", "light", "mlp")
 
 
+def _kind(name: str) -> TaskKind:
+    """The registered kind ``name``; an unknown one says how a user kind gets registered."""
+    if isinstance(name, str) and name not in TASK_KINDS:
+        error = unknown_name_error("task kind", name, TASK_KINDS.names())
+        raise ValueError(f"{error} A kind of your own is added by importing the module that calls "
+                         "mtlzoo.register_task_kind (before loading a checkpoint that uses it).") from None
+    return TASK_KINDS.get(name)
+
+
 @dataclass(frozen=True)
 class Task:
     """One prediction of a multi-task model; JSON-able, so a config rebuilds it.
@@ -41,7 +50,7 @@ class Task:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"task name must be a Python identifier like 'semseg', got {self.name!r}")
-        spec = TASK_KINDS.get(self.kind)
+        spec = _kind(self.kind)
         channels = self.channels if self.channels is not None else spec.default_channels
         if channels is None:
             raise ValueError(f"task {self.name!r} of kind {self.kind!r} needs channels= (the number of classes)")

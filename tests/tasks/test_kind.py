@@ -60,6 +60,13 @@ class _ZeroHead(torch.nn.Module):
         return self.bias.expand(features[0].shape[0], 1, *size)
 
 
+def test_an_unknown_kind_says_how_a_user_kind_is_registered():
+    with pytest.raises(ValueError, match=r"Unknown task kind 'density'.*register_task_kind"):
+        Task("crowd", "density")
+    with pytest.raises(TypeError, match="str"):
+        Task("crowd", 3)
+
+
 def test_a_kind_builds_its_own_head_unless_the_task_names_one(restore_registries):
     mtlzoo.register_task_kind(_kind(build_head=lambda task, in_channels: _ZeroHead(in_channels)))
     model = mtlzoo.create_model("hps_tiny", tasks=[Task("h", "heat"), Task("g", "heat", head="light")])
