@@ -46,15 +46,8 @@ from mtlzoo.balancers import (  # noqa: F401  (importing registers the methods)
     upgrad,
     weighting,
 )
-from mtlzoo.balancers.base import (
-    BalanceInfo,
-    Balancer,
-    GramianBalancer,
-    JacobianBalancer,
-    LossBalancer,
-    Needs,
-    StepContext,
-)
+from mtlzoo.balancers.base import Balancer, GramianBalancer, JacobianBalancer, LossBalancer
+from mtlzoo.balancers.contract import BalanceInfo, Needs, StepContext
 from mtlzoo.balancers.engine import balanced_backward
 from mtlzoo.balancers.jacobian import TaskJacobian
 from mtlzoo.balancers.registry import BALANCERS, create_balancer, list_balancers, register_balancer

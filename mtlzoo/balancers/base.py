@@ -14,85 +14,18 @@ Gramian. Three families implement one hook each:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from mtlzoo.balancers.contract import BalanceInfo, Needs, StepContext
+from mtlzoo.balancers.engine import balanced_backward
+
 LEVELS = ("parameters", "features")
 JACOBIAN_MODES = ("auto", "batched", "loop")
 _CALIBRATION = ("_auto_calls", "_auto_times", "_resolved_mode", "_batched_ok")
-
-
-@dataclass(frozen=True)
-class Needs:
-    """What a balancer needs from the engine (the engine computes nothing else).
-
-    ``post_step_losses``: the losses re-evaluated on the same batch right after the optimizer step
-    (no grad), handed to :meth:`Balancer.after_step`; the update rule makes that extra forward (FAMO).
-    """
-
-    losses: bool = True
-    jacobian: bool = False
-    gramian: bool = False
-    features: bool = False
-    post_step_losses: bool = False
-
-
-@dataclass
-class BalanceInfo:
-    """What one balanced backward produced; tensors stay on the device (no host sync).
-
-    ``weights`` are the effective per-task weights on the shared update (T,), in the order of
-    ``tasks``; ``grad_norms``, ``cosines`` and ``condition_number`` are filled when the method
-    computed the Gramian anyway. ``finite`` (0-dim bool) is false when a loss or gradient was NaN
-    or inf: the gradients written are then NaN and the optimizer step must be skipped.
-    """
-
-    tasks: list[str]
-    weights: Tensor
-    grad_norms: Tensor | None = None
-    cosines: Tensor | None = None
-    condition_number: Tensor | None = None
-    extras: dict[str, Tensor] = field(default_factory=dict)
-    finite: Tensor = field(default_factory=lambda: torch.ones((), dtype=torch.bool))
-
-    def as_dict(self) -> dict[str, Tensor]:
-        """Flat ``{name: tensor}`` view for loggers, e.g. ``weight/semseg``."""
-        out = {"finite": self.finite}
-        out.update({f"weight/{t}": self.weights[i] for i, t in enumerate(self.tasks)})
-        if self.grad_norms is not None:
-            out.update({f"grad_norm/{t}": self.grad_norms[i] for i, t in enumerate(self.tasks)})
-        if self.condition_number is not None:
-            out["condition_number"] = self.condition_number
-        out.update(self.extras)
-        return out
-
-
-@dataclass
-class StepContext:
-    """Everything a balancer hook may read for one step.
-
-    ``losses`` are the stacked (possibly transformed) losses with their graph, ``task_losses``
-    the same scalars kept apart (differentiate these per task: a backward through the stack
-    visits every task's graph), ``values`` the detached values (all-reduced across ranks under
-    DDP so every rank takes the same decision). ``finite`` (0-dim bool, on the device) is false on
-    a step with a NaN or inf loss or gradient: a balancer must not update its state from such a
-    step (mask with ``torch.where(ctx.finite, new, old)``). ``model`` is the module passed to
-    ``backward`` (None for a sequence of parameters).
-    """
-
-    tasks: list[str]
-    losses: Tensor
-    task_losses: list[Tensor]
-    values: Tensor
-    shared: list[Tensor]
-    features: tuple[Tensor, ...] | None
-    level: str
-    extras: dict[str, Tensor] = field(default_factory=dict)
-    finite: Tensor = field(default_factory=lambda: torch.ones((), dtype=torch.bool))
-    model: nn.Module | None = None
 
 
 class Balancer(nn.Module):
@@ -158,8 +91,6 @@ class Balancer(nn.Module):
         were computed from (required at the feature level). ``scaler`` is an optional
         ``torch.amp.GradScaler``; the gradients left in ``.grad`` are then scaled as usual.
         """
-        from mtlzoo.balancers.engine import balanced_backward
-
         return balanced_backward(self, losses, model_or_params, features, scaler)
 
     def get_extra_state(self) -> dict[str, Any]:
@@ -186,6 +117,10 @@ class Balancer(nn.Module):
 
     def _prepare_load(self, state_dict: Mapping[str, Any]) -> None:
         """Create state whose shape is only known from the checkpoint (e.g. Jacobian-sized)."""
+
+    def combine(self, jacobian: Any, gramian: Tensor, ctx: StepContext) -> tuple[list[Tensor], Tensor]:
+        """The engine's hook for gradient-level methods: ``(combined blocks, weights)``; families override it."""
+        raise TypeError(f"{type(self).__name__} is not a LossBalancer, GramianBalancer or JacobianBalancer")
 
     def extra_repr(self) -> str:
         return f"level={self.level!r}"
@@ -215,6 +150,11 @@ class GramianBalancer(Balancer):
         """Return per-task weights (T,) in float64 from the float64 Gramian."""
         raise NotImplementedError
 
+    def combine(self, jacobian: Any, gramian: Tensor, ctx: StepContext) -> tuple[list[Tensor], Tensor]:
+        """The engine's hook: the weighted sum of the per-task gradients, and the weights."""
+        weights = self.weights(gramian, ctx)
+        return jacobian.combine(weights), weights
+
 
 class JacobianBalancer(Balancer):
     """Gradient-level method that needs the per-task gradients themselves."""
@@ -224,6 +164,10 @@ class JacobianBalancer(Balancer):
     def aggregate(self, jacobian: Any, gramian: Tensor, ctx: StepContext) -> tuple[list[Tensor], Tensor]:
         """Return the combined gradient as flat blocks (one per Jacobian block) and per-task weights."""
         raise NotImplementedError
+
+    def combine(self, jacobian: Any, gramian: Tensor, ctx: StepContext) -> tuple[list[Tensor], Tensor]:
+        """The engine's hook: the method's own aggregation of the per-task gradients."""
+        return self.aggregate(jacobian, gramian, ctx)
 
 
 def per_task_values(values: Sequence[float] | Mapping[str, float] | None, tasks: list[str],

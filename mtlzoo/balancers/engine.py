@@ -29,19 +29,12 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from mtlzoo.balancers.base import (
-    BalanceInfo,
-    Balancer,
-    GramianBalancer,
-    JacobianBalancer,
-    LossBalancer,
-    StepContext,
-)
+from mtlzoo.balancers.contract import BalanceInfo, StepContext
 from mtlzoo.balancers.jacobian import (
     TaskJacobian,
     batched_vjp,
@@ -52,6 +45,9 @@ from mtlzoo.balancers.jacobian import (
     reachable_leaves,
 )
 from mtlzoo.balancers.learnable import check_learnable, record_learnable
+
+if TYPE_CHECKING:  # annotations only: the balancer classes import this engine
+    from mtlzoo.balancers.base import Balancer, LossBalancer
 
 
 def _distributed() -> bool:
@@ -177,7 +173,7 @@ def balanced_backward(balancer: Balancer, losses: Mapping[str, Tensor],
     if isinstance(model_or_params, nn.Module) and hasattr(model_or_params, "shared_parameters") and \
             next(iter(model_or_params.shared_parameters()), None) is None:
         return _nothing_shared(tasks, per_task, model_or_params, scale, finite)
-    if isinstance(balancer, LossBalancer):
+    if not (balancer.needs.gramian or balancer.needs.jacobian):  # a loss-level method
         info = _loss_level(balancer, L, per_task, values, tasks, model_or_params, scale, finite)
         return record_learnable(balancer, model_or_params, info)
     shared, own, declared = split_parameters(model_or_params, tasks, per_task, feats)
@@ -333,13 +329,7 @@ def _combine_and_write(balancer: Balancer, jac: TaskJacobian, head_grads: list[l
     ctx.finite = finite
     # a broken Gramian never reaches a solver (eigh / Cholesky would raise); the step is discarded anyway
     safe = torch.where(finite, gram, torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device))
-    if isinstance(balancer, GramianBalancer):
-        weights = balancer.weights(safe, ctx)
-        combined = jac.combine(weights)
-    elif isinstance(balancer, JacobianBalancer):
-        combined, weights = balancer.aggregate(jac, safe, ctx)
-    else:
-        raise TypeError(f"{type(balancer).__name__} is not a LossBalancer, GramianBalancer or JacobianBalancer")
+    combined, weights = balancer.combine(jac, safe, ctx)
     guard = _nan_unless(finite)
     factor = guard if scale is None else guard * scale
     weights = torch.where(finite, weights, float("nan"))

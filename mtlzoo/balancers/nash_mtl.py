@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlzoo.balancers.base import GramianBalancer, StepContext
+from mtlzoo.balancers.base import GramianBalancer
+from mtlzoo.balancers.contract import StepContext
 from mtlzoo.balancers.registry import register_balancer
 from mtlzoo.balancers.solvers import nash_bargaining
 

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlzoo.balancers.base import GramianBalancer, StepContext, per_task_values
+from mtlzoo.balancers.base import GramianBalancer, per_task_values
+from mtlzoo.balancers.contract import StepContext
 from mtlzoo.balancers.registry import register_balancer
 from mtlzoo.balancers.solvers import project_dual_cone
 

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlzoo.balancers.base import LossBalancer, StepContext
+from mtlzoo.balancers.base import LossBalancer
+from mtlzoo.balancers.contract import StepContext
 from mtlzoo.balancers.registry import register_balancer
 from mtlzoo.registry import close_matches
 
