@@ -2,14 +2,12 @@
 
 from mtlzoo.balancers import create_balancer, list_balancers
 from mtlzoo.data import create_dataset, list_datasets
-from mtlzoo.hub import from_pretrained
 from mtlzoo.metrics import delta_m, evaluate, list_protocols
-from mtlzoo.models import MultiTaskModel, create_model, list_models, register_model
+from mtlzoo.models import MultiTaskModel, create_model, from_pretrained, list_models, register_model
 from mtlzoo.registry import Registry
 from mtlzoo.schemes import create_update_rule, list_update_rules
 from mtlzoo.tasks import Task, TaskKind, list_task_presets, register_task_kind, task_preset
-
-__version__ = "0.1.0"
+from mtlzoo.version import __version__
 
 __all__ = [
     "MultiTaskModel", "Registry", "Task", "TaskKind", "__version__", "create_balancer", "create_dataset",

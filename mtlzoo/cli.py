@@ -102,7 +102,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> None:
 
 
 def _cmd_publish(args: argparse.Namespace) -> None:
-    from mtlzoo.hub import publish
+    from mtlzoo.models import publish
 
     url = publish(args.checkpoint, args.repo_id, revision=args.revision, private=args.private,
                   token=args.token, commit_message=args.message)

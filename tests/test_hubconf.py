@@ -83,6 +83,8 @@ def test_torch_hub_round_trip_of_the_zoo_families(name: str, tmp_path: Path) -> 
 
 
 def test_torch_hub_load_pretrained_uses_the_default_tag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
     from huggingface_hub import constants
 
     from mtlzoo.models.pretrained import PRETRAINED_CFGS, PretrainedCfg
@@ -93,8 +95,11 @@ def test_torch_hub_load_pretrained_uses_the_default_tag(tmp_path: Path, monkeypa
     torch.manual_seed(0)
     source = mtlzoo.create_model("cs_tiny", tasks=[{"name": "depth", "kind": "depth"}])
     source.save_pretrained(tmp_path / "cs_tiny.hubtest")
+    monkeypatch.setitem(PRETRAINED_CFGS._entries, "cs_tiny.synthscenes",
+                        dataclasses.replace(PRETRAINED_CFGS.get("cs_tiny.synthscenes"), default=False))
     monkeypatch.setitem(PRETRAINED_CFGS._entries, "cs_tiny.hubtest",
-                        PretrainedCfg("cs_tiny", "hubtest", "org/cs_tiny.hubtest", bundled="cs_tiny.hubtest"))
+                        PretrainedCfg("cs_tiny", "hubtest", "org/cs_tiny.hubtest", bundled="cs_tiny.hubtest",
+                                      default=True))
     model = torch.hub.load(str(REPO), "cs_tiny", source="local", pretrained=True)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():

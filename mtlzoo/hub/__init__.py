@@ -1,23 +1,19 @@
-"""Checkpoints: save/load/push, model cards, pretrained configs, ``hf-hub:`` names and the offline HF cache."""
+"""Checkpoint files: reading and writing folders, model cards, the offline HF cache, uploads.
+
+Plain file I/O over dicts and tensors; it builds no model. :mod:`mtlzoo.models.factory` (``create_model``,
+``from_pretrained``) and :mod:`mtlzoo.models.export` (``save_pretrained``, ``push_to_hub``, ``publish``)
+use it, as timm's builder uses its hub module.
+"""
 
 from mtlzoo.hub.cache import bundled_weights_dir, fetch_hub_checkpoint, install_to_hf_cache, parse_hub_name
 from mtlzoo.hub.card import render_model_card
 from mtlzoo.hub.files import CheckpointNotFoundError
-from mtlzoo.hub.load import (
-    adapt_tasks,
-    find_weights,
-    from_pretrained,
-    load_checkpoint,
-    load_pretrained_cfg,
-    load_state,
-    read_weights,
-)
-from mtlzoo.hub.push import publish, push_to_hub
-from mtlzoo.hub.save import save_pretrained, state_for_saving
+from mtlzoo.hub.load import CheckpointFiles, find_weights, locate_pretrained, read_checkpoint, read_weights
+from mtlzoo.hub.push import upload_checkpoint
+from mtlzoo.hub.save import state_for_saving, write_checkpoint
 
 __all__ = [
-    "CheckpointNotFoundError", "adapt_tasks", "bundled_weights_dir", "fetch_hub_checkpoint", "find_weights",
-    "from_pretrained", "install_to_hf_cache", "load_checkpoint", "load_pretrained_cfg", "load_state",
-    "parse_hub_name", "publish", "push_to_hub", "read_weights", "render_model_card", "save_pretrained",
-    "state_for_saving",
+    "CheckpointFiles", "CheckpointNotFoundError", "bundled_weights_dir", "fetch_hub_checkpoint", "find_weights",
+    "install_to_hf_cache", "locate_pretrained", "parse_hub_name", "read_checkpoint", "read_weights",
+    "render_model_card", "state_for_saving", "upload_checkpoint", "write_checkpoint",
 ]

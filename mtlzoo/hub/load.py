@@ -1,13 +1,15 @@
-"""Loading checkpoints: strict by default, safetensors only unless told otherwise, hashes checked.
+"""Reading checkpoint folders: plain files in, plain dicts and tensors out (no model is built here).
 
-``from_pretrained`` accepts a checkpoint folder, ``"hf-hub:org/name[@revision]"`` or a registered
-pretrained name (``"squadnet_tiny.synthscenes"``, or an architecture with weights: its default tag).
+Safetensors only unless told otherwise, hashes checked, the pretrained folder found in the HF cache,
+the bundled ``weights/`` copy or (online) the Hub. :func:`mtlzoo.models.factory.create_model` builds
+the model from what :func:`read_checkpoint` returns, as timm's builder uses its hub module.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import torch
 from torch import Tensor
 
 from mtlzoo.checkpoint import published_directory
-from mtlzoo.hub.cache import bundled_weights_dir, fetch_hub_checkpoint, hub_offline, parse_hub_name
+from mtlzoo.hub.cache import bundled_weights_dir, fetch_hub_checkpoint, hub_offline
 from mtlzoo.hub.files import (
     CONFIG_NAME,
     PICKLE_WEIGHTS_NAMES,
@@ -24,11 +26,6 @@ from mtlzoo.hub.files import (
     read_json,
     sha256_file,
 )
-from mtlzoo.models.base import MultiTaskModel
-from mtlzoo.models.factory import MODELS, create_model_from_config, split_model_name
-from mtlzoo.models.pretrained import PRETRAINED_CFGS, PretrainedCfg, resolve_pretrained
-from mtlzoo.registry import close_matches
-from mtlzoo.tasks import resolve_tasks
 
 _SHOWN_KEYS = 10
 
@@ -79,63 +76,19 @@ def verify_sha256(path: Path, expected: Mapping[str, str | None]) -> str:
     return actual
 
 
-def _listed(keys: list[str]) -> str:
-    more = f" ... and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else ""
-    return ", ".join(keys[:_SHOWN_KEYS]) + more
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """What a checkpoint folder holds: its config.json, its state dict, where it came from and the weights' hash."""
+
+    config: dict[str, Any]
+    state: dict[str, Tensor]
+    source: Path
+    sha256: str
 
 
-def load_state(model: torch.nn.Module, state: Mapping[str, Tensor], strict: bool = True) -> dict[str, list[str]]:
-    """Copy ``state`` into ``model``; strict: every key must match in name and shape, else a ValueError lists them.
-
-    With ``strict=False`` the matching tensors load and the mismatches are returned
-    (``{"missing", "unexpected", "mismatched"}``).
-    """
-    expected = model.state_dict()
-    report = {
-        "missing": [k for k in expected if k not in state],
-        "unexpected": [k for k in state if k not in expected],
-        "mismatched": [f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
-                       for k in expected if k in state and state[k].shape != expected[k].shape],
-    }
-    if strict and any(report.values()):
-        lines = [f"{what} keys ({len(keys)}): {_listed(keys)}" for what, keys in report.items() if keys]
-        raise ValueError(f"checkpoint does not match {getattr(model, 'architecture', type(model).__name__)}: "
-                         + "; ".join(lines) + ". Pass strict=False to load only the tensors that match.")
-    usable = {k: v for k, v in state.items() if k in expected and v.shape == expected[k].shape}
-    model.load_state_dict(usable, strict=False)
-    return report
-
-
-def adapt_tasks(model: MultiTaskModel, tasks: Any) -> MultiTaskModel:
-    """Give a loaded model the requested tasks: keep identical ones, add new heads, replace changed, drop others.
-
-    Kept tasks stay in checkpoint order (some architectures index task-owned parts by position); new
-    and changed tasks are appended with freshly initialised heads (via ``add_task`` / ``remove_task``).
-    """
-    wanted = resolve_tasks(tasks)
-    names = [t.name for t in wanted]
-    current = {t.name: t for t in model.tasks}
-    for task in wanted:
-        if task.name not in current:
-            model.add_task(task)
-    for task in wanted:
-        if task.name in current and current[task.name] != task:
-            model.remove_task(task.name)
-            model.add_task(task)
-    for name in list(current):
-        if name not in names:
-            model.remove_task(name)
-    return model
-
-
-def load_checkpoint(folder: str | os.PathLike, *, strict: bool = True, trust_pickle: bool = False,
-                    map_location: str | torch.device = "cpu", sha256: str | None = None, tasks: Any = None,
-                    **model_kwargs: Any) -> MultiTaskModel:
-    """Rebuild the model of a checkpoint folder (config.json + weights), load its weights; returns it in eval mode.
-
-    ``sha256`` (e.g. from a pretrained config) and the hash recorded in config.json are both checked.
-    ``model_kwargs`` override the saved model arguments; ``tasks`` adapts the heads (see :func:`adapt_tasks`).
-    """
+def read_checkpoint(folder: str | os.PathLike, *, trust_pickle: bool = False,
+                    map_location: str | torch.device = "cpu", sha256: str | None = None) -> CheckpointFiles:
+    """Read config.json and the weights of a checkpoint folder, checking ``sha256`` and the hash config.json records."""
     folder = published_directory(folder)  # a crash while replacing it may have left only the copy set aside
     if not (folder / CONFIG_NAME).is_file():
         raise CheckpointNotFoundError(f"{folder} is not a checkpoint folder: it has no {CONFIG_NAME}")
@@ -147,87 +100,22 @@ def load_checkpoint(folder: str | os.PathLike, *, strict: bool = True, trust_pic
     recorded = config.get("weights") or {}
     expected = {"the pretrained config": sha256}
     if recorded.get("file") == path.name:
-        expected[f"{CONFIG_NAME}"] = recorded.get("sha256")
+        expected[CONFIG_NAME] = recorded.get("sha256")
     actual = verify_sha256(path, expected)
-    state = read_weights(path, map_location)
-    args = {**config.get("model_args", {}), **model_kwargs}
-    if args.get("encoder_weights") is not None:
-        args["encoder_weights"] = None  # the checkpoint holds the weights: never download ImageNet ones
-    model = create_model_from_config({"architecture": config["architecture"], "tasks": config["tasks"], **args})
-    load_state(model, state, strict=strict)
-    model.checkpoint_info = {"source": str(folder), "sha256": actual, "preprocessing": config.get("preprocessing"),
-                             "results": config.get("results"), "training": config.get("training")}
-    if tasks is not None:
-        adapt_tasks(model, tasks)
-    return model.to(map_location).eval()
+    return CheckpointFiles(config, read_weights(path, map_location), folder, actual)
 
 
-def _locate_pretrained(cfg: PretrainedCfg, cache_dir: str | os.PathLike | None) -> Path:
-    """HF cache first, then the bundled copy under ``weights/``, then a download (unless offline)."""
+def locate_pretrained(name: str, hub_id: str, revision: str, bundled: str | None = None,
+                      cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding pretrained weights ``name``: HF cache, else the bundled copy, else a download (online)."""
     try:
-        return fetch_hub_checkpoint(cfg.hub_id, cfg.revision, cache_dir=cache_dir, local_files_only=True)
+        return fetch_hub_checkpoint(hub_id, revision, cache_dir=cache_dir, local_files_only=True)
     except CheckpointNotFoundError as err:
         cache_error = err
-    bundled = bundled_weights_dir() / cfg.bundled if cfg.bundled else None
-    if bundled is not None and (bundled / CONFIG_NAME).is_file():
-        return bundled
+    copy = bundled_weights_dir() / bundled if bundled else None
+    if copy is not None and (copy / CONFIG_NAME).is_file():
+        return copy
     if hub_offline():
-        raise CheckpointNotFoundError(f"pretrained weights {cfg.name!r} are not bundled with this copy of mtlzoo "
+        raise CheckpointNotFoundError(f"pretrained weights {name!r} are not bundled with this copy of mtlzoo "
                                       f"and {cache_error}") from None
-    return fetch_hub_checkpoint(cfg.hub_id, cfg.revision, cache_dir=cache_dir)
-
-
-def load_pretrained_cfg(cfg: PretrainedCfg, tasks: Any = None, *, strict: bool = True,
-                        map_location: str | torch.device = "cpu", cache_dir: str | os.PathLike | None = None,
-                        trust_pickle: bool = False, **model_kwargs: Any) -> MultiTaskModel:
-    """Build and load the weights a PretrainedCfg names (what ``create_model("arch.tag", pretrained=True)`` calls)."""
-    folder = _locate_pretrained(cfg, cache_dir)
-    model = load_checkpoint(folder, strict=strict, trust_pickle=trust_pickle, map_location=map_location,
-                            sha256=cfg.sha256, tasks=tasks, **model_kwargs)
-    if model.architecture != cfg.architecture:
-        raise ValueError(f"{folder} holds a {model.architecture!r} model, but {cfg.name!r} is a {cfg.architecture!r}")
-    model.checkpoint_info["pretrained"] = cfg.name
-    return model
-
-
-def _known_sha256(repo_id: str, revision: str | None) -> str | None:
-    """The sha256 a registered pretrained config records for ``repo_id@revision``, if any."""
-    for name in PRETRAINED_CFGS:
-        cfg = PRETRAINED_CFGS.get(name)
-        if cfg.hub_id == repo_id and (revision is None or revision == cfg.revision):
-            return cfg.sha256
-    return None
-
-
-def from_pretrained(name: str | os.PathLike, *, strict: bool = True, trust_pickle: bool = False,
-                    map_location: str | torch.device = "cpu", revision: str | None = None,
-                    cache_dir: str | os.PathLike | None = None, tasks: Any = None,
-                    **model_kwargs: Any) -> MultiTaskModel:
-    """Load a model from a folder, ``"hf-hub:org/name[@revision]"``, or a pretrained name (``"arch.tag"``).
-
-    Strict by default (a mismatch names the missing and unexpected keys); safetensors only unless
-    ``trust_pickle=True``; the weights' sha256 is checked against config.json and, for registered
-    checkpoints, the pretrained config; hub revisions are pinned by ``@revision`` or ``revision=``.
-    """
-    if not isinstance(name, (str, os.PathLike)):
-        raise TypeError(f"from_pretrained expects a folder, 'hf-hub:org/name' or a pretrained name, got "
-                        f"{type(name).__name__}")
-    options = {"strict": strict, "trust_pickle": trust_pickle, "map_location": map_location, "tasks": tasks,
-               **model_kwargs}
-    if isinstance(name, str) and name.startswith("hf-hub:"):
-        repo_id, pinned = parse_hub_name(name)
-        if pinned and revision and pinned != revision:
-            raise ValueError(f"{name!r} pins revision {pinned!r} but revision={revision!r} was also given")
-        revision = pinned or revision
-        folder = fetch_hub_checkpoint(repo_id, revision, cache_dir=cache_dir, trust_pickle=trust_pickle)
-        return load_checkpoint(folder, sha256=_known_sha256(repo_id, revision), **options)
-    if isinstance(name, str):
-        arch, tag = split_model_name(name)
-        if name in PRETRAINED_CFGS or (tag is None and arch in MODELS and PRETRAINED_CFGS.names(f"{arch}.*")):
-            return load_pretrained_cfg(resolve_pretrained(arch, tag), cache_dir=cache_dir, **options)
-    if published_directory(name).is_dir():
-        return load_checkpoint(name, **options)
-    near = close_matches(str(name), PRETRAINED_CFGS.names())
-    raise ValueError(f"{str(name)!r} is not a checkpoint folder, an 'hf-hub:org/name[@revision]' id, or a pretrained "
-                     f"model name" + (f". Did you mean: {', '.join(near)}?" if near else "")
-                     + f" Pretrained models: {PRETRAINED_CFGS.names() or 'none registered'}")
+    return fetch_hub_checkpoint(hub_id, revision, cache_dir=cache_dir)

@@ -1,36 +1,32 @@
-"""Publishing checkpoints to the Hugging Face Hub (what ``mtlzoo publish`` and ``model.push_to_hub`` run)."""
+"""Uploading a checkpoint folder to the Hugging Face Hub (``mtlzoo.models.export.publish`` checks it first)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from mtlzoo.hub.cache import validate_repo_id
 from mtlzoo.hub.card import render_model_card
 from mtlzoo.hub.files import CARD_NAME, CONFIG_NAME, PICKLE_WEIGHTS_NAMES, read_json, write_atomic
-from mtlzoo.hub.load import load_checkpoint
-from mtlzoo.hub.save import save_pretrained
-from mtlzoo.models.base import MultiTaskModel
+from mtlzoo.version import __version__
 
 # Never published: pickles (mtlzoo does not load them by default) and hidden or temporary files.
 _IGNORED = [*PICKLE_WEIGHTS_NAMES, "*.pkl", "*.pt", "*.pth", ".*", "**/.*", "__pycache__/*"]
 
 
-def publish(checkpoint_dir: str | os.PathLike, repo_id: str, *, revision: str | None = None,
-            private: bool | None = None, token: str | None = None, commit_message: str | None = None,
-            create_pr: bool = False) -> Any:
+def upload_checkpoint(checkpoint_dir: str | os.PathLike, repo_id: str, *, revision: str | None = None,
+                      private: bool | None = None, token: str | None = None, commit_message: str | None = None,
+                      create_pr: bool = False) -> Any:
     """Upload a checkpoint folder (model.safetensors, config.json, README.md) to ``repo_id``; returns the CommitInfo.
 
-    The folder is first loaded strictly (so what is published rebuilds and matches its hash); a missing
-    model card is rendered from config.json. The repository (and ``revision`` branch) is created if needed.
+    A missing model card is rendered from config.json; the repository (and ``revision`` branch) is
+    created if needed. Pickles and hidden files are never uploaded.
     """
     from huggingface_hub import HfApi
 
     validate_repo_id(repo_id)
     folder = Path(checkpoint_dir)
-    load_checkpoint(folder)
     config = read_json(folder / CONFIG_NAME)
     if not (folder / CARD_NAME).is_file():
         write_atomic(folder / CARD_NAME, render_model_card(config, repo_id=repo_id))
@@ -38,18 +34,6 @@ def publish(checkpoint_dir: str | os.PathLike, repo_id: str, *, revision: str | 
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision is not None and revision != "main":
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    import mtlzoo
-
-    message = commit_message or f"Upload {config.get('name') or config['architecture']} (mtlzoo {mtlzoo.__version__})"
+    message = commit_message or f"Upload {config.get('name') or config['architecture']} (mtlzoo {__version__})"
     return api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision, commit_message=message,
                              create_pr=create_pr, ignore_patterns=_IGNORED)
-
-
-def push_to_hub(model: MultiTaskModel, repo_id: str, *, revision: str | None = None, private: bool | None = None,
-                token: str | None = None, commit_message: str | None = None, create_pr: bool = False,
-                **save_kwargs: Any) -> Any:
-    """Save ``model`` (``save_kwargs`` go to :func:`save_pretrained`: results, protocol, training...) and publish it."""
-    with tempfile.TemporaryDirectory(prefix="mtlzoo-push-") as tmp:
-        save_pretrained(model, tmp, repo_id=repo_id, **save_kwargs)
-        return publish(tmp, repo_id, revision=revision, private=private, token=token,
-                       commit_message=commit_message, create_pr=create_pr)

@@ -1,17 +1,12 @@
-"""save_pretrained: model.safetensors + config.json + README.md, each written atomically.
+"""Writing checkpoint folders: model.safetensors + config.json + README.md, each written atomically.
 
-config.json holds everything needed to rebuild and use the model: ``architecture``, ``tasks`` (dicts),
-``model_args``, ``preprocessing`` (mean, std, input_size), ``results`` (with the protocol that made
-them), ``training`` (the recipe), ``weights`` (file, sha256, dtype), ``license``, ``name`` and
-``mtlzoo_version``.
+Plain data in (a state dict and the config dict); :func:`mtlzoo.models.export.save_pretrained` builds
+that config from a model.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +14,8 @@ import torch
 
 from mtlzoo.hub.card import render_model_card
 from mtlzoo.hub.files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, sha256_file, write_atomic, write_json
-from mtlzoo.models.base import MultiTaskModel
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_PREPROCESSING_KEYS = ("mean", "std", "input_size")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -57,121 +48,22 @@ def state_for_saving(model: torch.nn.Module, dtype: str | torch.dtype | None = N
     return tensors
 
 
-def _preprocessing(model: MultiTaskModel, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Mean, std and input size: the loaded checkpoint's, else ImageNet statistics for RGB, then ``overrides``."""
-    info = getattr(model, "checkpoint_info", None) or {}
-    rgb = model.in_chans == 3
-    pre = dict(info.get("preprocessing") or {"mean": list(IMAGENET_MEAN) if rgb else None,
-                                              "std": list(IMAGENET_STD) if rgb else None, "input_size": None})
-    unknown = sorted(set(overrides or {}) - set(_PREPROCESSING_KEYS))
-    if unknown:
-        raise ValueError(f"unknown preprocessing field(s) {unknown}; accepted: {list(_PREPROCESSING_KEYS)}")
-    pre.update(overrides or {})
-    for key in ("mean", "std"):
-        if pre.get(key) is not None:
-            pre[key] = [float(v) for v in pre[key]]
-            if len(pre[key]) != model.in_chans:
-                raise ValueError(f"preprocessing {key} needs {model.in_chans} values (one per input channel), "
-                                 f"got {pre[key]}")
-    size = pre.get("input_size")
-    if size is not None:
-        size = [int(v) for v in size]
-        if len(size) == 2:
-            size = [model.in_chans, *size]
-        if len(size) != 3 or size[0] != model.in_chans:
-            raise ValueError(f"preprocessing input_size must be (H, W) or ({model.in_chans}, H, W), got {size}")
-        pre["input_size"] = size
-    return pre
+def write_checkpoint(folder: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any], *,
+                     repo_id: str | None = None) -> Path:
+    """Write ``tensors`` and ``config`` (plus the weights' file, sha256 and dtype) and a model card into ``folder``.
 
-
-def normalise_results(model: MultiTaskModel, results: Any, protocol: str | None) -> dict[str, Any] | None:
-    """Results as ``{"protocol", "dataset", "metrics": {task: {metric: float}}, ...}`` (delta_m kept if present).
-
-    Accepts an ``EvalResult`` (from ``mtlzoo.evaluate``), a dict with a ``"metrics"`` key, or a bare
-    ``{task: {metric: value}}`` dict. A result must say which protocol made it, and every task and
-    metric must exist on the model.
+    Weights first, then config.json (which records their sha256), then the card; each through a
+    temporary file moved into place, so a crash never leaves a half-written file.
     """
-    if results is None:
-        if protocol is not None:
-            raise ValueError(f"protocol={protocol!r} was given without results=")
-        return None
-    data = results.to_dict() if hasattr(results, "to_dict") else dict(results)
-    if "metrics" not in data:
-        data = {"metrics": data}
-    recorded = data.get("protocol")
-    if protocol is not None and recorded is not None and protocol != recorded:
-        raise ValueError(f"protocol={protocol!r} contradicts the results, which were made under {recorded!r}")
-    from mtlzoo.metrics import get_protocol, list_protocols
-
-    if not (protocol or recorded):
-        raise ValueError(f"results need the protocol that made them: pass protocol=, one of {list_protocols()}")
-    proto = get_protocol(protocol or recorded)
-    metrics: dict[str, dict[str, float]] = {}
-    for task_name, values in data["metrics"].items():
-        task = model.task(task_name)
-        metrics[task_name] = {}
-        for metric, value in values.items():
-            task.spec.direction(metric)  # raises for a metric the task kind does not have
-            if value is None or not math.isfinite(float(value)):
-                raise ValueError(f"result {task_name}/{metric} must be a finite number, got {value!r}")
-            metrics[task_name][metric] = float(value)
-    out = {**data, "protocol": proto.name, "metrics": metrics}
-    if out.get("dataset") is None and proto.task_preset:
-        out["dataset"] = proto.task_preset
-    if out.get("delta_m") is not None:
-        out["delta_m"] = float(out["delta_m"])
-    return out
-
-
-def build_config(model: MultiTaskModel, *, results: Any = None, protocol: str | None = None,
-                 training: Mapping[str, Any] | None = None, preprocessing: Mapping[str, Any] | None = None,
-                 name: str | None = None, license: str | None = "apache-2.0") -> dict[str, Any]:
-    """config.json content except ``weights`` (added once the weight file exists)."""
-    import mtlzoo
-    from mtlzoo.models import MODELS
-
-    model_config = dict(model.config)
-    if model_config["architecture"] not in MODELS:
-        raise ValueError(f"model architecture {model_config['architecture']!r} is not a registered name, so "
-                         f"config.json could not rebuild it; build models with mtlzoo.create_model(name, ...)")
-    config = {
-        "architecture": model_config.pop("architecture"), "tasks": model_config.pop("tasks"),
-        "model_args": model_config, "preprocessing": _preprocessing(model, preprocessing),
-        "results": normalise_results(model, results, protocol), "training": dict(training) if training else None,
-        "name": name or model.architecture, "license": license, "mtlzoo_version": mtlzoo.__version__,
-    }
-    try:
-        json.dumps(config, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"everything saved in config.json must be JSON-able (model arguments, results, training); "
-                        f"{err}") from None
-    return config
-
-
-def save_pretrained(model: MultiTaskModel, save_directory: str | os.PathLike, *, results: Any = None,
-                    protocol: str | None = None, training: Mapping[str, Any] | None = None,
-                    preprocessing: Mapping[str, Any] | None = None, dtype: str | torch.dtype | None = None,
-                    name: str | None = None, license: str | None = "apache-2.0", repo_id: str | None = None) -> Path:
-    """Write ``model.safetensors``, ``config.json`` and a ``README.md`` model card into ``save_directory``.
-
-    ``results`` (an EvalResult or ``{task: {metric: value}}``, with ``protocol``) and ``training`` (the
-    recipe as a JSON-able dict) go into config.json and the card; ``dtype="float16"`` halves the file.
-    Each file is written to a temporary file in the folder and moved into place, weights first and
-    config.json (holding the weights' sha256) next, so a crash never leaves a half-written file.
-    """
-    if not isinstance(model, MultiTaskModel):
-        raise TypeError(f"save_pretrained expects a MultiTaskModel, got {type(model).__name__}")
-    folder = Path(save_directory)
+    folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"save_directory {str(folder)!r} exists and is not a folder")
-    config = build_config(model, results=results, protocol=protocol, training=training,
-                          preprocessing=preprocessing, name=name, license=license)
-    tensors = state_for_saving(model, dtype)
     from safetensors.torch import save_file
 
     weights = write_atomic(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()})
-    config["weights"] = {"file": WEIGHTS_NAME, "sha256": sha256_file(weights), "dtype": ",".join(dtypes) or "none"}
+    config = {**config, "weights": {"file": WEIGHTS_NAME, "sha256": sha256_file(weights),
+                                    "dtype": ",".join(dtypes) or "none"}}
     write_json(folder / CONFIG_NAME, config)
     write_atomic(folder / CARD_NAME, render_model_card(config, repo_id=repo_id))
     return folder

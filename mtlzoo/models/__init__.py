@@ -7,7 +7,17 @@ from mtlzoo.models import gated, gated_mlp  # noqa: F401  (registers mmoe_*, cgc
 from mtlzoo.models import mtinet, padnet  # noqa: F401  (registers padnet_*, mtinet_*)
 from mtlzoo.models import invpt  # noqa: F401  (registers invpt_*)
 from mtlzoo.models.base import MultiTaskModel, Representation
-from mtlzoo.models.factory import MODELS, create_model, create_model_from_config, list_models, register_model
+from mtlzoo.models.export import publish, push_to_hub, save_pretrained
+from mtlzoo.models.factory import (
+    MODELS,
+    create_model,
+    create_model_from_config,
+    from_pretrained,
+    list_models,
+    load_checkpoint,
+    register_model,
+)
 
 __all__ = ["MODELS", "MultiTaskModel", "Representation", "create_model", "create_model_from_config",
-           "list_models", "register_model"]
+           "from_pretrained", "list_models", "load_checkpoint", "publish", "push_to_hub", "register_model",
+           "save_pretrained"]

@@ -177,13 +177,13 @@ class MultiTaskModel(nn.Module):
         return {"architecture": self.architecture, "tasks": [t.to_dict() for t in self.tasks], **self.model_kwargs}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
-        """Write model.safetensors + config.json + README.md card (see :func:`mtlzoo.hub.save_pretrained`)."""
-        from mtlzoo.hub import save_pretrained
+        """Write model.safetensors + config.json + README.md card (see :func:`mtlzoo.models.export.save_pretrained`)."""
+        from mtlzoo.models.export import save_pretrained
 
         return save_pretrained(self, save_directory, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
-        """Save and upload to the Hugging Face Hub as ``repo_id`` (see :func:`mtlzoo.hub.push_to_hub`)."""
-        from mtlzoo.hub import push_to_hub
+        """Save and upload to the Hugging Face Hub as ``repo_id`` (see :func:`mtlzoo.models.export.push_to_hub`)."""
+        from mtlzoo.models.export import push_to_hub
 
         return push_to_hub(self, repo_id, **kwargs)

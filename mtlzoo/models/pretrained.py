@@ -62,13 +62,6 @@ def resolve_pretrained(arch: str, tag: str | None) -> PretrainedCfg:
     return PRETRAINED_CFGS.get(name)
 
 
-def load_pretrained(arch: str, tag: str | None, tasks: Any = None, **kwargs: Any):
-    """Build ``arch`` with the weights named by ``tag`` (via :mod:`mtlzoo.hub`)."""
-    from mtlzoo.hub import load_pretrained_cfg
-
-    return load_pretrained_cfg(resolve_pretrained(arch, tag), tasks=tasks, **kwargs)
-
-
 def _bundled_synthscenes(arch: str, sha256: str, headline: dict[str, dict[str, float]],
                          **model_kwargs: Any) -> PretrainedCfg:
     """Register a synthscenes checkpoint shipped under ``weights/<arch>.synthscenes`` (see weights/README.md)."""

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import hf_hub_download, snapshot_download
 
-from mtlzoo.hub import CheckpointNotFoundError, from_pretrained, install_to_hf_cache, parse_hub_name
+from mtlzoo.hub import CheckpointNotFoundError, install_to_hf_cache, parse_hub_name
+from mtlzoo.models import from_pretrained
 
 
 def test_layout_matches_the_hf_cache(checkpoint: Path, offline_hub: Path) -> None:
@@ -82,10 +83,10 @@ def test_offline_environment_end_to_end(checkpoint: Path, tmp_path: Path, model,
     cache = tmp_path / "fresh-cache"
     install_to_hf_cache(checkpoint, "org/e2e", cache_dir=cache)
     script = textwrap.dedent("""
-        import sys, torch, mtlzoo.hub
+        import sys, torch, mtlzoo
         from huggingface_hub import hf_hub_download
         hf_hub_download("org/e2e", "model.safetensors")
-        model = mtlzoo.hub.from_pretrained("hf-hub:org/e2e")
+        model = mtlzoo.from_pretrained("hf-hub:org/e2e")
         x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             torch.save({k: v for k, v in model(x).items()}, sys.argv[1])

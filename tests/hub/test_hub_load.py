@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import mtlzoo
-from mtlzoo.hub import CheckpointNotFoundError, from_pretrained, load_checkpoint
+from mtlzoo.hub import CheckpointNotFoundError
+from mtlzoo.models import from_pretrained, load_checkpoint
 from mtlzoo.tasks import Task
 
 
@@ -123,10 +124,15 @@ def test_unknown_names_list_pretrained_models(tmp_path: Path) -> None:
 
 def test_architecture_with_weights_loads_its_default_tag(checkpoint: Path, register_cfg, monkeypatch,
                                                           tmp_path: Path, model, outputs_close) -> None:
-    from mtlzoo.models.pretrained import PretrainedCfg
+    """The tag marked default loads, not the alphabetically first one (here 'synthscenes' < 'zzz')."""
+    import dataclasses
+
+    from mtlzoo.models.pretrained import PRETRAINED_CFGS, PretrainedCfg
 
     shutil.copytree(checkpoint, tmp_path / "weights" / "copy")
     monkeypatch.setattr("mtlzoo.hub.load.bundled_weights_dir", lambda: tmp_path / "weights")
-    register_cfg(PretrainedCfg("hps_tiny", "aaa", "org/hps_tiny.aaa", bundled="copy"))
+    register_cfg(dataclasses.replace(PRETRAINED_CFGS.get("hps_tiny.synthscenes"), default=False))
+    register_cfg(PretrainedCfg("hps_tiny", "zzz", "org/hps_tiny.zzz", bundled="copy", default=True))
     assert outputs_close(model, from_pretrained("hps_tiny"))
-    assert from_pretrained("hps_tiny.aaa").checkpoint_info["pretrained"] == "hps_tiny.aaa"
+    assert from_pretrained("hps_tiny").checkpoint_info["pretrained"] == "hps_tiny.zzz"
+    assert mtlzoo.create_model("hps_tiny", pretrained=True).checkpoint_info["pretrained"] == "hps_tiny.zzz"

@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub import HfApi
 
 import mtlzoo
-from mtlzoo.hub import publish
+from mtlzoo.models import publish
 
 
 class FakeHub:

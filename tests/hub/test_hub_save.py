@@ -12,9 +12,9 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from safetensors.torch import load_file
 
 import mtlzoo
-from mtlzoo.hub import save as save_module
 from mtlzoo.hub.files import sha256_file
 from mtlzoo.hub.save import state_for_saving
+from mtlzoo.models import export as save_module
 
 
 def test_writes_weights_config_and_card(checkpoint: Path, model: mtlzoo.MultiTaskModel) -> None:
