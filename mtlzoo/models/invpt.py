@@ -86,15 +86,15 @@ class InvPT(MultiTaskModel):
     """ViT encoder, per-task preliminary decoders, the joint inverted-pyramid decoder, per-task heads."""
 
     def __init__(self, tasks: TaskSpec, encoder: str = "vit_small_patch16_224", encoder_weights: str | None = None,
-                 dims: Sequence[int] = (384, 192, 96), heads: Sequence[int] = (6, 6, 3),
+                 dims: Sequence[int] = (384, 192, 96), num_heads: Sequence[int] = (6, 6, 3),
                  depths: Sequence[int] = (2, 2, 2), kv_strides: Sequence[int] = (1, 2, 4), aux_weight: float = 1.0,
                  head: str | None = "light", head_width: int | None = None, in_chans: int = 3) -> None:
         super().__init__(tasks, head=head, head_width=head_width, in_chans=in_chans)
         not_dense = [t.name for t in self.tasks if not t.dense]
         if not_dense:
             raise ValueError(f"invpt decodes dense maps; task(s) {not_dense} are not dense (use hps / mtan for them)")
-        if not (isinstance(aux_weight, int | float) and aux_weight >= 0):
-            raise ValueError(f"aux_weight must be a number >= 0, got {aux_weight!r}")
+        if isinstance(aux_weight, bool) or not (isinstance(aux_weight, int | float) and 0 <= aux_weight < float("inf")):
+            raise ValueError(f"aux_weight must be a finite number >= 0, got {aux_weight!r}")
         self.aux_weight = float(aux_weight)
         self.encoder = ViTEncoder(encoder, in_chans, encoder_weights, layers=len(dims))
         width = self.encoder.out_channels[-1]
@@ -102,7 +102,7 @@ class InvPT(MultiTaskModel):
                                                                 _conv_bn_relu(dims[0], dims[0])) for t in self.tasks})
         self.preliminary_pred = nn.ModuleDict({t.name: nn.Conv2d(dims[0], t.channels, 1) for t in self.tasks})
         self.fuse = nn.ModuleDict({t.name: nn.Conv2d(dims[0] + t.channels, dims[0], 1) for t in self.tasks})
-        self.decoder = InvertedPyramidDecoder(len(self.tasks), dims, heads, depths, kv_strides,
+        self.decoder = InvertedPyramidDecoder(len(self.tasks), dims, num_heads, depths, kv_strides,
                                               self.encoder.out_channels[:-1])
         self.build_heads()
 
@@ -156,14 +156,14 @@ class InvPT(MultiTaskModel):
 
 @register_model
 def invpt(tasks: TaskSpec, encoder: str = "vit_small_patch16_224", **kwargs: Any) -> InvPT:
-    """InvPT on any plain timm ViT (``encoder="vit_large_patch16_384"``...); set ``dims`` / ``heads`` to match."""
+    """InvPT on any plain timm ViT (``encoder="vit_large_patch16_384"``...); set ``dims`` / ``num_heads`` to match."""
     return InvPT(tasks, encoder=encoder, **kwargs)
 
 
 @register_model
 def invpt_tiny(tasks: TaskSpec, **kwargs: Any) -> InvPT:
     """InvPT on a tiny ViT (4 blocks, width 64, 8-pixel patches), decoder 64-32-16: for tests and CPU demos."""
-    kwargs = {"dims": (64, 32, 16), "heads": (2, 2, 1), "depths": (1, 1, 1), "head_width": 16, **kwargs}
+    kwargs = {"dims": (64, 32, 16), "num_heads": (2, 2, 1), "depths": (1, 1, 1), "head_width": 16, **kwargs}
     return InvPT(tasks, encoder="tiny", **kwargs)
 
 
@@ -176,5 +176,5 @@ def invpt_vit_small(tasks: TaskSpec, **kwargs: Any) -> InvPT:
 @register_model
 def invpt_vit_base(tasks: TaskSpec, **kwargs: Any) -> InvPT:
     """InvPT on ViT-B/16 (timm vit_base_patch16_224), decoder 768-384-192 at strides 16-8-4."""
-    kwargs = {"dims": (768, 384, 192), "heads": (12, 12, 6), **kwargs}
+    kwargs = {"dims": (768, 384, 192), "num_heads": (12, 12, 6), **kwargs}
     return InvPT(tasks, encoder="vit_base_patch16_224", **kwargs)

@@ -84,18 +84,18 @@ class InvertedPyramidDecoder(nn.Module):
     ``skip_channels[k]`` is the width of the encoder feature added before stage ``k + 1``.
     """
 
-    def __init__(self, tasks: int, dims: Sequence[int], heads: Sequence[int], depths: Sequence[int],
+    def __init__(self, tasks: int, dims: Sequence[int], num_heads: Sequence[int], depths: Sequence[int],
                  kv_strides: Sequence[int], skip_channels: Sequence[int]) -> None:
         super().__init__()
         stages = len(dims)
-        if not (len(heads) == len(depths) == len(kv_strides) == stages and len(skip_channels) == stages - 1):
-            raise ValueError(f"decoder stages disagree: dims {list(dims)}, heads {list(heads)}, depths "
+        if not (len(num_heads) == len(depths) == len(kv_strides) == stages and len(skip_channels) == stages - 1):
+            raise ValueError(f"decoder stages disagree: dims {list(dims)}, num_heads {list(num_heads)}, depths "
                              f"{list(depths)}, kv_strides {list(kv_strides)} need one entry per stage and "
                              f"skip_channels {list(skip_channels)} one fewer")
         self.task_embed = nn.Parameter(torch.zeros(tasks, dims[0]))
         nn.init.trunc_normal_(self.task_embed, std=0.02)
         self.stages = nn.ModuleList(nn.ModuleList(JointBlock(d, h, s) for _ in range(n))
-                                    for d, h, n, s in zip(dims, heads, depths, kv_strides, strict=True))
+                                    for d, h, n, s in zip(dims, num_heads, depths, kv_strides, strict=True))
         self.norms = nn.ModuleList(nn.LayerNorm(d) for d in dims)
         self.upsample = nn.ModuleList(_conv_bn_relu(dims[k], dims[k + 1]) for k in range(stages - 1))
         self.skips = nn.ModuleList(nn.Conv2d(c, dims[k + 1], 1) for k, c in enumerate(skip_channels))

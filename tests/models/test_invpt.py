@@ -163,10 +163,11 @@ def test_any_input_size(model):
 def test_bad_arguments_are_refused(model):
     with pytest.raises(ValueError, match="not dense"):
         mtlzoo.create_model("invpt_tiny", tasks=TASKS + [{"name": "scene", "kind": "classification", "channels": 4}])
-    with pytest.raises(ValueError, match="aux_weight"):
-        mtlzoo.create_model("invpt_tiny", tasks=TASKS, aux_weight=-1)
+    for bad in (-1, True, float("nan")):
+        with pytest.raises(ValueError, match="aux_weight"):
+            mtlzoo.create_model("invpt_tiny", tasks=TASKS, aux_weight=bad)
     with pytest.raises(ValueError, match="one entry per stage"):
-        mtlzoo.create_model("invpt_tiny", tasks=TASKS, heads=(2, 2))
+        mtlzoo.create_model("invpt_tiny", tasks=TASKS, num_heads=(2, 2))
     with pytest.raises(ValueError, match="jointly"):
         model.add_task({"name": "edge", "kind": "edge"})
     with pytest.raises(ValueError, match="jointly"):
