@@ -154,3 +154,37 @@ def test_gradient_balancers_reach_every_parameter(balancer):
 def test_config_trains_and_the_loss_falls(tmp_path):
     totals = train_config_losses("synthscenes_mtinet", tmp_path)
     assert np.mean(totals[-6:]) < 0.9 * np.mean(totals[:6])
+
+
+def _documented_parameter_count(outputs, channels=(18, 36, 72, 144), head_width=64, reduction=4):
+    """MTI-Net's decoder counted by hand from the diagram in docs/zoo.md: conv-BN-ReLU blocks (3x3 conv with bias),
+    SE(c) = c -> c/r -> c 1x1 convs, one 3x3 message and one 3x3 gate conv per task pair and scale, 1x1 initial
+    predictions, and a light head (1x1 lateral, 3x3 conv-BN without bias, 1x1 classifier) on the 4 scales."""
+    T = len(outputs)
+
+    def block(cin, cout):
+        return 9 * cin * cout + cout + 2 * cout
+
+    total = 0
+    for k, c in enumerate(channels):
+        cin = c if k == len(channels) - 1 else 2 * c
+        total += T * (block(cin, c) + block(c, c))  # two-block branch per task
+    for k in range(len(channels) - 1):
+        c, mid = channels[k], channels[k] // reduction
+        total += block(T * channels[k + 1], c) + T * (c * mid + mid + mid * c + c)  # FPM: shared conv + SE per task
+    for o in outputs:
+        total += sum(c * o + o for c in channels)  # initial predictions
+        total += sum((T - 1) * 2 * (9 * c * c + c) for c in channels)  # messages and gates
+        total += sum(channels) * head_width + head_width + 9 * head_width**2 + 2 * head_width + head_width * o + o
+    return total
+
+
+def test_hrnet18_parameter_count_matches_the_documented_structure():
+    import timm
+
+    with torch.device("meta"):
+        model = mtlzoo.create_model("mtinet_hrnet18", tasks="nyud")
+        backbone = timm.create_model("hrnet_w18", features_only=True, feature_location="", out_indices=(1, 2, 3, 4))
+    encoder = sum(p.numel() for p in backbone.parameters())
+    expected = encoder + _documented_parameter_count([t.channels for t in model.tasks])
+    assert sum(p.numel() for p in model.parameters()) == expected
