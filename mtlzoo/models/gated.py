@@ -202,17 +202,20 @@ class GatedExpertsModel(GatedModel):
         return list(self.stage_channels)
 
 
-def _register(family: str, doc: str, **layout: Any) -> None:
-    for suffix, defaults in (("tiny", {"encoder": "tiny", "output_stride": 32, "head": "light", "head_width": 32}),
-                             ("resnet18", {"encoder": "resnet18", "output_stride": 8})):
-        def entry(tasks: TaskSpec, _defaults: dict = defaults, **kwargs: Any) -> GatedExpertsModel:
-            return GatedExpertsModel(tasks, **{**layout, **_defaults, **kwargs})
+def _entry(name: str, doc: str, options: dict[str, Any]) -> None:
+    def entry(tasks: TaskSpec, **kwargs: Any) -> GatedExpertsModel:
+        return GatedExpertsModel(tasks, **{**options, **kwargs})
 
-        entry.__name__ = f"{family}_{suffix}"
-        size = ("tiny 4-stage conv encoder stages (widths 16-128), light heads, output stride 32"
-                if suffix == "tiny" else "ResNet-18 stages (dilated, output stride 8, from scratch), ASPP heads")
-        entry.__doc__ = f"{doc} Experts: {size}."
-        register_model(entry)
+    entry.__name__, entry.__doc__ = name, doc
+    register_model(entry)
+
+
+def _register(family: str, doc: str, **layout: Any) -> None:
+    """Register ``<family>_tiny`` and ``<family>_resnet18`` with the family's expert layout."""
+    _entry(f"{family}_tiny", f"{doc} Experts: tiny 4-stage conv encoder stages (widths 16-128), light heads, "
+           "output stride 32.", {**layout, "encoder": "tiny", "output_stride": 32, "head": "light", "head_width": 32})
+    _entry(f"{family}_resnet18", f"{doc} Experts: ResNet-18 stages (dilated, output stride 8, from scratch), ASPP "
+           "heads.", {**layout, "encoder": "resnet18", "output_stride": 8})
 
 
 _register("mmoe", "MMoE (Ma et al., KDD 2018): 3 shared experts, a softmax gate per task.", num_shared_experts=3)
