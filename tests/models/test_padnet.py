@@ -163,3 +163,17 @@ def test_gradient_balancers_reach_every_parameter(balancer):
     rule.step(batch())
     untouched = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert untouched == []
+
+
+@pytest.mark.parametrize("balancer", ["pcgrad", "mgda_ub"])
+def test_gradient_balancers_under_bf16_autocast(balancer):
+    """The engine's per-task gradients through the deep-supervised losses under autocast, as the trainer runs it."""
+    torch.manual_seed(0)
+    model = mtlzoo.create_model("padnet_tiny", tasks=TASKS)
+    rule = mtlzoo.create_update_rule(balancer, model, lambda params: torch.optim.SGD(params, lr=0.1))
+    before = [p.detach().clone() for p in model.parameters()]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = rule.step(batch())
+    assert all(torch.isfinite(v) for v in result.losses.values())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert sum(not torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True)) > len(before) // 2
