@@ -178,6 +178,15 @@ def test_bad_arguments_are_refused(model):
         mtlzoo.create_model("invpt_tiny", tasks=TASKS, encoder_weights="imagenet")
 
 
+def test_offline_vit_weights_say_what_to_prefetch(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("torch.hub._hub_dir", str(tmp_path / "torch"))
+    with pytest.raises(FileNotFoundError, match=r"ViT 'vit_small_patch16_224'.*offline.*`hf download timm/vit_small"):
+        mtlzoo.create_model("invpt_vit_small", tasks=TASKS, encoder_weights="imagenet")
+
+
 def test_bf16_autocast(model):
     data = batch()
     with torch.autocast("cpu", dtype=torch.bfloat16):
