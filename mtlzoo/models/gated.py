@@ -40,17 +40,19 @@ class GatedRepresentation(NamedTuple):
     inputs: Tensor
 
 
+def gate_options(gate: str, dselect_k: int, dselect_gamma: float, entropy_reg: float) -> dict[str, Any]:
+    """Keyword arguments of :class:`~mtlzoo.models.experts.Gate` for a model's gate options."""
+    if gate == "dselect":
+        return {"kind": gate, "k": dselect_k, "gamma": dselect_gamma, "entropy_reg": entropy_reg}
+    return {"kind": gate}
+
+
 class GatedModel(MultiTaskModel):
     """Common part of the image and vector gated models; subclasses build ``self.encoder`` (a GatedTrunk),
     set ``self.maps_per_level`` (outputs per expert at each level) and call ``build_heads``."""
 
     encoder: GatedTrunk
     maps_per_level: list[int]
-
-    def _gate_options(self, gate: str, dselect_k: int, dselect_gamma: float, entropy_reg: float) -> dict[str, Any]:
-        if gate == "dselect":
-            return {"kind": gate, "k": dselect_k, "gamma": dselect_gamma, "entropy_reg": entropy_reg}
-        return {"kind": gate}
 
     def encode(self, x: Tensor) -> GatedRepresentation:
         """Run the shared part of the trunk (see the module docstring)."""
@@ -185,7 +187,7 @@ class GatedExpertsModel(GatedModel):
                 x = stage.eval()(x)
                 self.stage_channels.append(x.shape[1])
         self._level_in = [in_chans] + [self.stage_channels[g[-1]] for g in groups[:-1]]
-        self._gate_kwargs = self._gate_options(gate, dselect_k, dselect_gamma, entropy_reg)
+        self._gate_kwargs = gate_options(gate, dselect_k, dselect_gamma, entropy_reg)
         self.maps_per_level = [len(g) for g in groups]
         self.encoder = GatedTrunk(self.task_names, lambda i: StageExpert(self._stages(groups[i])), self._make_gate,
                                   num_levels, num_shared_experts, num_task_experts)

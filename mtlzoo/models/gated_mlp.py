@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from mtlzoo.models.experts import Gate, GatedTrunk
 from mtlzoo.models.factory import register_model
-from mtlzoo.models.gated import GatedModel
+from mtlzoo.models.gated import GatedModel, gate_options
 from mtlzoo.tasks import Task
 
 TaskSpec = str | Iterable[Task | Mapping[str, Any]]
@@ -55,7 +55,7 @@ class GatedMLP(GatedModel):
         if not expert_hidden or any(int(w) < 1 for w in expert_hidden):
             raise ValueError(f"expert_hidden must be a non-empty list of positive widths, got {expert_hidden!r}")
         self.input_dim, self.expert_hidden = int(input_dim), [int(w) for w in expert_hidden]
-        self._gate_kwargs = self._gate_options(gate, dselect_k, dselect_gamma, entropy_reg)
+        self._gate_kwargs = gate_options(gate, dselect_k, dselect_gamma, entropy_reg)
         self.maps_per_level = [1] * num_levels
         self.encoder = GatedTrunk(self.task_names, lambda i: MLPExpert(self._level_in(i), self.expert_hidden),
                                   self._make_gate, num_levels, num_shared_experts, num_task_experts)

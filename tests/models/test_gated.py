@@ -129,6 +129,43 @@ def test_mmoe_mlp_equals_a_numpy_transcription_of_the_paper():
         np.testing.assert_allclose(out[task].numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_ple_mlp_equals_a_numpy_transcription_of_the_paper():
+    """PLE (Tang et al. 2020, eq. 2-6), two levels: level 1 task gates mix [task experts, shared experts] from x,
+    the shared gate mixes every level-1 expert; level 2 reads those mixtures; towers read the level-2 mixtures."""
+    model = create_model("ple_mlp", tasks=VECTOR_TASKS[:2], input_dim=6, expert_hidden=[5], head_width=4,
+                         num_shared_experts=2, num_task_experts=2).eval()
+    x = torch.randn(3, 6)
+    with torch.no_grad():
+        out = model(x)
+
+    def lin(layer, v):
+        return v @ layer.weight.detach().numpy().T + layer.bias.detach().numpy()
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def expert(e, v):
+        return np.maximum(lin(e.body[0], v), 0)
+
+    def mixture(gate, v, experts):
+        return (softmax(lin(gate.selector.linear, v))[:, :, None] * np.stack(experts, 1)).sum(1)
+
+    tasks = model.task_names
+    first, second = model.encoder.levels
+    xn = x.numpy().astype(np.float64)
+    own = {t: [expert(e, xn) for e in first.task_experts[t]] for t in tasks}
+    shared = [expert(e, xn) for e in first.shared]
+    task_in = {t: mixture(first.gates[t], xn, own[t] + shared) for t in tasks}
+    shared_in = mixture(first.shared_gate, xn, [o for t in tasks for o in own[t]] + shared)
+    shared2 = [expert(e, shared_in) for e in second.shared]
+    for t in tasks:
+        top = mixture(second.gates[t], task_in[t], [expert(e, task_in[t]) for e in second.task_experts[t]] + shared2)
+        tower = model.heads[t].mlp
+        expected = lin(tower[3], np.maximum(lin(tower[0], top), 0))
+        np.testing.assert_allclose(out[t].numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
 def _smooth_step_np(t, gamma):
     return np.where(t <= -gamma / 2, 0.0, np.where(t >= gamma / 2, 1.0, -2 / gamma**3 * t**3 + 1.5 / gamma * t + 0.5))
 
