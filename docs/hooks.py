@@ -16,7 +16,6 @@ from typing import Any
 ZOO_INPUT_SIZE = (288, 384)
 ZOO_TASKS = "nyud"
 ZOO_VECTOR_TASKS = [{"name": "task1", "kind": "regression"}, {"name": "task2", "kind": "regression"}]  # *_mlp models
-ZOO_VECTOR_TASKS = [{"name": "task1", "kind": "regression"}, {"name": "task2", "kind": "regression"}]  # *_mlp models
 _MARKER = re.compile(r"<!-- mtlzoo:([a-z-]+) -->")
 _RST_ROLE = re.compile(r":(?:func|meth|class|mod|attr|data|obj|exc):<code>~?")
 _RST_LITERAL = re.compile(r"::(\s*</p>)")

@@ -72,7 +72,6 @@ def gradient_report(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], m
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         grams = _batch_gramians(model, batch, layers, shared)
         _add_usage(usage, model)
-        _add_usage(usage, model)
         full = sum(grams.values())
         conditions.append(_condition_number(full))
         for layer, gram in [("__all__", full), *grams.items()]:
