@@ -126,9 +126,23 @@ def _options(items: Sequence[str] | None) -> dict:
     return out
 
 
+def _import_plugins(modules: Sequence[str]) -> None:
+    """Entry-point plugins, then ``--import`` modules (found on PYTHONPATH or in the current folder)."""
+    from mtlzoo.plugins import import_modules, load_entry_point_plugins
+
+    load_entry_point_plugins()
+    if modules and "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.append(str(Path.cwd()))  # the console script's sys.path lacks the folder it runs in
+    import_modules(modules)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mtlzoo`` command (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(prog="mtlzoo", description="Multi-task learning model zoo.")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import this module first (repeatable), so the models, balancers, task kinds, data sets "
+                             "and protocols it registers can be named; also: a config's imports: list and the "
+                             "mtlzoo.plugins entry-point group")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list models, pretrained weights, balancers, presets, protocols...")
@@ -232,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mtlzoo.train.interrupt import TrainingInterrupted
 
     try:
+        _import_plugins(args.imports)
         args.func(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from mtlzoo.plugins import import_modules
 from mtlzoo.registry import close_matches
 from mtlzoo.tasks import Task, resolve_tasks
 
@@ -122,8 +123,9 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    """A whole training run, as read from YAML."""
+    """A whole training run, as read from YAML; ``imports`` names user modules (plugins) imported first."""
 
+    imports: list = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
@@ -276,7 +278,12 @@ def config_from_dict(data: dict[str, Any], model_tasks: bool = True) -> Config:
     ``model_tasks=False`` skips the checks of keys that depend on ``model.tasks`` (``train.best_metric``), for
     fine-tuning, where the model comes from a checkpoint and is checked when it is loaded.
     """
-    return _validate(_build(Config, {} if data is None else data, ""), model_tasks)
+    config = _build(Config, {} if data is None else data, "")
+    try:
+        import_modules(config.imports)  # user task kinds, models, balancers... must exist before names are checked
+    except ValueError as error:
+        raise ValueError(f"imports: {error}") from None
+    return _validate(config, model_tasks)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
