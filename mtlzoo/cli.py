@@ -45,7 +45,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from mtlzoo.config import load_config, resolve_config_path
     from mtlzoo.train.run import train_from_config
 
-    config = load_config(resolve_config_path(args.config) if args.config else None, args.overrides)
+    config = load_config(resolve_config_path(args.config) if args.config else None,
+                         [*_data_overrides(args), *args.overrides])
     if args.single_task:
         from mtlzoo.train.single_task import single_task_config
 
@@ -78,7 +79,8 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     from mtlzoo.train.run import finetune_from_checkpoint
 
     # train.best_metric may name an added task: it is checked against the fine-tuned model, not model.tasks
-    config = load_config(resolve_config_path(args.config) if args.config else None, args.overrides, model_tasks=False)
+    config = load_config(resolve_config_path(args.config) if args.config else None,
+                         [*_data_overrides(args), *args.overrides], model_tasks=False)
     config.train.overwrite = config.train.overwrite or args.overwrite
     result = finetune_from_checkpoint(args.checkpoint, config, add_tasks=args.add_task,
                                       freeze_encoder=args.freeze_encoder, only_new_tasks=args.only_new_tasks,
@@ -123,6 +125,23 @@ def _options(items: Sequence[str] | None) -> dict:
             raise ValueError(f"--data-opt {item!r}: expects key=value, e.g. size=[96,128]")
         key, value = item.split("=", 1)
         out[key] = parse_yaml(value, f"--data-opt {key}")
+    return out
+
+
+def _data_overrides(args: argparse.Namespace) -> list[str]:
+    """Config overrides for ``--data`` / ``--data-opt`` of train and finetune: ``--data`` replaces data.name and
+    its options data.kwargs; a data set that declares its tasks (folder:, hf:) also sets model.tasks, unless an
+    override names model.tasks."""
+    options = _options(args.data_opt)
+    if args.data is None:
+        return [f"data.kwargs.{key}={json.dumps(value)}" for key, value in options.items()]
+    from mtlzoo.data import dataset_tasks
+
+    out = [f"data.name={json.dumps(args.data)}", f"data.kwargs={json.dumps(options)}"]
+    if not any(item.split("=", 1)[0].strip() == "model.tasks" for item in args.overrides):
+        tasks = dataset_tasks(args.data, options)
+        if tasks is not None:
+            out.append(f"model.tasks={json.dumps([t.to_dict() for t in tasks])}")
     return out
 
 
@@ -173,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single-task", action="store_true",
                    help="train the config's single-task baselines (stl_* model, ew, train.out_dir + '_stl'); then "
                         "pass that run folder as eval.baseline=... to get delta_m")
+    _add_run_data_args(p)
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.steps=500 method.name=pcgrad")
     p.set_defaults(func=_cmd_train)
 
@@ -195,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train only the added heads (with --freeze-encoder the old outputs stay unchanged)")
     p.add_argument("--config", help="YAML file or shipped config name for data, optimizer and loop")
     p.add_argument("--overwrite", action="store_true", help="delete the run already in train.out_dir first")
+    _add_run_data_args(p)
     _add_random_init(p)
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.set_defaults(func=_cmd_finetune)
@@ -225,8 +246,16 @@ def _add_random_init(p: argparse.ArgumentParser) -> None:
                         "refused when it has none)")
 
 
+def _add_run_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help="data set replacing the config's data.name: a registered name, "
+                   "folder:PATH (tasks from its tasks.json) or hf:NAME_OR_PATH")
+    p.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="data set option (data.kwargs.KEY), e.g. size=[96,128]")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="synthscenes", help="registered data set name (default: synthscenes)")
+    p.add_argument("--data", default="synthscenes",
+                   help="registered data set name, folder:PATH or hf:NAME_OR_PATH (default: synthscenes)")
     p.add_argument("--split", default="val")
     p.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="data set option, e.g. root=/data/NYUD or length=64")

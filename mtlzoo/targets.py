@@ -108,13 +108,14 @@ def check_heatmaps(task: Task, pred: Tensor, target: Tensor) -> Tensor:
 
 
 def check_multilabel(task: Task, pred: Tensor, target: Tensor) -> Tensor:
-    """Multilabel: a (B, C) target of 0 / 1 per class, -1 to ignore an entry (a bool target is read as 0 / 1)."""
+    """Multilabel: a (B, C) target of 0 / 1 per class, -1 (or non-finite) to ignore an entry (a bool target is
+    read as 0 / 1)."""
     target = target.float() if target.dtype == torch.bool else target
     expected = f"(B, {task.channels}) values in {{0, 1}} or -1 (ignore) like the prediction"
     _check_batch(task, pred, target, expected)
     if target.shape != pred.shape:
         raise _mismatch(task, pred, target, expected)
-    bad = (target != 0) & (target != 1) & (target != -1)
+    bad = (target != 0) & (target != 1) & (target != -1) & torch.isfinite(target)
     if bool(bad.any()):
         raise ValueError(f"task {task.name!r}: target values {_first_bad(target, bad)} are not 0, 1 or -1 "
                          f"(ignore); expected {expected}")

@@ -6,11 +6,14 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from mtlzoo.data.folder import FolderDataset
+from mtlzoo.data.hf import HFDataset
 from mtlzoo.data.mtan import MTANCityscapes, MTANNYUv2
 from mtlzoo.data.nyud import NYUD
 from mtlzoo.data.pascal_context import PascalContext
 from mtlzoo.data.synthscenes import GENERATOR_VERSION, SynthScenes, render_scene
 from mtlzoo.registry import Registry
+from mtlzoo.tasks import Task
 
 DATASETS: Registry[Any] = Registry("dataset")
 DATASETS.register("synthscenes")(SynthScenes)
@@ -18,11 +21,52 @@ DATASETS.register("nyud")(NYUD)
 DATASETS.register("pascal_context")(PascalContext)
 DATASETS.register("nyuv2_mtan")(MTANNYUv2)
 DATASETS.register("cityscapes_mtan")(MTANCityscapes)
+DATASETS.register("folder")(FolderDataset)
+DATASETS.register("hf")(HFDataset)
+# "<prefix>:<location>" names: the data set and the keyword argument that takes the location
+LOCATION_PREFIXES = {"folder": "root", "hf": "source"}
+
+
+def split_dataset_name(name: str) -> tuple[str, dict[str, str]]:
+    """``folder:PATH`` -> ("folder", {"root": PATH}), ``hf:NAME`` -> ("hf", {"source": NAME}); others as given."""
+    prefix, sep, location = name.partition(":") if isinstance(name, str) else (name, "", "")
+    if not sep or prefix not in LOCATION_PREFIXES:
+        return name, {}
+    if not location:
+        raise ValueError(f"data set {name!r} names no location; expected {prefix}:PATH, e.g. {prefix}:data/my_set")
+    return prefix, {LOCATION_PREFIXES[prefix]: location}
+
+
+def resolve_dataset(name: str, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The data set class of ``name`` (a registered name or ``folder:`` / ``hf:``) and its options with the
+    location filled in; a location given twice is refused."""
+    base, implied = split_dataset_name(name)
+    options = dict(options or {})
+    for key, value in implied.items():
+        if key in options and options[key] != value:
+            raise ValueError(f"data set {name!r} already names its {key}; drop the option {key}={options[key]!r}")
+        options[key] = value
+    return DATASETS.get(base), options
 
 
 def create_dataset(name: str, **kwargs: Any) -> Dataset:
-    """Build the registered dataset ``name`` (see :func:`list_datasets`) with its keyword arguments."""
-    return DATASETS.get(name)(**kwargs)
+    """Build the registered dataset ``name`` (see :func:`list_datasets`; also ``folder:PATH`` and ``hf:NAME``)
+    with its keyword arguments."""
+    factory, kwargs = resolve_dataset(name, kwargs)
+    return factory(**kwargs)
+
+
+def dataset_tasks(name: str, options: dict[str, Any] | None = None) -> list[Task] | None:
+    """The tasks a data set declares itself (``folder:``, ``hf:``: from tasks.json or its columns), read without
+    building it; None for a data set whose tasks come from a task preset."""
+    factory, options = resolve_dataset(name, options)
+    declared = getattr(factory, "declared_tasks", None)
+    return None if declared is None else declared(**options)
+
+
+def dataset_protocol(name: str) -> str | None:
+    """The default evaluation protocol a data set class carries (``default_protocol``), None when it has none."""
+    return getattr(resolve_dataset(name)[0], "default_protocol", None)
 
 
 def list_datasets(pattern: str = "*") -> list[str]:
@@ -30,5 +74,6 @@ def list_datasets(pattern: str = "*") -> list[str]:
     return DATASETS.names(pattern)
 
 
-__all__ = ["DATASETS", "GENERATOR_VERSION", "MTANCityscapes", "MTANNYUv2", "NYUD", "PascalContext", "SynthScenes",
-           "create_dataset", "list_datasets", "render_scene"]
+__all__ = ["DATASETS", "GENERATOR_VERSION", "FolderDataset", "HFDataset", "MTANCityscapes", "MTANNYUv2", "NYUD",
+           "PascalContext", "SynthScenes", "create_dataset", "dataset_protocol", "dataset_tasks", "list_datasets",
+           "render_scene", "resolve_dataset", "split_dataset_name"]

@@ -135,6 +135,12 @@ _add(Protocol(
     task_preset="synthscenes",
 ))
 
+_add(Protocol(
+    "generic", "mtlzoo (any data set)",
+    "For data sets without a benchmark protocol of their own (folder:, hf:): every task kind's own meter with "
+    "its default options. delta_m: Vandenhende over each task's headline metric.",
+))
+
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
     """Resolve a protocol name (or pass a Protocol through)."""

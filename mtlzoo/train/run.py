@@ -23,8 +23,9 @@ DEFAULT_PROTOCOLS = {"synthscenes": "synthscenes", "nyud": "mtinet_nyud", "pasca
 _AUGMENT_KEYS = ("scales", "flip")
 
 
-def build_augmentation(data_name: str, augment: Mapping[str, Any]) -> Any:
-    """The joint training transform described by ``data.augment`` (None when empty)."""
+def build_augmentation(data_name: str, augment: Mapping[str, Any], kinds: Mapping[str, str] | None = None) -> Any:
+    """The joint training transform described by ``data.augment`` (None when empty); ``kinds`` gives the kind
+    of each task name (needed for names outside the presets, e.g. the tasks of a ``folder:`` data set)."""
     from mtlzoo.data.transforms import Compose, RandomHorizontalFlip, RandomScaleCrop
 
     unknown = sorted(set(augment) - set(_AUGMENT_KEYS))
@@ -32,9 +33,9 @@ def build_augmentation(data_name: str, augment: Mapping[str, Any]) -> Any:
         raise ValueError(f"unknown data.augment key(s) {unknown}; accepted: {list(_AUGMENT_KEYS)}")
     steps = []
     if augment.get("scales"):
-        steps.append(RandomScaleCrop(augment["scales"], inverse_depth=data_name == "cityscapes_mtan"))
+        steps.append(RandomScaleCrop(augment["scales"], kinds=kinds, inverse_depth=data_name == "cityscapes_mtan"))
     if augment.get("flip"):
-        steps.append(RandomHorizontalFlip())
+        steps.append(RandomHorizontalFlip(kinds=kinds))
     return Compose(steps) if steps else None
 
 
@@ -63,13 +64,13 @@ def _check_options(path: str, factory: Callable[..., Any], options: Mapping[str,
 
 def build_dataset(name: str, split: str, tasks: Sequence[Task] | None, options: Mapping[str, Any],
                   transform: Any = None, where: str = "data.kwargs") -> Dataset:
-    """A registered data set restricted to the model's tasks; a bad option is named with ``where``."""
-    from mtlzoo.data import DATASETS
+    """A registered data set (or ``folder:PATH`` / ``hf:NAME``) restricted to the model's tasks; a bad option is
+    named with ``where``."""
+    from mtlzoo.data import resolve_dataset
 
     with config_key("data.name" if where == "data.kwargs" else "--data"):
-        factory = DATASETS.get(name)
+        factory, kwargs = resolve_dataset(name, options)
     _check_options(where, factory, options, given=("split", "transform"))
-    kwargs = dict(options)
     if tasks is not None:
         kwargs.setdefault("tasks", [t.name for t in tasks])
     if transform is not None:
@@ -102,8 +103,11 @@ def _build_rule(config: Config, model: Any) -> Any:
         return mtlzoo.create_update_rule(name, model, optimizer_factory(config.optim), **config.method.kwargs)
 
 
-def build_trainer(config: Config, model: Any = None) -> Trainer:
-    """Everything a run needs, seeded; ``model`` replaces the config's model (fine-tuning)."""
+def build_trainer(config: Config, model: Any = None, unlabelled: Sequence[str] = ()) -> Trainer:
+    """Everything a run needs, seeded; ``model`` replaces the config's model (fine-tuning), and the data set
+    need not label the tasks named in ``unlabelled`` (they train on no label, see :mod:`mtlzoo.data.partial`)."""
+    from mtlzoo.data.partial import WithUnlabelled
+
     seed_everything(config.train.seed)
     if model is None:
         model = _build_model(config)
@@ -112,9 +116,12 @@ def build_trainer(config: Config, model: Any = None) -> Trainer:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     rule = _build_rule(config, model)
     with config_key("data.augment"):
-        augment = build_augmentation(config.data.name, config.data.augment)
-    train_data = build_dataset(config.data.name, config.data.train_split, model.tasks, config.data.kwargs, augment)
-    eval_data = build_dataset(config.data.name, config.data.eval_split, model.tasks, config.data.kwargs)
+        augment = build_augmentation(config.data.name, config.data.augment, {t.name: t.kind for t in model.tasks})
+    labelled = [t for t in model.tasks if t.name not in unlabelled]
+    train_data = build_dataset(config.data.name, config.data.train_split, labelled, config.data.kwargs, augment)
+    if len(labelled) < len(model.tasks):
+        train_data = WithUnlabelled(train_data, [t for t in model.tasks if t.name in unlabelled])
+    eval_data = build_dataset(config.data.name, config.data.eval_split, labelled, config.data.kwargs)
     protocol = _check_evaluation(config)
     evaluation = EvalSetup(eval_data, protocol, config.eval.baseline, config.data.eval_batch_size)
     return Trainer(model, rule, train_data, options=config.train, evaluation=evaluation, schedule=config.schedule,
@@ -126,7 +133,7 @@ def _check_evaluation(config: Config) -> str:
     """The run's protocol; an unknown protocol or baseline name is refused now, not at the first evaluation."""
     from mtlzoo.metrics import get_baseline, get_protocol
 
-    protocol = config.eval.protocol or DEFAULT_PROTOCOLS.get(config.data.name, "synthscenes")
+    protocol = config.eval.protocol or default_protocol(config.data.name) or "synthscenes"
     with config_key("eval.protocol"):
         get_protocol(protocol)
     baseline = config.eval.baseline
@@ -134,6 +141,13 @@ def _check_evaluation(config: Config) -> str:
         with config_key("eval.baseline"):
             get_baseline(baseline)
     return protocol
+
+
+def default_protocol(data: str) -> str | None:
+    """The protocol a data set is scored under by default: the one its class carries, else the benchmark's."""
+    from mtlzoo.data import dataset_protocol, split_dataset_name
+
+    return dataset_protocol(data) or DEFAULT_PROTOCOLS.get(split_dataset_name(data)[0])
 
 
 def train_from_config(config: Config, resume: bool = False) -> dict[str, Any]:
@@ -144,20 +158,51 @@ def train_from_config(config: Config, resume: bool = False) -> dict[str, Any]:
     return {"out_dir": str(Path(config.train.out_dir).resolve()), "step": trainer.step, **metrics}
 
 
-def parse_task(spec: str) -> Task:
-    """``name:kind[:channels]`` -> Task (for ``--add-task``)."""
+def parse_task(spec: str, declared: Mapping[str, Task] | None = None) -> Task:
+    """``name:kind[:channels]`` -> Task (for ``--add-task``); a task the data set declares (``declared``) with
+    that kind supplies what the spec leaves out (channels, ignore index...)."""
     parts = spec.split(":")
     if len(parts) not in (2, 3):
         raise ValueError(f"--add-task {spec!r} must look like NAME:KIND[:CHANNELS], e.g. sal:saliency")
-    channels = int(parts[2]) if len(parts) == 3 else None
-    return Task(parts[0], parts[1], channels)
+    name, kind = parts[0], parts[1]
+    data_task = (declared or {}).get(name)
+    if data_task is not None and data_task.kind != kind:
+        raise ValueError(f"--add-task {spec!r}: the data set declares {name!r} as a {data_task.kind} task")
+    if len(parts) == 3:
+        return Task(name, kind, int(parts[2]))
+    return data_task if data_task is not None else Task(name, kind)
+
+
+def _data_tasks(config: Config) -> dict[str, str]:
+    """{task: kind} of every task the configured training data labels."""
+    from mtlzoo.data import dataset_tasks
+
+    with config_key("data.name"):
+        declared = dataset_tasks(config.data.name, config.data.kwargs)
+    if declared is not None:
+        return {t.name: t.kind for t in declared}
+    data = build_dataset(config.data.name, config.data.train_split, None, config.data.kwargs)
+    return data.task_kinds()
+
+
+def _unlabelled(model: Any, new_tasks: Sequence[str], labels: Mapping[str, str], data: str) -> list[str]:
+    """The model's tasks the data does not label (they fine-tune on no label); the added ones must be labelled."""
+    for task in model.tasks:
+        if task.name in labels and labels[task.name] != task.kind:
+            raise ValueError(f"data set {data!r} labels {task.name!r} as {labels[task.name]}, the model predicts "
+                             f"it as {task.kind}")
+    missing = [n for n in new_tasks if n not in labels]
+    if missing or not any(t.name in labels for t in model.tasks):
+        raise ValueError(f"data set {data!r} labels none of the task(s) {missing or model.task_names} (it labels "
+                         f"{sorted(labels)}); fine-tune on data with labels for them")
+    return [t.name for t in model.tasks if t.name not in labels]
 
 
 def _looks_like_path(name: str) -> bool:
     return any(sep in name for sep in ("/", "\\")) or name.startswith((".", "~"))
 
 
-def load_model_or_checkpoint(name_or_path: str, tasks: str | None = None, random_init: bool = False,
+def load_model_or_checkpoint(name_or_path: str, tasks: str | Sequence[Task] | None = None, random_init: bool = False,
                              note: Callable[[str], None] | None = None) -> Any:
     """What a command's model argument names: a checkpoint folder, an ``hf-hub:`` id, a pretrained ``arch.tag``,
     or a bare architecture, which loads its default pretrained tag; random weights (for ``tasks``) only with
@@ -203,17 +248,24 @@ def finetune_from_checkpoint(checkpoint: str, config: Config, add_tasks: Sequenc
     so with both the old tasks' predictions stay exactly as they were. ``checkpoint``, ``random_init`` and
     ``note`` as in :func:`load_model_or_checkpoint`.
     """
+    from mtlzoo.data import dataset_tasks
+
     model = load_model_or_checkpoint(checkpoint, tasks=config.model.tasks, random_init=random_init, note=note)
     old_tasks = list(model.task_names)
+    with config_key("data.name"):
+        declared = {t.name: t for t in dataset_tasks(config.data.name, config.data.kwargs) or []}
     for spec in add_tasks:
-        model.add_task(spec if isinstance(spec, Task) else parse_task(spec))
+        model.add_task(spec if isinstance(spec, Task) else parse_task(spec, declared))
     if freeze_encoder:
         model.freeze_encoder()
     if only_new_tasks:
         if not add_tasks:
             raise ValueError("only_new_tasks needs at least one task to add (--add-task NAME:KIND)")
         model.freeze_tasks(old_tasks)
-    trainer = build_trainer(config, model=model)
+    unlabelled = _unlabelled(model, model.task_names[len(old_tasks):], _data_tasks(config), config.data.name)
+    if unlabelled and note:
+        note(f"data set {config.data.name!r} has no labels for {unlabelled}: they get no loss and no gradient")
+    trainer = build_trainer(config, model=model, unlabelled=unlabelled)
     with explain_timeouts(config.train.dist_timeout):
         metrics = trainer.fit()
     return {"out_dir": str(Path(config.train.out_dir).resolve()), "step": trainer.step, **metrics}
@@ -238,9 +290,10 @@ def evaluate_checkpoint(checkpoint: str, data: str = "synthscenes", split: str =
     """
     from mtlzoo.metrics import evaluate
 
-    model = load_model_or_checkpoint(checkpoint, tasks=_preset_of(data), random_init=random_init, note=note)
+    tasks = _preset_of(data, data_options) if random_init else None
+    model = load_model_or_checkpoint(checkpoint, tasks=tasks, random_init=random_init, note=note)
     loader = make_loader(data, split, model, data_options or {}, batch_size)
-    protocol = protocol or DEFAULT_PROTOCOLS.get(data)
+    protocol = protocol or default_protocol(data)
     if protocol is None:
         raise ValueError(f"no default protocol for data set {data!r}; pass --protocol (one of the protocols listed "
                          "by `mtlzoo list protocols`)")
@@ -248,10 +301,12 @@ def evaluate_checkpoint(checkpoint: str, data: str = "synthscenes", split: str =
     return result.to_dict()
 
 
-def _preset_of(data: str) -> str | None:
+def _preset_of(data: str, options: Mapping[str, Any] | None = None) -> str | list[Task] | None:
+    """The tasks a random-weights model gets for ``data``: its task preset or the tasks it declares."""
     import mtlzoo
+    from mtlzoo.data import dataset_tasks
 
-    return data if data in mtlzoo.list_task_presets() else None
+    return data if data in mtlzoo.list_task_presets() else dataset_tasks(data, options)
 
 
 def _baseline(value: str | None) -> Any:

@@ -11,8 +11,8 @@ from mtlzoo.tasks import TASK_KINDS, Task, task_preset
 
 
 def test_presets_and_their_families():
-    assert list_protocols() == ["atrc_nyud", "atrc_pascal", "mtan_cityscapes", "mtan_nyuv2", "mtinet_nyud",
-                                "mtinet_pascal", "synthscenes"]
+    assert list_protocols() == ["atrc_nyud", "atrc_pascal", "generic", "mtan_cityscapes", "mtan_nyuv2",
+                                "mtinet_nyud", "mtinet_pascal", "synthscenes"]
     assert "MTAN" in get_protocol("mtan_nyuv2").family and "MTI-Net" in get_protocol("mtinet_pascal").family
     with pytest.raises(ValueError, match="mtan_nyuv2"):
         get_protocol("mtan_nyu")
