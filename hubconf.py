@@ -35,7 +35,7 @@ _ARCHITECTURES = {
     "cross_stitch_resnet18": "Cross-stitch network: one ResNet-18 column per task (output stride 8) + ASPP heads.",
     "cross_stitch_tiny": "Cross-stitch network on tiny 4-stage conv columns + light heads, for tests and CPU demos.",
     "invpt": "InvPT on any plain timm ViT: joint inverted-pyramid transformer decoder, deep supervision.",
-    "invpt_tiny": "InvPT on a tiny ViT (4 blocks, width 64, 8-pixel patches), decoder 64-32-16, for tests and CPU.",
+    "invpt_tiny": "InvPT on a tiny ViT (4 blocks, width 64, 16-pixel patches), decoder 64-32-16, for tests and CPU.",
     "invpt_vit_base": "InvPT on ViT-B/16: joint inverted-pyramid transformer decoder 768-384-192 (strides 16-8-4).",
     "invpt_vit_small": "InvPT on ViT-S/16: joint inverted-pyramid transformer decoder 384-192-96 (strides 16-8-4).",
     "mtinet": "MTI-Net on HRNet (hrnet_w18, ...) or any 4-stage encoder: multi-scale distillation, deep supervision.",

@@ -30,14 +30,14 @@ from mtlzoo.models.invpt_decoder import InvertedPyramidDecoder
 from mtlzoo.tasks import Task
 
 TaskSpec = str | Iterable[Task | Mapping[str, Any]]
-TINY_VIT = {"img_size": 64, "patch_size": 8, "embed_dim": 64, "depth": 4, "num_heads": 2}
+TINY_VIT = {"img_size": 64, "patch_size": 16, "embed_dim": 64, "depth": 4, "num_heads": 2}
 
 
 class ViTEncoder(Encoder):
     """A timm VisionTransformer returning ``layers`` intermediate block outputs as (B, C, H/p, W/p) maps.
 
     Any input size works (``dynamic_img_size``: the position embedding is interpolated; the input is
-    padded to a multiple of the patch size). ``name="tiny"`` builds a 4-block, 64-wide ViT with 8-pixel
+    padded to a multiple of the patch size). ``name="tiny"`` builds a 4-block, 64-wide ViT with 16-pixel
     patches for tests."""
 
     def __init__(self, name: str, in_chans: int = 3, encoder_weights: str | None = None, layers: int = 3) -> None:
@@ -162,7 +162,7 @@ def invpt(tasks: TaskSpec, encoder: str = "vit_small_patch16_224", **kwargs: Any
 
 @register_model
 def invpt_tiny(tasks: TaskSpec, **kwargs: Any) -> InvPT:
-    """InvPT on a tiny ViT (4 blocks, width 64, 8-pixel patches), decoder 64-32-16: for tests and CPU demos."""
+    """InvPT on a tiny ViT (4 blocks, width 64, 16-pixel patches), decoder 64-32-16: for tests and CPU demos."""
     kwargs = {"dims": (64, 32, 16), "num_heads": (2, 2, 1), "depths": (1, 1, 1), "head_width": 16, **kwargs}
     return InvPT(tasks, encoder="tiny", **kwargs)
 

@@ -72,7 +72,7 @@ def test_decoder_mixes_tasks_and_grows_the_resolution(model):
     model.eval()
     x = batch()["image"]
     rep = model.encode(x)
-    grid = math.ceil(32 / 8)
+    grid = math.ceil(32 / 16)
     assert [tuple(f.shape) for f in rep.features[:3]] == [(2, 16, 4 * grid, 4 * grid)] * 3
     assert [tuple(f.shape[1:]) for f in rep.features[3:]] == [(5, grid, grid), (1, grid, grid), (3, grid, grid)]
     before = model(x)
