@@ -11,9 +11,8 @@ points, after torch.hub has checked ``dependencies``. The names below mirror
 Tag entries use ``__`` where the model name has ``.``.
 """
 
-dependencies = [
-    "torch", "torchvision", "timm", "segmentation_models_pytorch", "huggingface_hub", "safetensors", "yaml",
-    "tqdm", "numpy",
+dependencies = [  # the required ones only (segmentation_models_pytorch is the optional 'smp' extra)
+    "torch", "torchvision", "timm", "huggingface_hub", "safetensors", "yaml", "tqdm", "numpy", "scipy", "PIL",
 ]
 
 _ARCHITECTURES = {

@@ -271,13 +271,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from mtlzoo.extras import MissingExtraError
     from mtlzoo.train.distributed import DistTimeoutError
     from mtlzoo.train.interrupt import TrainingInterrupted
 
     try:
         _import_plugins(args.imports)
         args.func(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, MissingExtraError) as error:
         print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)
         return 2
     except DistTimeoutError as error:  # a runtime failure (exit 1), but one line says which rank and what to do

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mtlzoo.extras import require
 from mtlzoo.registry import unknown_name_error
 
 _OUTPUT_STRIDES = (8, 16, 32)
@@ -121,8 +122,7 @@ class SmpEncoder(Encoder):
     def __init__(self, name: str, in_chans: int = 3, output_stride: int = 32,
                  encoder_weights: str | None = None) -> None:
         super().__init__()
-        import segmentation_models_pytorch as smp
-
+        smp = require("segmentation_models_pytorch", f"encoder 'smp:{name}'")
         available = smp.encoders.get_encoder_names()
         if name not in available:
             raise unknown_name_error("smp encoder", name, available)

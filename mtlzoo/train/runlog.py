@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from mtlzoo.extras import require
+
 
 def to_plain(value: Any) -> Any:
     """Tensors and nested containers -> JSON-able Python values (NaN/inf become strings)."""
@@ -35,11 +37,9 @@ class RunLog:
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if tensorboard:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
-                except ImportError as error:
-                    raise ValueError("train.tensorboard needs the tensorboard package: pip install tensorboard "
-                                     "(or set train.tensorboard=false; logs go to log.jsonl either way)") from error
+                require("tensorboard", "train.tensorboard=true (or set it false: log.jsonl is written either way)")
+                from torch.utils.tensorboard import SummaryWriter
+
                 self._tb = SummaryWriter(str(Path(out_dir) / "tensorboard"))
 
     def write(self, kind: str, step: int, **values: Any) -> None:

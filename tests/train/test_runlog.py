@@ -27,5 +27,5 @@ def test_to_plain_handles_nesting():
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
 def test_tensorboard_without_the_package_says_what_to_install(tmp_path):
-    with pytest.raises(ValueError, match="pip install tensorboard"):
+    with pytest.raises(ImportError, match=r"pip install 'mtlzoo\[tensorboard\]'"):
         RunLog(tmp_path, tensorboard=True)
