@@ -22,14 +22,15 @@ names, which becomes a 0 / 1 vector (multilabel).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mtlzoo.data.partial import target_like
 from mtlzoo.registry import close_matches
 from mtlzoo.tasks import TASK_KINDS, Task
 
@@ -48,10 +49,11 @@ class DeclaredTask:
     classes: tuple[str, ...] = ()
     scale: float | None = None
 
-    @property
+    @cached_property
     def labels(self) -> bool:
-        """Whether targets are class ids (the kind reads ``ignore_index``)."""
-        return self.task.spec.uses_ignore_index
+        """Whether targets are integer class ids (as the kind's example targets are)."""
+        like = target_like(self.task, (1, 1))
+        return like is not None and not like.is_floating_point()
 
 
 def problems_error(subject: str, problems: Sequence[str]) -> ValueError:
@@ -168,7 +170,7 @@ def image_level_target(decl: DeclaredTask, value: Any) -> np.ndarray:
     if decl.labels:
         return np.asarray(_class_id(decl, value), np.int64)
     values = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
-    if values and all(isinstance(v, str) for v in values):
+    if all(isinstance(v, str) for v in values) and (values or decl.classes):  # class names ([] = none present)
         vector = np.zeros(decl.task.channels, np.float32)
         vector[[_class_id(decl, v) for v in values]] = 1.0
         return vector
@@ -205,8 +207,3 @@ def dense_target(decl: DeclaredTask, array: np.ndarray, from_png: bool) -> np.nd
         scale = decl.scale if decl.scale is not None else _PNG_SCALE.get(kind, 1.0)
         value = value * np.float32(scale)
     return value.reshape(array.shape[:2]) if decl.task.channels == 1 else value
-
-
-def is_missing(value: Any) -> bool:
-    """A label cell left empty (None or NaN)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))

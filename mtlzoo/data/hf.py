@@ -33,21 +33,17 @@ from mtlzoo.data._schema import (
     read_schema,
 )
 from mtlzoo.data.transforms import Compose, Resize
+from mtlzoo.extras import require
 from mtlzoo.tasks import Task
 
 SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validation", "valid", "test"),
                  "test": ("test", "val", "validation")}
 _SPLIT_WORDS = ("train", "val", "validation", "valid", "test", "dev")
-EXTRA_HINT = "pip install 'mtlzoo[datasets]'"
 
 
 def require_datasets() -> Any:
-    """The ``datasets`` module; an ImportError naming the extra when it is not installed."""
-    try:
-        import datasets
-    except ImportError:
-        raise ImportError(f"hf: data sets need the Hugging Face 'datasets' package: {EXTRA_HINT}") from None
-    return datasets
+    """The ``datasets`` module; a MissingExtraError (an ImportError) naming the extra when it is not installed."""
+    return require("datasets", "an hf: data set")
 
 
 def _aliases(split: str) -> tuple[str, ...]:
@@ -70,9 +66,11 @@ def _split_word(path: Path, root: Path) -> str:
 
 
 def _parquet(local: Path, split: str) -> Any:
-    """The ``split`` of the parquet file(s) at ``local``."""
+    """The ``split`` of the parquet files in folder ``local``; a file named directly is every split."""
     datasets = require_datasets()
-    files = [local] if local.is_file() else sorted(local.rglob("*.parquet"))
+    if local.is_file():
+        return datasets.load_dataset("parquet", data_files={"data": [str(local)]}, split="data")
+    files = sorted(local.rglob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"hf data set {local}: neither a save_to_disk folder (dataset_info.json, state.json "
                                 "or dataset_dict.json) nor parquet files")

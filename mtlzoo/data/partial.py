@@ -18,13 +18,22 @@ from torch.utils.data import Dataset
 from mtlzoo.tasks import Task
 
 
+def target_like(task: Task, size: tuple[int, int]) -> Tensor | None:
+    """One target of ``task`` for an (H, W) image as its kind draws examples (shape and dtype), None when the
+    kind draws none."""
+    draw = task.spec.example_target
+    return None if draw is None else draw(task, 1, tuple(size), torch.Generator().manual_seed(0))[0]
+
+
 def unlabelled_target(task: Task, size: tuple[int, int]) -> Tensor:
-    """A target of ``task`` for an (H, W) image with no labelled entry: all ``ignore_index`` for class-id kinds,
-    all NaN otherwise, in the shape the kind's loss reads."""
-    spec = task.spec
-    if spec.uses_ignore_index:
-        return torch.full(tuple(size) if spec.dense else (), task.ignore_index, dtype=torch.int64)
-    return torch.full((task.channels, *size) if spec.dense else (task.channels,), float("nan"))
+    """A target of ``task`` for an (H, W) image with no labelled entry, in the shape the kind's loss reads:
+    all ``ignore_index`` for integer (class id) targets, all NaN for float ones."""
+    like = target_like(task, size)
+    if like is None:
+        return torch.full((task.channels, *size) if task.dense else (task.channels,), float("nan"))
+    if like.is_floating_point():
+        return torch.full(like.shape, float("nan"))
+    return torch.full(like.shape, task.ignore_index, dtype=like.dtype)
 
 
 class WithUnlabelled(Dataset):
@@ -32,6 +41,7 @@ class WithUnlabelled(Dataset):
 
     def __init__(self, data: Dataset, tasks: Sequence[Task]) -> None:
         self.data, self.tasks = data, list(tasks)
+        self._made: dict[tuple[str, tuple[int, ...]], Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.data)
@@ -40,5 +50,7 @@ class WithUnlabelled(Dataset):
         sample = dict(self.data[index])
         size = tuple(sample["image"].shape[-2:])
         for task in self.tasks:
-            sample[task.name] = unlabelled_target(task, size)
+            if (task.name, size) not in self._made:
+                self._made[task.name, size] = unlabelled_target(task, size)
+            sample[task.name] = self._made[task.name, size].clone()
         return sample

@@ -1,0 +1,52 @@
+"""Fixtures shared across test folders: a tiny multi-task data set written to disk in the ``folder:`` layout."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mtlzoo.data import render_scene
+
+SCENE_CLASSES = ["empty", "people"]
+FOLDER_TASKS = {"semseg": {"kind": "segmentation", "classes": 8}, "depth": {"kind": "depth"},
+                "normals": {"kind": "normals"}, "scene": {"kind": "classification", "classes": SCENE_CLASSES}}
+
+
+def write_scene_folder(root, count=6, size=(32, 32), tasks=("semseg", "depth", "normals", "scene"), splits=None):
+    """Render ``count`` synthscenes images and write them with the chosen tasks: semseg as 8-bit PNG class ids,
+    depth as 16-bit PNG millimetres, normals as .npy, scene ("people" when a figure is visible) in scene.json.
+    Returns the arrays written, by stem."""
+    written = {}
+    for folder in ("images", *[t for t in tasks if t != "scene"]):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    labels = {}
+    for i in range(count):
+        stem, scene = f"s{i}", render_scene(0, "train", i, size)
+        Image.fromarray(scene["rgb"]).save(root / "images" / f"{stem}.png")
+        millimetres = np.round(scene["depth"] * 1000).astype(np.uint16)
+        if "semseg" in tasks:
+            Image.fromarray(scene["semseg"]).save(root / "semseg" / f"{stem}.png")
+        if "depth" in tasks:
+            Image.fromarray(millimetres).save(root / "depth" / f"{stem}.png")
+        if "normals" in tasks:
+            np.save(root / "normals" / f"{stem}.npy", scene["normals"])
+        labels[stem] = SCENE_CLASSES[int((scene["semseg"] == 7).any())]
+        written[stem] = {"rgb": scene["rgb"], "semseg": scene["semseg"], "depth_mm": millimetres,
+                         "normals": scene["normals"], "scene": labels[stem]}
+    if "scene" in tasks:
+        (root / "scene.json").write_text(json.dumps(labels))
+    (root / "tasks.json").write_text(json.dumps({"tasks": {t: FOLDER_TASKS[t] for t in tasks}}))
+    if splits:
+        (root / "splits").mkdir()
+        for split, stems in splits.items():
+            (root / "splits" / f"{split}.txt").write_text("\n".join(stems) + "\n")
+    return written
+
+
+@pytest.fixture
+def scene_folder(tmp_path):
+    """A 6-image folder data set (semseg, depth, normals, scene) split 4 train / 2 val, and what was written."""
+    root = tmp_path / "scenes"
+    written = write_scene_folder(root, splits={"train": ["s0", "s1", "s2", "s3"], "val": ["s4", "s5"]})
+    return root, written
