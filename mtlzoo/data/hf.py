@@ -50,8 +50,11 @@ def _aliases(split: str) -> tuple[str, ...]:
     return SPLIT_ALIASES.get(split, (split,))
 
 
-def _pick(names: Iterable[str], split: str, where: str) -> str:
+def _pick(names: Iterable[str], split: str | None, where: str) -> str:
+    """The split name to read for ``split`` (or its aliases); None: the first one (the schema is the same)."""
     names = list(names)
+    if split is None and names:
+        return names[0]
     for key in _aliases(split):
         if key in names:
             return key
@@ -65,7 +68,7 @@ def _split_word(path: Path, root: Path) -> str:
     return next((w for w in words if w in _SPLIT_WORDS), "")
 
 
-def _parquet(local: Path, split: str) -> Any:
+def _parquet(local: Path, split: str | None) -> Any:
     """The ``split`` of the parquet files in folder ``local``; a file named directly is every split."""
     datasets = require_datasets()
     if local.is_file():
@@ -81,8 +84,9 @@ def _parquet(local: Path, split: str) -> Any:
     return datasets.load_dataset("parquet", data_files={"data": groups[key]}, split="data")
 
 
-def open_source(source: str, split: str) -> Any:
-    """The ``split`` of a save_to_disk folder, parquet file(s) or Hub data set, as a ``datasets.Dataset``."""
+def open_source(source: str, split: str | None) -> Any:
+    """The ``split`` of a save_to_disk folder, parquet file(s) or Hub data set, as a ``datasets.Dataset`` (None:
+    any split)."""
     datasets = require_datasets()
     local = Path(source).expanduser()
     if local.is_dir() and any((local / f).is_file() for f in ("dataset_dict.json", "state.json")):
@@ -187,10 +191,10 @@ class HFDataset(_io.FolderDataset):
             raise problems_error(f"hf data set {self.source!r} (split {split!r})", problems)
 
     @classmethod
-    def declared_tasks(cls, source: str | os.PathLike, split: str = "train", image_column: str = "image",
-                       schema: Any = None, **options: Any) -> list[Task]:
+    def declared_tasks(cls, source: str | os.PathLike, image_column: str = "image", schema: Any = None,
+                       **options: Any) -> list[Task]:
         """The tasks the data set declares (``schema``, a tasks.json beside it, or its ClassLabel columns)."""
-        data = open_source(str(source), split)
+        data = open_source(str(source), None)
         return [d.task for d in _schema(schema, str(source), data.features, image_column).values()]
 
     @property

@@ -185,12 +185,33 @@ def _data_tasks(config: Config) -> dict[str, str]:
     return data.task_kinds()
 
 
-def _unlabelled(model: Any, new_tasks: Sequence[str], labels: Mapping[str, str], data: str) -> list[str]:
-    """The model's tasks the data does not label (they fine-tune on no label); the added ones must be labelled."""
+def _check_kinds(model: Any, labels: Mapping[str, str], data: str) -> None:
+    """Refuse a data set that labels one of the model's tasks as another kind."""
     for task in model.tasks:
         if task.name in labels and labels[task.name] != task.kind:
             raise ValueError(f"data set {data!r} labels {task.name!r} as {labels[task.name]}, the model predicts "
                              f"it as {task.kind}")
+
+
+def labelled_tasks(model: Any, data: str, options: Mapping[str, Any] | None = None) -> list[Task]:
+    """The model's tasks that ``data`` labels when it declares its tasks (``folder:``, ``hf:``), else all of them."""
+    from mtlzoo.data import dataset_tasks
+
+    declared = dataset_tasks(data, options)
+    if declared is None:
+        return list(model.tasks)
+    labels = {t.name: t.kind for t in declared}
+    _check_kinds(model, labels, data)
+    tasks = [t for t in model.tasks if t.name in labels]
+    if not tasks:
+        raise ValueError(f"data set {data!r} labels none of the model's tasks {model.task_names} (it labels "
+                         f"{sorted(labels)})")
+    return tasks
+
+
+def _unlabelled(model: Any, new_tasks: Sequence[str], labels: Mapping[str, str], data: str) -> list[str]:
+    """The model's tasks the data does not label (they fine-tune on no label); the added ones must be labelled."""
+    _check_kinds(model, labels, data)
     missing = [n for n in new_tasks if n not in labels]
     if missing or not any(t.name in labels for t in model.tasks):
         raise ValueError(f"data set {data!r} labels none of the task(s) {missing or model.task_names} (it labels "
@@ -272,9 +293,10 @@ def finetune_from_checkpoint(checkpoint: str, config: Config, add_tasks: Sequenc
 
 
 def make_loader(data: str, split: str, model: Any, options: Mapping[str, Any], batch_size: int,
-                shuffle: bool = False) -> DataLoader:
-    """A loader over a registered data set, restricted to the model's tasks (``options``: the ``--data-opt`` ones)."""
-    dataset = build_dataset(data, split, model.tasks, options, where="--data-opt")
+                shuffle: bool = False, tasks: Sequence[Task] | None = None) -> DataLoader:
+    """A loader over a registered data set, restricted to ``tasks`` (default: the model's; ``options``: the
+    ``--data-opt`` ones)."""
+    dataset = build_dataset(data, split, model.tasks if tasks is None else tasks, options, where="--data-opt")
     generator = torch.Generator().manual_seed(0)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
@@ -292,7 +314,8 @@ def evaluate_checkpoint(checkpoint: str, data: str = "synthscenes", split: str =
 
     tasks = _preset_of(data, data_options) if random_init else None
     model = load_model_or_checkpoint(checkpoint, tasks=tasks, random_init=random_init, note=note)
-    loader = make_loader(data, split, model, data_options or {}, batch_size)
+    loader = make_loader(data, split, model, data_options or {}, batch_size,
+                         tasks=labelled_tasks(model, data, data_options))
     protocol = protocol or default_protocol(data)
     if protocol is None:
         raise ValueError(f"no default protocol for data set {data!r}; pass --protocol (one of the protocols listed "
