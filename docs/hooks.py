@@ -196,6 +196,10 @@ def schema_table() -> str:
     rows = []
     for section in dataclasses.fields(Config):
         cls = section.default_factory
+        if not dataclasses.is_dataclass(cls):  # a top-level key, not a section (imports:)
+            rows.append([f"`{section.name}`", "user modules (plugins) imported before any name is resolved",
+                         f"`{section.name}={cls()!r}`"])
+            continue
         defaults = cls()
         keys = ", ".join(f"`{f.name}={getattr(defaults, f.name)!r}`" for f in dataclasses.fields(cls))
         rows.append([f"`{section.name}`", _first_line(cls), keys])

@@ -91,12 +91,13 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 def _cmd_diagnose(args: argparse.Namespace) -> None:
     from mtlzoo.diagnose import gradient_report, summarize, write_report
     from mtlzoo.models.factory import split_model_name
-    from mtlzoo.train.run import load_model_or_checkpoint, make_loader
+    from mtlzoo.train.run import default_tasks, load_model_or_checkpoint, make_loader
 
+    options = _options(args.data_opt)
     # a bare architecture name means a fresh model here: gradient conflict at initialisation is a question of its own
-    model = load_model_or_checkpoint(args.model, tasks=args.tasks, random_init=split_model_name(args.model)[1] is None,
-                                     note=_note(args))
-    loader = make_loader(args.data, args.split, model, _options(args.data_opt), args.batch_size, shuffle=True)
+    model = load_model_or_checkpoint(args.model, tasks=args.tasks or default_tasks(args.data, options),
+                                     random_init=split_model_name(args.model)[1] is None, note=_note(args))
+    loader = make_loader(args.data, args.split, model, options, args.batch_size, shuffle=True)
     report = gradient_report(model, loader, max_batches=args.batches, layer_depth=args.layer_depth)
     paths = write_report(report, args.out)
     print(summarize(report))

@@ -69,11 +69,16 @@ def dataset_protocol(name: str) -> str | None:
     return getattr(resolve_dataset(name)[0], "default_protocol", None)
 
 
+def dataset_task_preset(name: str) -> str | None:
+    """The task preset a data set class carries (``task_preset``: the tasks a model built for it gets), or None."""
+    return getattr(resolve_dataset(name)[0], "task_preset", None)
+
+
 def list_datasets(pattern: str = "*") -> list[str]:
     """Names of the registered datasets."""
     return DATASETS.names(pattern)
 
 
 __all__ = ["DATASETS", "GENERATOR_VERSION", "FolderDataset", "HFDataset", "MTANCityscapes", "MTANNYUv2", "NYUD",
-           "PascalContext", "SynthScenes", "create_dataset", "dataset_protocol", "dataset_tasks", "list_datasets",
-           "render_scene", "resolve_dataset", "split_dataset_name"]
+           "PascalContext", "SynthScenes", "create_dataset", "dataset_protocol", "dataset_task_preset",
+           "dataset_tasks", "list_datasets", "render_scene", "resolve_dataset", "split_dataset_name"]

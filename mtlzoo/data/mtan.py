@@ -67,6 +67,8 @@ class MTANNYUv2(_MTANDataset):
     """NYUv2 3-task data (semseg 13 classes with ignore -1, depth in metres, normals) of the MTAN family."""
 
     dataset_name = "nyuv2_mtan"
+    default_protocol = "mtan_nyuv2"
+    task_preset = "nyuv2_mtan"
     folders = {"semseg": "label", "depth": "depth", "normals": "normal"}
     kinds = {"semseg": "segmentation", "depth": "depth", "normals": "normals"}
 
@@ -79,6 +81,9 @@ class MTANCityscapes(_MTANDataset):
     """Cityscapes 2-task data (semseg 7 or 19 classes with ignore -1, inverse depth) of the MTAN family."""
 
     dataset_name = "cityscapes_mtan"
+    default_protocol = "mtan_cityscapes"
+    task_preset = "cityscapes2"
+    inverse_depth = True  # depth/ holds inverse depth: scale augmentation multiplies it (RandomScaleCrop)
     kinds = {"semseg": "segmentation", "depth": "depth"}
 
     def __init__(self, root: str | os.PathLike, split: str = "train", tasks: Iterable[str | Task] | None = None,

@@ -54,6 +54,8 @@ class NYUD(FolderDataset):
     """NYUD-v2 multi-task data (semseg, depth, normals, edge) at its stored resolution."""
 
     dataset_name = "nyud"
+    default_protocol = "mtinet_nyud"
+    task_preset = "nyud"
 
     def __init__(self, root: str | os.PathLike, split: str = "train", tasks: Iterable[str | Task] | None = None,
                  transform: Callable[[dict], dict] | None = None) -> None:

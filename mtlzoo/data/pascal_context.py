@@ -98,6 +98,8 @@ class PascalContext(FolderDataset):
     """PASCAL-Context multi-task data at its stored resolution (resize with the joint transforms)."""
 
     dataset_name = "pascal_context"
+    default_protocol = "mtinet_pascal"
+    task_preset = "pascal_context"
 
     def __init__(self, root: str | os.PathLike, split: str = "train", tasks: Iterable[str | Task] | None = None,
                  transform: Callable[[dict], dict] | None = None) -> None:

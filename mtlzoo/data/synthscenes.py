@@ -83,6 +83,9 @@ class SynthScenes(Dataset):
     ``transform`` is a joint transform applied to the tensor dict (see :mod:`mtlzoo.data.transforms`).
     """
 
+    default_protocol = "synthscenes"  # what it is scored under unless told otherwise
+    task_preset = "synthscenes"  # the tasks a model built for it gets
+
     def __init__(self, split: str = "train", size: tuple[int, int] = (96, 128), length: int | None = None,
                  seed: int = 0, tasks: Iterable[str | Task] | None = None, cache_dir: str | os.PathLike | None = None,
                  version: int = GENERATOR_VERSION, transform: Callable[[dict], dict] | None = None,

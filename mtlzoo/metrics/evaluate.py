@@ -162,10 +162,16 @@ def _progress(data: Iterable, enabled: bool, label: str) -> Iterable:
     return tqdm(data, desc=f"evaluate [{label}]", leave=False)
 
 
-def evaluate(model: nn.Module, data: Iterable[Mapping[str, Tensor]], protocol: str | Protocol = "synthscenes",
+def _data_protocol(data: Iterable) -> str:
+    """The protocol ``data`` (a data set, or a DataLoader over one) carries as ``default_protocol``, else "generic"."""
+    return getattr(getattr(data, "dataset", data), "default_protocol", None) or "generic"
+
+
+def evaluate(model: nn.Module, data: Iterable[Mapping[str, Tensor]], protocol: str | Protocol | None = None,
              baseline: Any = None, device: str | torch.device | None = None, amp: bool | str = False,
              channels_last: bool = False, progress: bool = True, step: int | None = None) -> EvalResult:
-    """Score ``model`` on every batch of ``data`` (dicts with "image" and one target per task) under ``protocol``.
+    """Score ``model`` on every batch of ``data`` (dicts with "image" and one target per task) under ``protocol``
+    (default: the data set's own ``default_protocol``, else "generic").
 
     Each task present in a batch is scored from ``task.postprocess(output)``; tasks a batch lacks are
     skipped for that batch, and a batch key that names no task warns once. ``baseline`` (None, "auto" for
@@ -175,7 +181,7 @@ def evaluate(model: nn.Module, data: Iterable[Mapping[str, Tensor]], protocol: s
     converts the model and inputs. A non-finite raw output warns naming the task, the batch and ``step``.
     The model is put in eval mode and restored afterwards.
     """
-    proto = get_protocol(protocol)
+    proto = get_protocol(protocol if protocol is not None else _data_protocol(data))
     tasks: list[Task] = list(model.tasks)
     home = _model_device(model)
     moved = device is not None

@@ -167,7 +167,7 @@ def _resolve(path: str, kind: str) -> Callable[..., Meter]:
     return obj
 
 
-def create_meter(task: Task, protocol: str | Protocol = "synthscenes") -> Meter:
+def create_meter(task: Task, protocol: str | Protocol = "generic") -> Meter:
     """The meter for ``task``: the protocol's factory for its kind if it overrides one, else the kind's own
     ``meter`` factory, called with the options the protocol gives that kind."""
     proto = get_protocol(protocol)

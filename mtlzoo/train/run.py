@@ -18,14 +18,13 @@ from mtlzoo.train.distributed import explain_timeouts
 from mtlzoo.train.optim import optimizer_factory
 from mtlzoo.train.trainer import EvalSetup, Trainer, seed_everything
 
-DEFAULT_PROTOCOLS = {"synthscenes": "synthscenes", "nyud": "mtinet_nyud", "pascal_context": "mtinet_pascal",
-                     "nyuv2_mtan": "mtan_nyuv2", "cityscapes_mtan": "mtan_cityscapes"}
 _AUGMENT_KEYS = ("scales", "flip")
 
 
 def build_augmentation(data_name: str, augment: Mapping[str, Any], kinds: Mapping[str, str] | None = None) -> Any:
     """The joint training transform described by ``data.augment`` (None when empty); ``kinds`` gives the kind
     of each task name (needed for names outside the presets, e.g. the tasks of a ``folder:`` data set)."""
+    from mtlzoo.data import resolve_dataset
     from mtlzoo.data.transforms import Compose, RandomHorizontalFlip, RandomScaleCrop
 
     unknown = sorted(set(augment) - set(_AUGMENT_KEYS))
@@ -33,7 +32,8 @@ def build_augmentation(data_name: str, augment: Mapping[str, Any], kinds: Mappin
         raise ValueError(f"unknown data.augment key(s) {unknown}; accepted: {list(_AUGMENT_KEYS)}")
     steps = []
     if augment.get("scales"):
-        steps.append(RandomScaleCrop(augment["scales"], kinds=kinds, inverse_depth=data_name == "cityscapes_mtan"))
+        inverse_depth = getattr(resolve_dataset(data_name)[0], "inverse_depth", False)  # e.g. MTAN Cityscapes
+        steps.append(RandomScaleCrop(augment["scales"], kinds=kinds, inverse_depth=inverse_depth))
     if augment.get("flip"):
         steps.append(RandomHorizontalFlip(kinds=kinds))
     return Compose(steps) if steps else None
@@ -133,7 +133,7 @@ def _check_evaluation(config: Config) -> str:
     """The run's protocol; an unknown protocol or baseline name is refused now, not at the first evaluation."""
     from mtlzoo.metrics import get_baseline, get_protocol
 
-    protocol = config.eval.protocol or default_protocol(config.data.name) or "synthscenes"
+    protocol = config.eval.protocol or default_protocol(config.data.name) or "generic"
     with config_key("eval.protocol"):
         get_protocol(protocol)
     baseline = config.eval.baseline
@@ -144,10 +144,17 @@ def _check_evaluation(config: Config) -> str:
 
 
 def default_protocol(data: str) -> str | None:
-    """The protocol a data set is scored under by default: the one its class carries, else the benchmark's."""
-    from mtlzoo.data import dataset_protocol, split_dataset_name
+    """The protocol a data set is scored under by default: the one its class carries (``default_protocol``)."""
+    from mtlzoo.data import dataset_protocol
 
-    return dataset_protocol(data) or DEFAULT_PROTOCOLS.get(split_dataset_name(data)[0])
+    return dataset_protocol(data)
+
+
+def default_tasks(data: str, options: Mapping[str, Any] | None = None) -> str | list[Task] | None:
+    """The tasks a model built for ``data`` gets: the task preset its class carries, or the tasks it declares."""
+    from mtlzoo.data import dataset_task_preset, dataset_tasks
+
+    return dataset_task_preset(data) or dataset_tasks(data, options)
 
 
 def train_from_config(config: Config, resume: bool = False) -> dict[str, Any]:
@@ -249,8 +256,8 @@ def load_model_or_checkpoint(name_or_path: str, tasks: str | Sequence[Task] | No
             raise ValueError(f"--random-init builds an architecture with random weights; got the pretrained name "
                              f"{name_or_path!r}: drop the tag ({arch!r}) or drop --random-init")
         if note:
-            note(f"random weights (--random-init): {arch} for tasks {tasks or 'synthscenes'!r}")
-        return mtlzoo.create_model(arch, tasks=tasks or "synthscenes")
+            note(f"random weights (--random-init): {arch} for tasks {tasks!r}")
+        return mtlzoo.create_model(arch, tasks=tasks)
     if tag is None and default_tag(arch) is None:
         raise ValueError(f"{arch!r} has no pretrained weights (pretrained: {mtlzoo.list_models(pretrained=True)}); "
                          "pass a checkpoint folder or a pretrained name, or --random-init for random weights")
@@ -312,7 +319,7 @@ def evaluate_checkpoint(checkpoint: str, data: str = "synthscenes", split: str =
     """
     from mtlzoo.metrics import evaluate
 
-    tasks = _preset_of(data, data_options) if random_init else None
+    tasks = default_tasks(data, data_options) if random_init else None
     model = load_model_or_checkpoint(checkpoint, tasks=tasks, random_init=random_init, note=note)
     loader = make_loader(data, split, model, data_options or {}, batch_size,
                          tasks=labelled_tasks(model, data, data_options))
@@ -322,14 +329,6 @@ def evaluate_checkpoint(checkpoint: str, data: str = "synthscenes", split: str =
                          "by `mtlzoo list protocols`)")
     result = evaluate(model, loader, protocol=protocol, baseline=_baseline(baseline), device=device)
     return result.to_dict()
-
-
-def _preset_of(data: str, options: Mapping[str, Any] | None = None) -> str | list[Task] | None:
-    """The tasks a random-weights model gets for ``data``: its task preset or the tasks it declares."""
-    import mtlzoo
-    from mtlzoo.data import dataset_tasks
-
-    return data if data in mtlzoo.list_task_presets() else dataset_tasks(data, options)
 
 
 def _baseline(value: str | None) -> Any:

@@ -248,7 +248,7 @@ class Trainer:
             return {}
         loader = DataLoader(setup.data, batch_size=setup.batch_size, shuffle=False, generator=torch.Generator())
         model = self.ema.module if self.ema is not None else self.model
-        result = evaluate(model, loader, protocol=setup.protocol or "synthscenes", baseline=setup.baseline,
+        result = evaluate(model, loader, protocol=setup.protocol, baseline=setup.baseline,
                           device=self.device, amp=self.options.amp, progress=False, step=self.step)
         return result.to_dict()
 
