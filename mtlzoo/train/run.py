@@ -321,8 +321,9 @@ def evaluate_checkpoint(checkpoint: str, data: str = "synthscenes", split: str =
 
     tasks = default_tasks(data, data_options) if random_init else None
     model = load_model_or_checkpoint(checkpoint, tasks=tasks, random_init=random_init, note=note)
-    loader = make_loader(data, split, model, data_options or {}, batch_size,
-                         tasks=labelled_tasks(model, data, data_options))
+    with config_key("--data"):
+        tasks = labelled_tasks(model, data, data_options)
+    loader = make_loader(data, split, model, data_options or {}, batch_size, tasks=tasks)
     protocol = protocol or default_protocol(data)
     if protocol is None:
         raise ValueError(f"no default protocol for data set {data!r}; pass --protocol (one of the protocols listed "
