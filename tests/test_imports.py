@@ -127,3 +127,28 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path: Path, source: str,
     (package / "a.py").write_text(source)
     (package / "b.py").write_text("from mtlzoo.a import f\n")
     assert (find_cycle(import_graph(package)) is not None) is cyclic
+
+
+def _documented_layers() -> dict[str, int]:
+    """``{package: layer}`` from the table of docs/architecture.md (rows ``| n | `pkg`, `pkg` | ... |``)."""
+    layers = {}
+    for line in (ROOT.parent / "docs" / "architecture.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].isdigit():
+            layers.update({name.strip(" `"): int(cells[0]) for name in cells[1].split(",")})
+    return layers
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def test_the_documented_layering_holds() -> None:
+    """Every import between two packages goes to a lower layer of docs/architecture.md; every package is there."""
+    layers = _documented_layers()
+    graph = import_graph()
+    assert sorted({_package(m) for m in graph} - set(layers)) == [], "add these packages to docs/architecture.md"
+    upward = [f"{m} -> {t}" for m, targets in graph.items() for t in targets
+              if _package(m) != _package(t) and layers[_package(m)] <= layers[_package(t)]]
+    assert not upward, "imports against the layering of docs/architecture.md: " + "; ".join(sorted(upward))
