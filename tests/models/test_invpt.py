@@ -198,6 +198,24 @@ def test_bf16_autocast(model):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("method", ["pcgrad", "mgda_ub"])
+def test_trainer_under_bf16_autocast(method, tmp_path):
+    """train.amp=bf16 through the Trainer with a parameter-level and a feature-level balancer: no step skipped."""
+    from mtlzoo.config import load_config, resolve_config_path
+    from mtlzoo.train.run import build_trainer
+
+    overrides = [f"train.out_dir={tmp_path}", "train.steps=3", "train.eval_every=3", "train.log_every=1",
+                 "train.progress=false", "train.amp=bf16", f"method.name={method}", "data.batch_size=2",
+                 "data.kwargs={size: [32, 48], length: 8}", "schedule.warmup_steps=0"]
+    trainer = build_trainer(load_config(resolve_config_path("synthscenes_invpt"), overrides))
+    trainer.evaluation.data = None
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit()
+    assert [r["skipped_steps"] for r in trainer.history] == [0, 0, 0]
+    assert all(math.isfinite(v) for r in trainer.history for v in r["losses"].values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
 @pytest.mark.parametrize("name,vit,params", [("invpt_vit_small", "vit_small_patch16_224", 39_983_010),
                                              ("invpt_vit_base", "vit_base_patch16_224", 158_335_746)])
 def test_parameter_counts_on_pascal_context(name, vit, params):
