@@ -20,7 +20,8 @@ from mtlzoo.tasks import Task, resolve_tasks
 
 @dataclass
 class ModelConfig:
-    """Which architecture, on which tasks (a preset name or a list of task dicts)."""
+    """Which architecture, on which tasks (a preset name, a list of task dicts, or ``data``: the tasks the data
+    set declares, for ``folder:`` and ``hf:`` data)."""
 
     name: str = "hps_tiny"
     tasks: str | list = "synthscenes"
@@ -139,6 +140,7 @@ class Config:
 
 
 _AMP_MODES = ("none", "bf16", "fp16")
+DATA_TASKS = "data"  # model.tasks: the tasks the data set declares
 
 
 class _Loader(yaml.SafeLoader):
@@ -242,9 +244,22 @@ def _check_section(section: str, values: Any) -> None:
                 raise ValueError(f"{path}: got {value!r}; expects {accepted}")
 
 
+def config_tasks(config: Config) -> list[Task]:
+    """The model's tasks of ``config``: ``model.tasks`` resolved; ``data`` reads the tasks its data set declares."""
+    if config.model.tasks != DATA_TASKS:
+        return resolve_tasks(config.model.tasks)
+    from mtlzoo.data import dataset_tasks
+
+    declared = dataset_tasks(config.data.name, config.data.kwargs)
+    if declared is None:
+        raise ValueError(f"{DATA_TASKS!r} takes the tasks a data set declares (folder:PATH, hf:NAME); data set "
+                         f"{config.data.name!r} declares none: name a task preset or list the tasks")
+    return declared
+
+
 def _validate(config: Config, model_tasks: bool = True) -> Config:
     try:
-        tasks = resolve_tasks(config.model.tasks)
+        tasks = config_tasks(config)
     except (TypeError, ValueError) as error:
         raise ValueError(f"model.tasks: {error}") from None
     if model_tasks:

@@ -32,6 +32,19 @@ def test_train_and_eval_on_a_folder_take_the_tasks_from_tasks_json(scene_folder,
     assert 0.0 <= result["metrics"]["scene"]["accuracy"] <= 1.0
 
 
+def test_a_yaml_config_takes_the_tasks_the_data_declares(scene_folder, tmp_path, capsys):
+    root, _ = scene_folder
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"model: {{name: hps_tiny, tasks: data}}\ndata: {{name: 'folder:{root}', kwargs: {{}}}}\n")
+    assert main(["train", "--config", str(config), f"train.out_dir={tmp_path / 'run'}", *LOOP]) == 0
+    run_config = json.loads((tmp_path / "run" / "checkpoints" / "step_0000002" / "run_config.json").read_text())
+    assert run_config["model"]["tasks"] == "data" and run_config["data"]["name"] == f"folder:{root}"
+    assert mtlzoo.from_pretrained(tmp_path / "run" / "checkpoints" / "step_0000002").task_names == [
+        "semseg", "depth", "normals", "scene"]
+    assert main(["train", "--config", str(config), "data.name=synthscenes"]) == 2
+    assert "model.tasks: 'data' takes the tasks a data set declares" in capsys.readouterr().err
+
+
 def test_a_malformed_folder_is_one_error_listing_each_problem(scene_folder, tmp_path, capsys):
     root, _ = scene_folder
     (root / "normals" / "s1.npy").unlink()

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mtlzoo.checkpoint import published_directory
-from mtlzoo.config import Config, check_best_metric
+from mtlzoo.config import Config, check_best_metric, config_tasks
 from mtlzoo.tasks import Task
 from mtlzoo.train.distributed import explain_timeouts
 from mtlzoo.train.optim import optimizer_factory
@@ -87,7 +87,7 @@ def _build_model(config: Config) -> Any:
         factory = MODELS.get(split_model_name(config.model.name)[0])
     _check_options("model.kwargs", factory, config.model.kwargs, given=("tasks",))
     with config_key("model.kwargs" if config.model.kwargs else "model"):  # name and tasks were checked already
-        return mtlzoo.create_model(config.model.name, tasks=config.model.tasks, **config.model.kwargs)
+        return mtlzoo.create_model(config.model.name, tasks=config_tasks(config), **config.model.kwargs)
 
 
 def _build_rule(config: Config, model: Any) -> Any:
@@ -278,7 +278,7 @@ def finetune_from_checkpoint(checkpoint: str, config: Config, add_tasks: Sequenc
     """
     from mtlzoo.data import dataset_tasks
 
-    model = load_model_or_checkpoint(checkpoint, tasks=config.model.tasks, random_init=random_init, note=note)
+    model = load_model_or_checkpoint(checkpoint, tasks=config_tasks(config), random_init=random_init, note=note)
     old_tasks = list(model.task_names)
     with config_key("data.name"):
         declared = {t.name: t for t in dataset_tasks(config.data.name, config.data.kwargs) or []}
