@@ -234,7 +234,8 @@ def test_parameter_counts_on_pascal_context(name, vit, params):
 
 
 @pytest.mark.parametrize("balancer", mtlzoo.list_balancers())
-def test_every_balancer_at_the_parameter_level(balancer):
+def test_every_balancer_steps(balancer):
+    """Every registered balancer (the *_ub ones at the feature level, the others at the parameter level)."""
     balancer_steps("invpt_tiny", balancer)
 
 
