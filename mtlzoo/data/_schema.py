@@ -56,6 +56,16 @@ class DeclaredTask:
         return like is not None and not like.is_floating_point()
 
 
+def checked_size(size: Any, what: str) -> tuple[int, int] | None:
+    """The ``size`` option (H, W) of a data set as two positive ints (None: keep each image's size)."""
+    if size is None:
+        return None
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size):
+        raise ValueError(f"{what} size must be two positive integers [H, W], got {size!r}")
+    return int(size[0]), int(size[1])
+
+
 def problems_error(subject: str, problems: Sequence[str]) -> ValueError:
     """One ValueError: a one-line summary naming ``subject``, then one line per problem."""
     lines = "\n".join(f"  - {p}" for p in problems)

@@ -32,6 +32,7 @@ from mtlzoo.data._schema import (
     MAX_LISTED,
     SCHEMA_FILE,
     DeclaredTask,
+    checked_size,
     dense_shape_problem,
     dense_target,
     image_level_target,
@@ -109,23 +110,23 @@ class FolderDataset(_io.FolderDataset):
         self.declared = {n: declared[n] for n in pick_tasks(tasks, {n: d.task.kind for n, d in declared.items()},
                                                             f"folder {self.root}")}
         kinds = {n: d.task.kind for n, d in self.declared.items()}
-        if size is not None:
-            if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(
-                    isinstance(v, int) and v >= 1 for v in size):
-                raise ValueError(f"folder size must be two positive integers [H, W], got {size!r}")
-            resize = Resize(tuple(size), kinds)
-            transform = Compose([resize, transform]) if transform is not None else resize
-        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.size = checked_size(size, "folder")
+        if self.size is not None:
+            transform = Compose([Resize(self.size, kinds), *([transform] if transform is not None else [])])
         images = self._images()
-        listed_ids = self._split_ids(split, images)
-        unknown = [s for s in listed_ids if s not in images]
-        super().__init__([s for s in listed_ids if s in images] or listed_ids, kinds, transform)
-        self._paths = [images[stem] for stem in self.ids if stem in images]
-        self._files: dict[str, list[Path | None]] = {}
-        self._labels: dict[str, list[np.ndarray | None]] = {}
+        wanted = self._split_ids(split, images)
+        unknown = [s for s in wanted if s not in images]
         problems = [f"splits/{split}.txt names {len(unknown)} image(s) not in images/: {listed(unknown)}"] \
             if unknown else []
-        problems += self._check(self.ids) if not unknown or len(unknown) < len(listed_ids) else []
+        ids = [s for s in wanted if s in images]
+        self._paths = [images[stem] for stem in ids]
+        self._files: dict[str, list[Path | None]] = {}
+        self._labels: dict[str, list[np.ndarray | None]] = {}
+        if ids:
+            super().__init__(ids, kinds, transform)
+            problems += self._check(ids)
+        elif not unknown:
+            problems.append(f"splits/{split}.txt lists no image")
         if problems:
             raise problems_error(f"folder data set {self.root} (split {split!r})", problems)
 

@@ -25,6 +25,7 @@ from mtlzoo.data._io import pick_tasks
 from mtlzoo.data._schema import (
     SCHEMA_FILE,
     DeclaredTask,
+    checked_size,
     dense_shape_problem,
     dense_target,
     image_level_target,
@@ -179,9 +180,9 @@ class HFDataset(_io.FolderDataset):
         kinds = {n: d.task.kind for n, d in declared.items()}
         self.declared = {n: declared[n] for n in pick_tasks(tasks, kinds, f"hf data set {self.source!r}")}
         kinds = {n: kinds[n] for n in self.declared}
+        size = checked_size(size, "hf")
         if size is not None:
-            resize = Resize((int(size[0]), int(size[1])), kinds)
-            transform = Compose([resize, transform]) if transform is not None else resize
+            transform = Compose([Resize(size, kinds), *([transform] if transform is not None else [])])
         super().__init__([str(i) for i in range(len(self.data))], kinds, transform)
         self._cached: tuple[int, dict[str, Any]] | None = None
         problems = _column_problems(self.data, self.declared, image_column)

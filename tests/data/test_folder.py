@@ -51,6 +51,14 @@ def test_task_subsets_splits_and_csv_labels(scene_folder):
         create_dataset(f"folder:{root}", split="test")
     with pytest.raises(ValueError, match="already names its root"):
         create_dataset(f"folder:{root}", root="elsewhere")
+    with pytest.raises(ValueError, match=r"size must be two positive integers \[H, W\], got \[32\]"):
+        create_dataset(f"folder:{root}", size=[32])
+    (root / "splits" / "train.txt").write_text("s0\ns9\nx1\n")
+    with pytest.raises(ValueError, match=r"splits/train.txt names 2 image\(s\) not in images/: s9, x1"):
+        create_dataset(f"folder:{root}")
+    (root / "splits" / "train.txt").write_text("\n")
+    with pytest.raises(ValueError, match="splits/train.txt lists no image"):
+        create_dataset(f"folder:{root}")
 
 
 def test_image_level_vectors_from_json_csv_and_npy(tmp_path):
