@@ -5,17 +5,23 @@ Quadratic programs over the simplex or a shifted orthant are solved exactly by e
 the feasible candidate with the smallest objective: no iteration, no branch on tensor values,
 no host sync. Larger T falls back to a fixed number of projected-gradient steps. All inputs and
 outputs are float64; the linear systems are solved in Jacobi-scaled variables (unit gradient
-norms), so global scales from 1e-8 to 1e8 and task norms differing by 1e8 behave the same.
+norms), so global scales from 1e-8 to 1e8 and task norms differing by 1e8 behave the same. Nash-MTL's
+Newton iterations run in numpy when the Gramian is on the CPU (see :func:`nash_bargaining`).
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import Tensor
 
 MAX_ENUMERATED_TASKS = 12
 _REG = 1e-10
 _FEASIBLE_TOL = 1e-9
+_NEWTON_TOL = 1e-15  # relative step below which a Newton step only rounds
+_MASKS: dict[tuple[int, str, bool], Tensor] = {}
 
 
 def normalise(gram: Tensor) -> Tensor:
@@ -25,10 +31,15 @@ def normalise(gram: Tensor) -> Tensor:
 
 
 def support_masks(num_tasks: int, device: torch.device, include_empty: bool = False) -> Tensor:
-    """All subsets of ``range(num_tasks)`` as a float64 ``(K, T)`` 0/1 matrix."""
-    start = 0 if include_empty else 1
-    codes = torch.arange(start, 2**num_tasks, device=device)
-    return ((codes[:, None] >> torch.arange(num_tasks, device=device)) & 1).to(torch.float64)
+    """All subsets of ``range(num_tasks)`` as a float64 ``(K, T)`` 0/1 matrix (built once per size and
+    device: every solve of a step needs it, and its construction costs more than the solve; read-only)."""
+    key = (num_tasks, str(device), include_empty)
+    masks = _MASKS.get(key)
+    if masks is None:
+        start = 0 if include_empty else 1
+        codes = torch.arange(start, 2**num_tasks, device=device)
+        masks = _MASKS[key] = ((codes[:, None] >> torch.arange(num_tasks, device=device)) & 1).to(torch.float64)
+    return masks
 
 
 def _restricted(gram: Tensor, masks: Tensor) -> Tensor:
@@ -183,19 +194,51 @@ def nash_bargaining(gram: Tensor, init: Tensor, iters: int = 20, reg: float = 1e
     ``a`` minimises the strictly convex ``0.5 a^T G a - sum log a``; the damped step
     ``1 / (1 + newton_decrement)`` keeps ``a`` positive (self-concordance) and converges
     quadratically near the solution. ``G`` is normalised by its Frobenius norm as in the
-    reference implementation; ``reg`` keeps zero-gradient tasks finite.
+    reference implementation; ``reg`` keeps zero-gradient tasks finite. On the CPU the iterations
+    run in numpy (a T x T torch call costs about three times numpy's fixed per-call time, and
+    there is no device to wait for); elsewhere in torch, with no host sync.
     """
+    if gram.device.type == "cpu":
+        g, a = gram.detach().numpy(), init.detach().to(gram.dtype).numpy()
+        h0 = g / max(np.linalg.norm(g), np.finfo(np.float64).tiny) + reg * np.eye(g.shape[-1])
+        a = np.maximum(a, 1e-6)
+        a = a * np.sqrt(g.shape[-1] / max(a @ h0 @ a, 1e-300))  # the solution has a^T G a = T
+        return torch.from_numpy(_newton_numpy(h0, a, iters))
     T = gram.shape[-1]
     gn = gram / torch.linalg.matrix_norm(gram).clamp_min(torch.finfo(torch.float64).tiny)
     h0 = gn + reg * torch.eye(T, dtype=gram.dtype, device=gram.device)
     a = init.to(gram.dtype).clamp_min(1e-6)
     a = a * (T / (a @ h0 @ a).clamp_min(1e-300)).sqrt()  # the solution has a^T G a = T
+    return _newton_torch(h0, a, iters)
+
+
+def _newton_torch(h0: Tensor, a: Tensor, iters: int) -> Tensor:
+    """Damped Newton steps in the scaled variables ``delta = a * u``: ``(I + D H D) u = 1 - a * (H a)``,
+    decrement ``sqrt(r . u)`` (the Hessian ``H + diag(1 / a^2)`` in a form with fewer small ops)."""
+    eye = torch.eye(h0.shape[-1], dtype=h0.dtype, device=h0.device)
+    ones = torch.ones_like(a)
     for _ in range(iters):
-        grad = h0 @ a - 1.0 / a
-        hess = h0 + torch.diag(a.pow(-2))
-        delta = -torch.linalg.solve_ex(hess, grad)[0]
-        decrement = (-(grad @ delta)).clamp_min(0).sqrt()
-        a = a + delta / (1 + decrement)
+        r = torch.addcmul(ones, a, h0 @ a, value=-1)
+        u = torch.linalg.solve_ex(torch.addcmul(eye, h0, torch.outer(a, a)), r)[0]
+        a = torch.addcmul(a, a, u / (1 + (r @ u).clamp_min(0).sqrt()))
+    return a
+
+
+def _newton_numpy(h0: np.ndarray, a: np.ndarray, iters: int) -> np.ndarray:
+    """:func:`_newton_torch` in numpy, stopping once a step no longer moves ``a`` (the remaining steps
+    of the ``iters`` would change it by rounding only); a non-finite system gives NaN weights."""
+    eye = np.eye(h0.shape[-1])
+    with np.errstate(all="ignore"):
+        for _ in range(iters):
+            r = 1 - a * (h0 @ a)
+            try:
+                u = np.linalg.solve(eye + h0 * np.outer(a, a), r)
+            except np.linalg.LinAlgError:
+                return np.full_like(a, np.nan)
+            step = u / (1 + math.sqrt(max(float(r @ u), 0.0)))
+            a = a + a * step
+            if not np.abs(step).max() > _NEWTON_TOL:  # also stops on NaN
+                break
     return a
 
 

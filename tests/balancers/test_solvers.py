@@ -9,6 +9,8 @@ from balancer_toys import one_thread  # noqa: F401  (autouse fixture)
 
 from mtlzoo.balancers.solvers import (
     MAX_ENUMERATED_TASKS,
+    _newton_numpy,
+    _newton_torch,
     cagrad_weights,
     min_norm_simplex,
     nash_bargaining,
@@ -96,3 +98,33 @@ def test_nash_solves_bargaining_system(T, seed):
     torch.testing.assert_close(gn @ alpha, 1 / alpha, rtol=1e-6, atol=0)
     ref = scipy_optimize.fsolve(lambda a: gn.numpy() @ a - 1 / a, alpha.numpy() * 1.1, xtol=1e-13)
     np.testing.assert_allclose(alpha.numpy(), ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("T", "seed"), [(2, 0), (3, 1), (5, 2), (10, 3)])
+def test_nash_torch_path_solves_bargaining_system(T, seed):
+    """The torch Newton iterations (the path off the CPU) against scipy, run here on CPU tensors."""
+    gram = _gram(T, 20, seed)
+    gn = gram / torch.linalg.matrix_norm(gram)
+    h0 = gn + 1e-12 * torch.eye(T, dtype=torch.float64)
+    a0 = torch.ones(T, dtype=torch.float64) * (T / h0.sum()).sqrt()
+    alpha = _newton_torch(h0, a0, 20)
+    ref = scipy_optimize.fsolve(lambda a: gn.numpy() @ a - 1 / a, alpha.numpy() * 1.1, xtol=1e-13)
+    np.testing.assert_allclose(alpha.numpy(), ref, rtol=1e-6)
+
+
+def test_nash_early_stop_changes_nothing():
+    """The CPU path stops once a step only rounds: the result equals twenty full steps, and a warm start
+    from the solution returns it after one step."""
+    gram = _gram(4, 20, 5)
+    gn = gram / torch.linalg.matrix_norm(gram)
+    h0 = (gn + 1e-12 * torch.eye(4, dtype=torch.float64)).numpy()
+    a0 = np.ones(4) * np.sqrt(4 / h0.sum())
+    full = _newton_torch(torch.from_numpy(h0), torch.from_numpy(a0), 20).numpy()
+    np.testing.assert_allclose(_newton_numpy(h0, a0, 20), full, rtol=1e-13)
+    assert not np.allclose(_newton_numpy(h0, a0, 2), full, rtol=1e-6)  # two steps are not enough from there
+    np.testing.assert_allclose(nash_bargaining(gram, torch.from_numpy(full), iters=1).numpy(), full, rtol=1e-13)
+
+
+def test_nash_non_finite_gramian_gives_nan():
+    gram = torch.full((3, 3), float("nan"), dtype=torch.float64)
+    assert torch.isnan(nash_bargaining(gram, torch.ones(3, dtype=torch.float64))).all()
