@@ -127,9 +127,9 @@ def _schema(schema: Any, source: str, features: Mapping[str, Any], image_column:
     if schema is not None:
         return parse_schema(schema, "hf schema")[1]
     local = Path(source).expanduser()
-    for folder in (local, local.parent) if local.exists() else ():
-        if (folder / SCHEMA_FILE).is_file():
-            return read_schema(folder / SCHEMA_FILE)[1]
+    beside = local.parent / SCHEMA_FILE if local.is_file() else local / SCHEMA_FILE  # in a folder, next to a file
+    if beside.is_file():
+        return read_schema(beside)[1]
     declared = _inferred(features, image_column)
     if not declared:
         raise ValueError(f"hf data set {source!r}: no task declared and none inferred from its columns "
