@@ -45,6 +45,13 @@ def write_scene_folder(root, count=6, size=(32, 32), tasks=("semseg", "depth", "
 
 
 @pytest.fixture
+def folder_writer():
+    """:func:`write_scene_folder`, for tests that write folders of their own (conftest modules of several test
+    folders share the name ``conftest``, so tests cannot import it)."""
+    return write_scene_folder
+
+
+@pytest.fixture
 def scene_folder(tmp_path):
     """A 6-image folder data set (semseg, depth, normals, scene) split 4 train / 2 val, and what was written."""
     root = tmp_path / "scenes"

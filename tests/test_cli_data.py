@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-from conftest import write_scene_folder
 from safetensors.torch import load_file
 
 import mtlzoo
@@ -87,10 +86,10 @@ def test_train_and_eval_on_hf_data_saved_to_disk_and_as_parquet(scene_folder, tm
 
 
 @pytest.fixture
-def scene_only(tmp_path):
+def scene_only(tmp_path, folder_writer):
     """Images labelled only with the new task: scene (classification), the kind no shipped data set has."""
     root = tmp_path / "scene_only"
-    write_scene_folder(root, tasks=("scene",), splits={"train": ["s0", "s1", "s2", "s3"], "val": ["s4", "s5"]})
+    folder_writer(root, tasks=("scene",), splits={"train": ["s0", "s1", "s2", "s3"], "val": ["s4", "s5"]})
     return root
 
 
