@@ -1,11 +1,20 @@
 """Multi-task architectures; importing this package registers them."""
 
-from mtlzoo.models import hps  # noqa: F401  (registers hps_*)
-from mtlzoo.models import cs, squadnet  # noqa: F401  (registers cs_*, squadnet_*)
-from mtlzoo.models import cross_stitch, mtan, mtan_segnet, nddr, stl  # noqa: F401  (registers the zoo part 1)
-from mtlzoo.models import gated, gated_mlp  # noqa: F401  (registers mmoe_*, cgc_*, ple_*, dselectk_*)
-from mtlzoo.models import mtinet, padnet  # noqa: F401  (registers padnet_*, mtinet_*)
-from mtlzoo.models import invpt  # noqa: F401  (registers invpt_*)
+from mtlzoo.models import (  # noqa: F401  (importing a family module registers its models)
+    cross_stitch,
+    cs,
+    gated,
+    gated_mlp,
+    hps,
+    invpt,
+    mtan,
+    mtan_segnet,
+    mtinet,
+    nddr,
+    padnet,
+    squadnet,
+    stl,
+)
 from mtlzoo.models.base import MultiTaskModel, Representation
 from mtlzoo.models.export import publish, push_to_hub, save_pretrained
 from mtlzoo.models.factory import (
