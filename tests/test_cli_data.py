@@ -2,6 +2,7 @@
 pretrained model on a task kind no shipped data set has (image classification)."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -83,6 +84,13 @@ def test_train_and_eval_on_hf_data_saved_to_disk_and_as_parquet(scene_folder, tm
     assert main(["eval", str(checkpoint), "--data", f"hf:{parquet}", "--batch-size", "2"]) == 0  # scene inferred
     result = json.loads(capsys.readouterr().out)
     assert result["protocol"] == "generic" and set(result["metrics"]) == {"scene"}
+
+
+def test_hf_data_without_the_datasets_package_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    assert main(["eval", "hps_tiny.synthscenes", "--data", f"hf:{tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'mtlzoo[datasets]'" in err
 
 
 @pytest.fixture
