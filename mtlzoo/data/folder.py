@@ -8,6 +8,7 @@ Layout::
       <task>/<stem>.png | .npy   one map per image for a dense task (label PNG, 16-bit depth PNG, .npy arrays),
                                  or one .npy array per image for an image-level task
       <task>.json | <task>.csv   image-level labels: {"<stem>": label} or rows "<stem>,<label>[,<label>...]"
+                                 (a header row is skipped; a cell "cat;dog" is a list of class names)
       splits/<split>.txt         optional: the stems of each split, one per line; without splits/, every
                                  split is the whole folder (fine for evaluation, not for training)
 
@@ -81,10 +82,11 @@ def read_labels(path: Path) -> dict[str, Any]:
             raise ValueError(f"malformed JSON at line {error.lineno}: {error.msg}") from None
         if not isinstance(data, dict):
             raise ValueError(f"expects a mapping {{\"<image stem>\": label}}, got a {type(data).__name__}")
-        return {Path(str(k)).stem if Path(str(k)).suffix in IMAGE_SUFFIXES else str(k): v for k, v in data.items()}
+        return {Path(str(k)).stem if Path(str(k)).suffix.lower() in IMAGE_SUFFIXES else str(k): v
+                for k, v in data.items()}
     with open(path, newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
-    if rows and rows[0][0].strip().lower() in ("image", "stem", "id", "file", "filename"):
+    if rows and rows[0][0].strip().lower() in ("image", "stem", "id", "name", "file", "filename"):
         rows = rows[1:]
     out = {}
     for row in rows:
@@ -220,7 +222,13 @@ class FolderDataset(_io.FolderDataset):
                     f"{name}/ of one .npy per image"]
         if path is None:
             files, problems = self._find(name, ids, (".npy",))
-            table = {stem: np.load(f).tolist() for stem, f in zip(ids, files, strict=True) if f is not None}
+            table = {}
+            for stem, file in zip(ids, files, strict=True):
+                try:
+                    if file is not None:
+                        table[stem] = np.load(file).tolist()
+                except (OSError, ValueError) as error:
+                    problems.append(f"task {name!r}: {name}/{file.name} is unreadable: {error}")
             path = Path(name)
         else:
             try:

@@ -78,6 +78,14 @@ def test_image_level_vectors_from_json_csv_and_npy(tmp_path):
     sample = create_dataset(f"folder:{root}")[0]
     assert sample["tags"].tolist() == [1.0, 1.0, 0.0] and sample["size"].tolist() == [1.5, 2.0]
     assert sample["pose"].tolist() == [1.0, 2.0, 3.0]
+    (root / "pose" / "b.npy").unlink()
+    (root / "size.csv").write_text("image,size\nA.PNG,1;2\nb,3,4,5\n")
+    with pytest.raises(ValueError) as info:
+        create_dataset(f"folder:{root}")
+    assert "3 problem(s)" in str(info.value).splitlines()[0]
+    assert "task 'pose': no .npy file in pose/ for 1 image(s): b" in str(info.value)
+    assert "size.csv has no label for 1 image(s): a" in str(info.value)  # "A.PNG" is image A, not a
+    assert "image 'b': label [3, 4, 5] has 3 value(s); expected 2 (channels)" in str(info.value)
 
 
 def test_a_malformed_folder_lists_every_problem_in_one_error(scene_folder):
