@@ -37,29 +37,34 @@ def split_dataset_name(name: str) -> tuple[str, dict[str, str]]:
     return prefix, {LOCATION_PREFIXES[prefix]: location}
 
 
-def resolve_dataset(name: str, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+def resolve_dataset(name: str, options: dict[str, Any] | None = None,
+                    located: bool = False) -> tuple[Any, dict[str, Any]]:
     """The data set class of ``name`` (a registered name or ``folder:`` / ``hf:``) and its options with the
-    location filled in; a location given twice is refused."""
+    location filled in; a location given twice is refused, and with ``located`` a missing one too."""
     base, implied = split_dataset_name(name)
+    factory = DATASETS.get(base)
     options = dict(options or {})
     for key, value in implied.items():
         if key in options and options[key] != value:
             raise ValueError(f"data set {name!r} already names its {key}; drop the option {key}={options[key]!r}")
         options[key] = value
-    return DATASETS.get(base), options
+    key = LOCATION_PREFIXES.get(base)
+    if located and key is not None and key not in options:
+        raise ValueError(f"data set {base!r} needs its location: {base}:PATH (or the option {key}=PATH)")
+    return factory, options
 
 
 def create_dataset(name: str, **kwargs: Any) -> Dataset:
     """Build the registered dataset ``name`` (see :func:`list_datasets`; also ``folder:PATH`` and ``hf:NAME``)
     with its keyword arguments."""
-    factory, kwargs = resolve_dataset(name, kwargs)
+    factory, kwargs = resolve_dataset(name, kwargs, located=True)
     return factory(**kwargs)
 
 
 def dataset_tasks(name: str, options: dict[str, Any] | None = None) -> list[Task] | None:
     """The tasks a data set declares itself (``folder:``, ``hf:``: from tasks.json or its columns), read without
     building it; None for a data set whose tasks come from a task preset."""
-    factory, options = resolve_dataset(name, options)
+    factory, options = resolve_dataset(name, options, located=True)
     declared = getattr(factory, "declared_tasks", None)
     return None if declared is None else declared(**options)
 

@@ -69,7 +69,7 @@ def build_dataset(name: str, split: str, tasks: Sequence[Task] | None, options: 
     from mtlzoo.data import resolve_dataset
 
     with config_key("data.name" if where == "data.kwargs" else "--data"):
-        factory, kwargs = resolve_dataset(name, options)
+        factory, kwargs = resolve_dataset(name, options, located=True)
     _check_options(where, factory, options, given=("split", "transform"))
     if tasks is not None:
         kwargs.setdefault("tasks", [t.name for t in tasks])

@@ -51,6 +51,10 @@ def test_task_subsets_splits_and_csv_labels(scene_folder):
         create_dataset(f"folder:{root}", split="test")
     with pytest.raises(ValueError, match="already names its root"):
         create_dataset(f"folder:{root}", root="elsewhere")
+    with pytest.raises(ValueError, match=r"'folder' needs its location: folder:PATH \(or the option root=PATH\)"):
+        create_dataset("folder")
+    with pytest.raises(ValueError, match="'folder:' names no location"):
+        create_dataset("folder:")
     with pytest.raises(ValueError, match=r"size must be two positive integers \[H, W\], got \[32\]"):
         create_dataset(f"folder:{root}", size=[32])
     (root / "splits" / "train.txt").write_text("s0\ns9\nx1\n")
