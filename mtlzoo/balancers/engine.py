@@ -1,10 +1,10 @@
 """The one gradient engine: computes what a balancer declared it needs, then fills ``.grad``.
 
 * Loss level: ``total_loss`` gives a scalar; one ordinary backward.
-* Parameter level: per-task gradients on the shared parameters. With ``features`` and a model
-  exposing ``task_parameters``, this is done in two stages: T backward passes through the heads
-  only (to the features), then T vector-Jacobian products through the encoder, batched
-  (``is_grads_batched``) or looped. Without features, one batched call (or T calls) over the losses.
+* Parameter level: per-task gradients on the shared parameters. Batched, with ``features`` and a
+  model exposing ``task_parameters``, this is done in two stages: T backward passes through the
+  heads only (to the features), then one batched (``is_grads_batched``) vector-Jacobian product
+  through the encoder; without features, one batched call over the losses. Looped: one call per task.
 * Feature level: per-task gradients w.r.t. the features through the heads only, combined, then
   one encoder backward with the combined feature gradient.
 
@@ -40,7 +40,6 @@ from mtlzoo.balancers.jacobian import (
     batched_vjp,
     cut_between,
     jacobian_and_heads,
-    looped_vjp,
     per_task_grads,
     reachable_leaves,
 )
@@ -248,12 +247,14 @@ def _parameter_jacobian(balancer: Balancer, L: list[Tensor], shared: list[Tensor
     if timed:
         _sync(shared[0].device)
         start = time.perf_counter()
-    if feats is not None:
-        zjac, heads = _feature_jacobian(L, feats, own)
-        outputs = [feats[i] for i in zjac.index]
-        grad_outputs = [z.view(-1, *shape) for z, shape in zip(zjac.blocks, zjac.shapes, strict=True)]
-        compute = {"batched": lambda retain: (batched_vjp(outputs, shared, grad_outputs, retain), heads),
-                   "loop": lambda retain: (looped_vjp(outputs, shared, grad_outputs, False), heads)}
+    if feats is not None:  # batched: heads to the features, then one batched VJP through the encoder
+        def two_stage(retain: bool) -> tuple[Any, list[list[Tensor | None]]]:
+            zjac, heads = _feature_jacobian(L, feats, own)
+            outputs = [feats[i] for i in zjac.index]
+            grad_outputs = [z.view(-1, *shape) for z, shape in zip(zjac.blocks, zjac.shapes, strict=True)]
+            return batched_vjp(outputs, shared, grad_outputs, retain), heads
+        # looped, a split through the features would only add T autograd calls: one call per task
+        compute = {"batched": two_stage, "loop": lambda retain: jacobian_and_heads(L, shared, own, False, retain)}
     else:
         compute = {m: (lambda retain, m=m: jacobian_and_heads(L, shared, own, m == "batched", retain))
                    for m in ("batched", "loop")}

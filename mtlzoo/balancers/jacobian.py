@@ -78,24 +78,13 @@ def _stack_rows(rows: Sequence[Sequence[Tensor | None]], targets: Sequence[Tenso
 
 def batched_vjp(outputs: Sequence[Tensor], inputs: Sequence[Tensor], grad_outputs: Sequence[Tensor],
                 retain_graph: bool) -> Blocks:
-    """One autograd call with ``is_grads_batched``; returns ``(T, n)`` blocks and their target indices."""
+    """One autograd call with ``is_grads_batched``; returns ``(T, n)`` blocks and their target indices
+    (the looped equivalent is :func:`per_task_grads`, one call per task from the losses)."""
     grads = torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph=retain_graph, allow_unused=True,
                                 is_grads_batched=True)
     T = grad_outputs[0].shape[0]
     index = [i for i, g in enumerate(grads) if g is not None]
     return [grads[i].reshape(T, -1) for i in index], index
-
-
-def looped_vjp(outputs: Sequence[Tensor], inputs: Sequence[Tensor], grad_outputs: Sequence[Tensor],
-               retain_graph: bool) -> Blocks:
-    """The same as :func:`batched_vjp` with one autograd call per row (no vmap)."""
-    T = grad_outputs[0].shape[0]
-    rows = []
-    for t in range(T):
-        keep = retain_graph or t < T - 1
-        rows.append(torch.autograd.grad(outputs, inputs, [g[t] for g in grad_outputs], retain_graph=keep,
-                                        allow_unused=True))
-    return _stack_rows(rows, inputs)
 
 
 def per_task_grads(losses: Sequence[Tensor], targets: Sequence[Tensor], own: Sequence[Sequence[Tensor]],
