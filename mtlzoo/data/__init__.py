@@ -1,4 +1,5 @@
-"""Datasets (synthscenes and the real benchmarks' standard layouts), their registry and joint transforms."""
+"""Datasets (synthscenes, the real benchmarks' standard layouts, your own as ``folder:PATH`` or ``hf:NAME``),
+their registry and joint transforms."""
 
 from __future__ import annotations
 
