@@ -21,7 +21,7 @@ MAX_ENUMERATED_TASKS = 12
 _REG = 1e-10
 _FEASIBLE_TOL = 1e-9
 _NEWTON_TOL = 1e-15  # relative step below which a Newton step only rounds
-_MASKS: dict[tuple[int, str, bool], Tensor] = {}
+_SUPPORTS: dict[tuple[int, str, bool], tuple[Tensor, ...]] = {}
 
 
 def normalise(gram: Tensor) -> Tensor:
@@ -30,23 +30,23 @@ def normalise(gram: Tensor) -> Tensor:
     return gram / scale
 
 
-def support_masks(num_tasks: int, device: torch.device, include_empty: bool = False) -> Tensor:
-    """All subsets of ``range(num_tasks)`` as a float64 ``(K, T)`` 0/1 matrix (built once per size and
-    device: every solve of a step needs it, and its construction costs more than the solve; read-only)."""
+def _supports(num_tasks: int, device: torch.device, include_empty: bool) -> tuple[Tensor, ...]:
+    """Every subset of ``range(num_tasks)`` as float64 0/1 masks ``(K, T)``, ``mask_i * mask_j``, the identity
+    on the inactive coordinates and the identity, built once per size and device (building them costs more
+    than the solves that use them; read-only)."""
     key = (num_tasks, str(device), include_empty)
-    masks = _MASKS.get(key)
-    if masks is None:
-        start = 0 if include_empty else 1
-        codes = torch.arange(start, 2**num_tasks, device=device)
-        masks = _MASKS[key] = ((codes[:, None] >> torch.arange(num_tasks, device=device)) & 1).to(torch.float64)
-    return masks
+    if key not in _SUPPORTS:
+        codes = torch.arange(0 if include_empty else 1, 2**num_tasks, device=device)
+        masks = ((codes[:, None] >> torch.arange(num_tasks, device=device)) & 1).to(torch.float64)
+        eye = torch.eye(num_tasks, dtype=torch.float64, device=device)
+        _SUPPORTS[key] = (masks, masks[:, :, None] * masks[:, None, :], eye * (1 - masks)[:, None, :], eye)
+    return _SUPPORTS[key]
 
 
-def _restricted(gram: Tensor, masks: Tensor) -> Tensor:
-    """Per support: ``gram`` on the active block, identity on the inactive coordinates."""
-    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    reg = gram + _REG * eye
-    return reg * masks[:, :, None] * masks[:, None, :] + eye * (1 - masks)[:, None, :]
+def _restricted(gram: Tensor, supports: tuple[Tensor, ...]) -> Tensor:
+    """Per support: ``gram`` (plus a tiny ridge) on the active block, identity on the inactive coordinates."""
+    _, pair, inactive, eye = supports
+    return torch.add(gram, eye, alpha=_REG) * pair + inactive
 
 
 def _quad(w: Tensor, gram: Tensor) -> Tensor:
@@ -70,10 +70,11 @@ def min_norm_simplex(gram: Tensor) -> Tensor:
     if T > MAX_ENUMERATED_TASKS:
         return _simplex_projected_gradient(normalise(gram))
     corr, d = jacobi(gram)
-    masks = support_masks(T, gram.device)
+    supports = _supports(T, gram.device, False)
+    masks = supports[0]
     K = masks.shape[0]
     kkt = torch.zeros(K, T + 1, T + 1, dtype=gram.dtype, device=gram.device)
-    kkt[:, :T, :T] = _restricted(corr, masks)
+    kkt[:, :T, :T] = _restricted(corr, supports)
     kkt[:, :T, T] = masks * d
     kkt[:, T, :T] = masks * d
     rhs = torch.zeros(K, T + 1, 1, dtype=gram.dtype, device=gram.device)
@@ -123,9 +124,10 @@ def project_dual_cone(gram: Tensor, lower: Tensor) -> Tensor:
         return _projected_gradient_orthant(normalise(gram), lower)
     corr, d = jacobi(gram)
     low = lower / d  # bounds on y = v / d
-    masks = support_masks(T, gram.device, include_empty=True)
+    supports = _supports(T, gram.device, True)
+    masks = supports[0]
     rhs = -(masks[:, :, None] * (corr @ low.T)[None])
-    s = torch.linalg.solve_ex(_restricted(corr, masks), rhs)[0] * masks[:, :, None]
+    s = torch.linalg.solve_ex(_restricted(corr, supports), rhs)[0] * masks[:, :, None]
     y = low.T[None] + s
     objective = torch.einsum("kim,ij,kjm->km", y, corr, y)
     feasible = (s >= -_FEASIBLE_TOL).all(1)
@@ -173,9 +175,10 @@ def cagrad_weights(gram: Tensor, c: float) -> tuple[Tensor, Tensor]:
 def _cagrad_faces(gn: Tensor, gb: Tensor, kappa: Tensor) -> Tensor:
     """Stationary points of CAGrad's dual on the relative interior of every face (2 per face)."""
     T = gn.shape[-1]
-    masks = support_masks(T, gn.device)
+    supports = _supports(T, gn.device, False)
+    masks = supports[0]
     rhs = torch.stack([masks, masks * gb], dim=-1)
-    sol = torch.linalg.solve_ex(_restricted(gn, masks), rhs)[0] * masks[:, :, None]
+    sol = torch.linalg.solve_ex(_restricted(gn, supports), rhs)[0] * masks[:, :, None]
     a, cvec = sol[..., 0], sol[..., 1]
     qa, qb, qc = _quad(a, gn), ((a @ gn) * cvec).sum(-1), _quad(cvec, gn)
     disc = qb.square() - qa * (qc - kappa.square())
