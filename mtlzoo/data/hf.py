@@ -160,6 +160,17 @@ def _column_problems(data: Any, declared: Mapping[str, DeclaredTask], image_colu
     return problems
 
 
+def _multi_hot(ids: Iterable[int], channels: int) -> np.ndarray:
+    """A 0 / 1 vector of ``channels`` entries with the listed class ids set."""
+    ids = [int(i) for i in ids]
+    bad = [i for i in ids if not 0 <= i < channels]
+    if bad:
+        raise ValueError(f"class ids {bad} lie outside [0, {channels - 1}]")
+    vector = np.zeros(channels, np.float32)
+    vector[ids] = 1.0
+    return vector
+
+
 class HFDataset(_io.FolderDataset):
     """A Hugging Face data set as mtlzoo samples: ``{"image": (3, H, W) normalised, <task>: target}``.
 
@@ -185,6 +196,9 @@ class HFDataset(_io.FolderDataset):
             transform = Compose([Resize(size, kinds), *([transform] if transform is not None else [])])
         super().__init__([str(i) for i in range(len(self.data))], kinds, transform)
         self._cached: tuple[int, dict[str, Any]] | None = None
+        datasets = require_datasets()
+        self._id_lists = {n for n, f in self.data.features.items()  # lists of ClassLabel ids: the classes present
+                          if isinstance(getattr(f, "feature", None), datasets.ClassLabel)}
         problems = _column_problems(self.data, self.declared, image_column)
         if not problems:
             problems = self._row_problems(0)
@@ -230,7 +244,8 @@ class HFDataset(_io.FolderDataset):
         decl, value = self.declared[task], self._row(index)[task]
         try:
             if not decl.task.dense:
-                return image_level_target(decl, value)
+                return image_level_target(decl, _multi_hot(value, decl.task.channels) if task in self._id_lists
+                                          else value)
             array = np.array(value) if hasattr(value, "convert") else np.asarray(value)
             problem = dense_shape_problem(decl, array.shape, self._image_size(index))
             if problem:

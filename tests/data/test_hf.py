@@ -56,6 +56,17 @@ def test_a_save_to_disk_folder_reads_like_the_files(tmp_path):
     assert [t.channels for t in dataset_tasks(f"hf:{path}")] == [2]
 
 
+def test_a_list_of_class_labels_is_a_multilabel_task(tmp_path):
+    tags = datasets.Sequence(datasets.ClassLabel(names=["cat", "dog", "bird"]))
+    rows = datasets.Dataset.from_dict(
+        {"image": [Image.fromarray(np.zeros((4, 4, 3), np.uint8))] * 2, "tags": [[0, 2], []]},
+        features=datasets.Features({"image": datasets.Image(), "tags": tags}))
+    rows.save_to_disk(str(tmp_path / "tags"))
+    data = create_dataset(f"hf:{tmp_path / 'tags'}")
+    assert data.task_kinds() == {"tags": "multilabel"}
+    assert data[0]["tags"].tolist() == [1.0, 0.0, 1.0] and data[1]["tags"].tolist() == [0.0, 0.0, 0.0]
+
+
 def test_parquet_files_load_offline_with_a_tasks_json_beside_them(tmp_path):
     folder = tmp_path / "pq"
     (folder / "data").mkdir(parents=True)
