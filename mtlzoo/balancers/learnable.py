@@ -54,9 +54,11 @@ def check_learnable(balancer: Any, tasks: Sequence[str]) -> None:
 def record_learnable(balancer: Any, model_or_params: nn.Module | Iterable[Tensor], info: Any) -> Any:
     """Remember the version marks :func:`check_learnable` compares at the next call; return ``info``."""
     own = _learnable(balancer)
+    if not own:  # most balancers: nothing to check, and no walk over the model's parameters
+        return info
     params = model_or_params.parameters() if isinstance(model_or_params, nn.Module) else model_or_params
     ref = next((p for p in params if isinstance(p, Tensor) and p.grad is not None), None)
-    if not own or ref is None:
+    if ref is None:
         return info
     marks = [(p, p._version, _grad_mark(p)) for p in own]
     balancer._learnable_seen = ((weakref.ref(ref), ref._version, _grad_mark(ref)), marks)
