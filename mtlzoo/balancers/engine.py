@@ -6,13 +6,18 @@
   heads only (to the features), then one batched (``is_grads_batched``) vector-Jacobian product
   through the encoder; without features, one batched call over the losses. Looped: one call per task.
 * Feature level: per-task gradients w.r.t. the features through the heads only, combined, then
-  one encoder backward with the combined feature gradient.
+  one encoder backward with the combined feature gradient. A model may declare shared layers that
+  sit after the features (``decoder_shared_parameters()``, e.g. a decoder where the tasks talk to
+  each other): the same per-task backward also gives each task's gradient g_t on them, and they
+  receive ``sum_t w_t g_t`` with the balancer's weights w (those of the feature update, whatever
+  ``scale_heads`` says); task heads keep their rule (``head_weights``). At the parameter level such
+  layers are ordinary shared parameters (the Jacobian is then taken over the whole model at once).
 
 No host sync happens on the way (no ``.item()``, no branch on a tensor value); the T x T algebra
 is float64. With a ``GradScaler`` the per-task gradients are unscaled before the balancer sees
 them and the result is written back scaled.
 
-Non-finite steps: a NaN or inf loss, Gramian or head gradient sets ``ctx.finite`` (and
+Non-finite steps: a NaN or inf loss, Gramian, head or post-feature shared gradient sets ``ctx.finite`` (and
 ``BalanceInfo.finite``) to false. Balancers then leave their state unchanged (they mask with
 ``ctx.finite``), see an identity Gramian instead of the broken one, and every gradient the
 engine writes is NaN, so that the optimizer step is skipped for every parameter: by
@@ -109,6 +114,18 @@ def split_parameters(model_or_params: nn.Module | Iterable[Tensor], tasks: Seque
     return shared, own, False
 
 
+def _post_representation(model: Any, shared: Sequence[Tensor]) -> list[Tensor]:
+    """The shared parameters a model declares after its representation (``decoder_shared_parameters``)."""
+    declared = getattr(model, "decoder_shared_parameters", None)
+    post = [p for p in declared() if p.requires_grad] if declared is not None else []
+    ids = {id(p) for p in shared}
+    stray = [tuple(p.shape) for p in post if id(p) not in ids]
+    if stray:
+        raise ValueError(f"{type(model).__name__}.decoder_shared_parameters() returned {len(stray)} parameter(s) "
+                         f"(shapes {stray[:3]}) that shared_parameters() lacks; they must be a subset of it")
+    return post
+
+
 def _accumulate(params: Sequence[Tensor], grads: Sequence[Tensor | None], factor: Tensor | None = None) -> None:
     """Add ``grads`` (times ``factor``) into ``.grad`` as ``loss.backward`` would."""
     for p, g in zip(params, grads, strict=True):
@@ -182,11 +199,15 @@ def balanced_backward(balancer: Balancer, losses: Mapping[str, Tensor],
     ctx = StepContext(tasks, L, per_task, values, shared, feats, balancer.level, finite=finite,
                       model=model_or_params if isinstance(model_or_params, nn.Module) else None)
     scaled = per_task if scale is None else [v * scale for v in per_task]
-    if balancer.level == "features":
+    post = _post_representation(model_or_params, shared) if declared else []
+    if balancer.level == "features":  # the post-feature shared layers ride along with each task's own
+        own = [group + post for group in own]
         jac, head_grads = _feature_jacobian(scaled, feats, own)
-    else:
-        jac, head_grads = _parameter_jacobian(balancer, scaled, shared, own, feats if declared else None)
-    info = _combine_and_write(balancer, jac, head_grads, ctx, own, scale)
+    else:  # two stages through the features only when nothing shared sits after them
+        two_stage = declared and not post
+        jac, head_grads = _parameter_jacobian(balancer, scaled, shared, own, feats if two_stage else None)
+        post = []
+    info = _combine_and_write(balancer, jac, head_grads, ctx, own, scale, len(post))
     return record_learnable(balancer, model_or_params, info)
 
 
@@ -314,8 +335,10 @@ def _diagnostics(gram: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _combine_and_write(balancer: Balancer, jac: TaskJacobian, head_grads: list[list[Tensor | None]],
-                       ctx: StepContext, own: list[list[Tensor]], scale: Tensor | None) -> BalanceInfo:
-    """Unscale, reduce, ask the balancer, then write shared (or feature) and head gradients."""
+                       ctx: StepContext, own: list[list[Tensor]], scale: Tensor | None,
+                       num_post: int = 0) -> BalanceInfo:
+    """Unscale, reduce, ask the balancer, then write shared (or feature) and head gradients; the last
+    ``num_post`` entries of each ``own[t]`` are the post-feature shared parameters (feature level)."""
     if scale is not None:
         jac.mul_(1.0 / scale)
     if ctx.level == "parameters":
@@ -347,8 +370,11 @@ def _combine_and_write(balancer: Balancer, jac: TaskJacobian, head_grads: list[l
     else:
         _accumulate([ctx.shared[i] for i in jac.index], grads, factor)
     head_w = balancer.head_weights(weights).to(torch.float32) * guard
+    post_w = weights.to(torch.float32) * guard  # post-feature shared layers: sum_t w_t g_t
     for t, (params, grads_t) in enumerate(zip(own, head_grads, strict=True)):
-        _accumulate(params, grads_t, head_w[t])
+        k = len(params) - num_post  # own[t] = task t's parameters, then the post-feature shared ones
+        _accumulate(params[:k], grads_t[:k], head_w[t])
+        _accumulate(params[k:], grads_t[k:], post_w[t])
     norms, cosines = _diagnostics(gram)
     return BalanceInfo(ctx.tasks, weights.detach(), norms, cosines, ctx.extras.pop("condition_number", None),
                        ctx.extras, finite=finite)

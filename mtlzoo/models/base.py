@@ -106,6 +106,11 @@ class MultiTaskModel(nn.Module):
         owned = {id(p) for name in self.task_names for p in self.task_parameters(name)}
         return (p for p in self.parameters() if id(p) not in owned)
 
+    def decoder_shared_parameters(self) -> list[nn.Parameter]:
+        """The shared parameters that sit after the representation (a decoder the tasks share), a subset of
+        :meth:`shared_parameters`; feature-level balancing trains them with the balanced task gradients."""
+        return []
+
     # ---- editing ----------------------------------------------------------------------------
     def add_task(self, task: Task | Mapping[str, Any]) -> nn.Module:
         """Add a task and a freshly initialised head for it (on the model's device and dtype)."""
