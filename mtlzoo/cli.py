@@ -130,15 +130,16 @@ def _options(items: Sequence[str] | None) -> dict:
 
 
 def _data_overrides(args: argparse.Namespace) -> list[str]:
-    """Config overrides for ``--data`` / ``--data-opt`` of train and finetune: ``--data`` replaces data.name and
-    its options data.kwargs; a data set that declares its tasks (folder:, hf:) also sets model.tasks, unless an
-    override names model.tasks."""
+    """Config overrides for ``--data`` / ``--data-opt`` of train and finetune: ``--data`` replaces data.name, its
+    options data.kwargs and how it is scored (eval.protocol, eval.baseline: the new data set's defaults); a data set
+    that declares its tasks (folder:, hf:) also sets model.tasks. Overrides on the command line still win."""
     options = _options(args.data_opt)
     if args.data is None:
         return [f"data.kwargs.{key}={json.dumps(value)}" for key, value in options.items()]
     from mtlzoo.data import dataset_tasks
 
-    out = [f"data.name={json.dumps(args.data)}", f"data.kwargs={json.dumps(options)}"]
+    out = [f"data.name={json.dumps(args.data)}", f"data.kwargs={json.dumps(options)}", "eval.protocol=null",
+           "eval.baseline=null"]
     if not any(item.split("=", 1)[0].strip() == "model.tasks" for item in args.overrides):
         tasks = dataset_tasks(args.data, options)
         if tasks is not None:
@@ -248,8 +249,8 @@ def _add_random_init(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="data set replacing the config's data.name: a registered name, "
-                   "folder:PATH (tasks from its tasks.json) or hf:NAME_OR_PATH")
+    p.add_argument("--data", default=None, help="data set replacing the config's (with its options and protocol): "
+                   "a registered name, folder:PATH (tasks from its tasks.json) or hf:NAME_OR_PATH")
     p.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="data set option (data.kwargs.KEY), e.g. size=[96,128]")
 

@@ -21,8 +21,11 @@ def _train(data: str, out, *extra: str) -> int:
 
 def test_train_and_eval_on_a_folder_take_the_tasks_from_tasks_json(scene_folder, tmp_path, capsys):
     root, _ = scene_folder
-    assert _train(f"folder:{root}", tmp_path / "run", "data.augment={scales: [1.0, 1.25], flip: true}") == 0
+    assert main(["train", "--config", "synthscenes_hps", "--data", f"folder:{root}", "train.best_metric=scene.accuracy",
+                 f"train.out_dir={tmp_path / 'run'}", *LOOP, "data.augment={scales: [1.0, 1.25], flip: true}"]) == 0
     checkpoint = tmp_path / "run" / "checkpoints" / "step_0000002"
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["protocol"] for r in log if r["kind"] == "eval"] == ["generic"]  # not the config's synthscenes
     model = mtlzoo.from_pretrained(checkpoint)
     assert model.task_names == ["semseg", "depth", "normals", "scene"] and model.task("scene").channels == 2
     capsys.readouterr()
@@ -30,6 +33,22 @@ def test_train_and_eval_on_a_folder_take_the_tasks_from_tasks_json(scene_folder,
     result = json.loads(capsys.readouterr().out)
     assert result["protocol"] == "generic" and set(result["metrics"]) == {"semseg", "depth", "normals", "scene"}
     assert 0.0 <= result["metrics"]["scene"]["accuracy"] <= 1.0
+
+
+def test_data_options_of_train_fill_data_kwargs_and_data_replaces_them(tmp_path):
+    tasks = "model.tasks=[{name: depth, kind: depth}]"
+    loop = [*LOOP, "train.best_metric=null"]  # the config's semseg.miou names a task this model lacks
+    config = tmp_path / "small.yaml"
+    config.write_text("data: {name: synthscenes, kwargs: {size: [32, 48], length: 8}}\n")
+    assert main(["train", "--config", str(config), "--data-opt", "length=4", tasks,
+                 f"train.out_dir={tmp_path / 'a'}", *loop]) == 0
+    run = json.loads((tmp_path / "a" / "checkpoints" / "step_0000002" / "run_config.json").read_text())
+    assert run["data"]["kwargs"] == {"size": [32, 48], "length": 4}  # the config's other options stay
+    assert main(["train", "--config", "synthscenes_hps", "--data", "synthscenes", "--data-opt", "length=4",
+                 "--data-opt", "size=[32,32]", tasks, f"train.out_dir={tmp_path / 'b'}", *loop]) == 0
+    run = json.loads((tmp_path / "b" / "checkpoints" / "step_0000002" / "run_config.json").read_text())
+    assert run["data"] == {**run["data"], "name": "synthscenes", "kwargs": {"length": 4, "size": [32, 32]}}
+    assert run["model"]["tasks"] == [{"name": "depth", "kind": "depth"}]  # a preset data set sets no tasks
 
 
 def test_a_yaml_config_takes_the_tasks_the_data_declares(scene_folder, tmp_path, capsys):
