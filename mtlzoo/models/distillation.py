@@ -12,7 +12,7 @@ task pair, MTI-Net's unit, Vandenhende et al. ECCV 2020). All parameters belong 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -88,6 +88,34 @@ class AuxRecord:
 
     def __deepcopy__(self, memo: dict) -> AuxRecord:
         return AuxRecord()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()
+
+
+class PerForward:
+    """What a shared decoder computed from one representation tensor, reused while the same tensor comes back.
+
+    ``decode`` asks for every task's head features in turn, and ius / io's ``forward_tasks`` for some; the
+    decoder shared by the tasks (after the representation) then runs once per forward, not once per task
+    (its norm layers update their statistics once). Deep copies and pickles start empty, as AuxRecord."""
+
+    def __init__(self) -> None:
+        self.key: Tensor | None = None
+        self.value: Any = None
+
+    def get(self, key: Tensor, compute: Callable[[Tensor], Any]) -> Any:
+        """``compute(key)``, or its result for this very tensor object if it was computed last."""
+        if self.key is not key:
+            self.key, self.value = None, None  # release the previous forward's graph first
+            self.value, self.key = compute(key), key
+        return self.value
+
+    def __deepcopy__(self, memo: dict) -> PerForward:
+        return PerForward()
 
     def __getstate__(self) -> dict[str, Any]:
         return {}

@@ -6,10 +6,11 @@ Scene Understanding", ECCV 2022), a compact version.
     skips from l2, l1) -> task map F_t -> task head -> output at input size
 
 Deep supervision: ``model.losses`` returns, per task, ``loss(final) + aux_weight * loss(preliminary)``, so a
-balancer sees one loss per task. The decoder mixes the tasks, so everything up to F_t and A_t is shared (a
-task's preliminary decoder also receives the other tasks' gradients); the shared representation that the
-feature-level balancers see is ``(F_1..F_T, A_1..A_T)``, and each task's own parameters are its head. Each
-task's loss reaches only its own F_t and A_t, so the feature-level Gramian is diagonal for this model.
+balancer sees one loss per task. The shared representation is the ViT output (layers l1, l2, l3). The decoder
+mixes the tasks, so the preliminary decoders and the joint decoder are shared (a task's preliminary decoder
+also receives the other tasks' gradients) and declared as shared layers after the representation
+(``decoder_shared_parameters``): feature-level balancers weigh the task gradients on the ViT layers and train
+the decoder with the same weights. Each task's own parameters are its head.
 Simplifications: see :mod:`mtlzoo.models.invpt_decoder`.
 """
 
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlzoo.models.base import MultiTaskModel, Representation
+from mtlzoo.models.distillation import PerForward
 from mtlzoo.models.encoders import Encoder, _check_timm_name, _fetch_error, _timm_weights_source
 from mtlzoo.models.factory import register_model
 from mtlzoo.models.heads import _conv_bn_relu
@@ -104,15 +106,27 @@ class InvPT(MultiTaskModel):
         self.fuse = nn.ModuleDict({t.name: nn.Conv2d(dims[0] + t.channels, dims[0], 1) for t in self.tasks})
         self.decoder = InvertedPyramidDecoder(len(self.tasks), dims, num_heads, depths, kv_strides,
                                               self.encoder.out_channels[:-1])
+        self._decoded = PerForward()
         self.build_heads()
 
     def head_in_channels(self, task: Task) -> list[int]:
         return [self.decoder.out_channels]
 
     def encode(self, x: Tensor) -> Representation:
-        """ViT, preliminary decoders and the joint decoder: ``features = (F_1..F_T, A_1..A_T)``."""
+        """The ViT layers l1, l2, l3 as maps (the shared representation)."""
         self.check_input(x)
-        layers = self.encoder(x)
+        return Representation(tuple(self.encoder(x)), (x.shape[-2], x.shape[-1]))
+
+    def decoder_shared_parameters(self) -> list[nn.Parameter]:
+        """The preliminary decoders and the joint decoder: after the representation, they mix the tasks."""
+        return [p for module in (self.preliminary, self.preliminary_pred, self.fuse, self.decoder)
+                for p in module.parameters()]
+
+    def task_features(self, rep: Representation) -> tuple[Tensor, ...]:
+        """``(F_1..F_T, A_1..A_T)``: decoded task maps and preliminary predictions (once per forward)."""
+        return self._decoded.get(rep.features[0], lambda _: self._decode_jointly(rep.features))
+
+    def _decode_jointly(self, layers: Sequence[Tensor]) -> tuple[Tensor, ...]:
         maps, preliminary = [], []
         for t in self.task_names:
             task_map = self.preliminary[t](layers[-1])
@@ -120,17 +134,17 @@ class InvPT(MultiTaskModel):
             maps.append(self.fuse[t](torch.cat([task_map, prediction], dim=1)))
             preliminary.append(prediction)
         decoded = self.decoder(torch.stack(maps, dim=1), layers[-2::-1])
-        return Representation(tuple(decoded.unbind(1)) + tuple(preliminary), (x.shape[-2], x.shape[-1]))
+        return tuple(decoded.unbind(1)) + tuple(preliminary)
 
     def head_features(self, rep: Representation, task: Task) -> tuple[Tensor, ...]:
-        return (rep.features[self.task_names.index(task.name)],)
+        return (self.task_features(rep)[self.task_names.index(task.name)],)
 
     def decode(self, rep: Representation) -> DeepSupervisedOutputs:
         """Final outputs of every task; the preliminary predictions (at input size) ride along as ``.auxiliary``."""
         outputs = DeepSupervisedOutputs(super().decode(rep))
         count = len(self.tasks)
         outputs.auxiliary = {t: F.interpolate(a, size=rep.size, mode="bilinear", align_corners=False)
-                             for t, a in zip(self.task_names, rep.features[count:], strict=True)}
+                             for t, a in zip(self.task_names, self.task_features(rep)[count:], strict=True)}
         return outputs
 
     def losses(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -12,10 +12,11 @@ The encoder is HRNet-18 (timm ``hrnet_w18``, its four raw branches, 18-36-72-144
 encoder with at least four stages (the last four are read). Task features at scale k have the
 encoder's channels there, or ``task_channels[k]`` (``mtinet_resnet18`` uses HRNet-18's widths: with
 ResNet-18's 64-512 channels the per-pair distillation convolutions alone would hold ~70 M parameters).
-The branches and the FPMs are shared in the multi-task sense (every task's
-distillation and propagation reads f_l^k), so the shared representation the feature-level balancers see
-is the T x 4 task features f_t^k; each task owns its four initial-prediction layers, its four
-distillation units and its aggregation head. ``model.losses`` returns
+The shared representation is the encoder's four scales B1..B4. The branches and the FPMs are shared in
+the multi-task sense (every task's distillation and propagation reads f_l^k), so they are declared as
+shared layers after the representation (``decoder_shared_parameters``): feature-level balancers weigh the
+task gradients on B1..B4 and train them with the same weights. Each task owns its four initial-prediction
+layers, its four distillation units and its aggregation head. ``model.losses`` returns
 ``final + sum_k aux_weights[k] * initial_k`` per task (finest scale first; default weight 1 at every
 scale, the deep supervision of the paper).
 """
@@ -30,7 +31,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlzoo.models.base import MultiTaskModel, Representation
-from mtlzoo.models.distillation import AuxRecord, DeepSupervised, Distillation, check_dense, check_weights, task_branch
+from mtlzoo.models.distillation import (
+    AuxRecord,
+    DeepSupervised,
+    Distillation,
+    PerForward,
+    check_dense,
+    check_weights,
+    task_branch,
+)
 from mtlzoo.models.encoders import Encoder, _check_timm_name, _fetch_error, _timm_weights_source, create_encoder
 from mtlzoo.models.factory import register_model
 from mtlzoo.models.heads import build_head
@@ -155,6 +164,7 @@ class MTINet(DeepSupervised, MultiTaskModel):
              for k, (b, c) in enumerate(zip(stages, channels, strict=True))])
         self.propagation = nn.ModuleList([FeaturePropagation(names, channels[k + 1], channels[k], se_reduction)
                                           for k in range(SCALES - 1)])
+        self._propagated = PerForward()
         self.build_heads()
 
     def _new_head(self, task: Task) -> nn.Module:
@@ -162,9 +172,19 @@ class MTINet(DeepSupervised, MultiTaskModel):
         return MtiTaskDecoder(task, self.channels, sources, self.head_type, self.head_width)
 
     def encode(self, x: Tensor) -> Representation:
-        """The task features f_t^k of every scale (finest first), task order within a scale."""
+        """The encoder's last four stages B1..B4, finest first (the shared representation)."""
         self.check_input(x)
-        stages = self.encoder(x)[-SCALES:]
+        return Representation(tuple(self.encoder(x)[-SCALES:]), (x.shape[-2], x.shape[-1]))
+
+    def decoder_shared_parameters(self) -> list[nn.Parameter]:
+        """The task branches and the propagation modules: after the representation, read by every task."""
+        return [*self.branches.parameters(), *self.propagation.parameters()]
+
+    def task_features(self, rep: Representation) -> list[Tensor]:
+        """The task features f_t^k of every scale (finest first), task order within a scale (once per forward)."""
+        return self._propagated.get(rep.features[0], lambda _: self._propagate(rep.features))
+
+    def _propagate(self, stages: Sequence[Tensor]) -> list[Tensor]:
         names = self.task_names
         scales: list[list[Tensor]] = [[] for _ in range(SCALES)]
         scales[-1] = [self.branches[-1][t](stages[-1]) for t in names]
@@ -172,14 +192,15 @@ class MTINet(DeepSupervised, MultiTaskModel):
             propagated = self.propagation[k](scales[k + 1], stages[k].shape[-2:])
             scales[k] = [self.branches[k][t](torch.cat([stages[k], p], dim=1)) for t, p in zip(names, propagated,
                                                                                                strict=True)]
-        return Representation(tuple(f for scale in scales for f in scale), (x.shape[-2], x.shape[-1]))
+        return [f for scale in scales for f in scale]
 
     def head_features(self, rep: Representation, task: Task) -> tuple[Tensor, ...]:
         """Per scale: the task's own feature, then the other tasks' in task order."""
         T, i = len(self.tasks), self.task_names.index(task.name)
+        features = self.task_features(rep)
         out: list[Tensor] = []
         for k in range(SCALES):
-            scale = rep.features[k * T:(k + 1) * T]
+            scale = features[k * T:(k + 1) * T]
             out += [scale[i], *scale[:i], *scale[i + 1:]]
         return tuple(out)
 

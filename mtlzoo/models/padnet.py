@@ -5,9 +5,10 @@
                                         ...
     f_k + sum_{l != k} sigmoid(A_k f_k) * (W_{k,l} f_l)  -> final head k -> prediction k            (distillation)
 
-Each task's branch is shared in the multi-task sense (every task's distillation reads f_l), so the
-shared representation that feature-level balancers see is (f_1, ..., f_T), the last tensors before
-task-owned layers only; a task owns its initial-prediction layer, its distillation unit and its head.
+The shared representation is the encoder output F. Each task's branch is shared in the multi-task sense
+(every task's distillation reads f_l), so the branches are declared as shared layers after the representation
+(``decoder_shared_parameters``): feature-level balancers weigh the task gradients on F and train the branches
+with the same weights. A task owns its initial-prediction layer, its distillation unit and its head.
 ``model.losses`` returns ``final + aux_weight * initial`` per task (initial predictions upsampled to
 the target size), so a balancer sees one loss per task.
 """
@@ -20,7 +21,15 @@ from typing import Any
 from torch import Tensor, nn
 
 from mtlzoo.models.base import MultiTaskModel, Representation
-from mtlzoo.models.distillation import AuxRecord, DeepSupervised, Distillation, check_dense, check_weights, task_branch
+from mtlzoo.models.distillation import (
+    AuxRecord,
+    DeepSupervised,
+    Distillation,
+    PerForward,
+    check_dense,
+    check_weights,
+    task_branch,
+)
 from mtlzoo.models.encoders import create_encoder
 from mtlzoo.models.factory import register_model
 from mtlzoo.models.heads import build_head
@@ -62,6 +71,7 @@ class PADNet(DeepSupervised, MultiTaskModel):
         self.encoder = create_encoder(encoder, in_chans=in_chans, output_stride=output_stride,
                                       encoder_weights=encoder_weights)
         self.branches = nn.ModuleDict({t.name: self._new_branch() for t in self.tasks})
+        self._branched = PerForward()
         self.build_heads()
 
     def _new_branch(self) -> nn.Module:
@@ -72,20 +82,28 @@ class PADNet(DeepSupervised, MultiTaskModel):
         return PadTaskDecoder(task, self.width, sources, self.gate, self.head_type, self.head_width)
 
     def encode(self, x: Tensor) -> Representation:
-        """Each task's branch output on the last encoder stage, in task order (the shared representation)."""
+        """The last encoder stage F (the shared representation)."""
         self.check_input(x)
-        last = self.encoder(x)[-1]
-        return Representation(tuple(self.branches[t](last) for t in self.task_names), (x.shape[-2], x.shape[-1]))
+        return Representation((self.encoder(x)[-1],), (x.shape[-2], x.shape[-1]))
+
+    def decoder_shared_parameters(self) -> list[nn.Parameter]:
+        """The task branches: after the representation, read by every task's distillation."""
+        return list(self.branches.parameters())
+
+    def task_features(self, rep: Representation) -> list[Tensor]:
+        """Each task's branch output f_t on F, in task order (computed once per representation)."""
+        return self._branched.get(rep.features[0], lambda last: [self.branches[t](last) for t in self.task_names])
 
     def head_features(self, rep: Representation, task: Task) -> tuple[Tensor, ...]:
         """The task's own feature first, then the other tasks' in task order."""
-        i = self.task_names.index(task.name)
-        return (rep.features[i], *rep.features[:i], *rep.features[i + 1:])
+        features, i = self.task_features(rep), self.task_names.index(task.name)
+        return (features[i], *features[:i], *features[i + 1:])
 
     def add_task(self, task: Task | Mapping[str, Any]) -> nn.Module:
         """Add a task: its branch (shared), its decoder, and a message from it into every other task."""
         check_dense([task if isinstance(task, Task) else Task.from_dict(task)], "PAD-Net")
         head = super().add_task(task)
+        self._branched = PerForward()
         name = self.tasks[-1].name
         reference = next(self.encoder.parameters())
         self.branches[name] = self._new_branch().to(device=reference.device, dtype=reference.dtype)
@@ -99,6 +117,7 @@ class PADNet(DeepSupervised, MultiTaskModel):
 
     def remove_task(self, name: str) -> Task:
         removed = super().remove_task(name)
+        self._branched = PerForward()
         del self.branches[name]
         for other in self.task_names:
             self.heads[other].distill.remove_source(name)

@@ -106,3 +106,38 @@ def check_info(name: str) -> None:
     assert info["flops"] > info["flops_encoder"] > 0
     assert all(v > 0 for v in info["flops_per_task_head"].values())
     assert name in format_info(info)
+
+
+def check_feature_level_on_the_encoder(model: mtlzoo.MultiTaskModel, size: int = SIZE) -> None:
+    """Models with a shared decoder after the representation (the encoder output): the parameters split into
+    encoder-shared, decoder-shared and per-task; the feature-level Gramian couples the tasks; ``mgda_ub`` gives
+    every parameter a gradient, and the decoder receives ``sum_t w_t dL_t/dtheta`` (recomputed here)."""
+    decoder = list(model.decoder_shared_parameters())
+    shared_ids, decoder_ids = {id(p) for p in model.shared_parameters()}, {id(p) for p in decoder}
+    assert decoder and decoder_ids <= shared_ids and len(decoder_ids) == len(decoder)
+    assert shared_ids - decoder_ids == {id(p) for p in model.encoder.parameters()}
+    data = batch(size)
+    targets = {k: v for k, v in data.items() if k != "image"}
+    rep = model.encode(data["image"])
+    info = mtlzoo.create_balancer("mgda_ub", tasks=model.task_names).backward(
+        model.losses(model.decode(rep), targets), model, features=rep.features)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    silent = [n for n, p in model.named_parameters() if not n.endswith("bias") and not p.grad.abs().sum() > 0]
+    assert silent == []
+    rep = model.encode(data["image"])  # the same batch again: per-task gradients by hand, on leaf copies of the
+    rep = rep._replace(features=tuple(f.detach().requires_grad_() for f in rep.features))  # features (direct paths)
+    losses = model.losses(model.decode(rep), targets)
+    flat, on_decoder = [], []
+    for task in model.task_names:
+        grads = torch.autograd.grad(losses[task], [*rep.features, decoder[0]], retain_graph=True, allow_unused=True)
+        flat.append(torch.cat([g.reshape(-1) if g is not None else torch.zeros(f.numel())
+                               for g, f in zip(grads[:-1], rep.features, strict=True)]).double())
+        on_decoder.append(grads[-1])
+    gram = torch.stack(flat) @ torch.stack(flat).T
+    norms = gram.diagonal().sqrt()
+    cosines = gram / (norms[:, None] * norms[None, :])
+    off = cosines - torch.diag(cosines.diagonal())
+    assert off.abs().max() > 1e-3, "the feature-level Gramian is diagonal"
+    torch.testing.assert_close(info.cosines.double(), cosines, atol=1e-3, rtol=1e-3)
+    expected = sum(float(w) * g for w, g in zip(info.weights, on_decoder, strict=True))
+    torch.testing.assert_close(decoder[0].grad, expected, atol=1e-6, rtol=1e-4)

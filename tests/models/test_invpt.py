@@ -10,6 +10,7 @@ from family_checks import (
     TASKS,
     balancer_steps,
     batch,
+    check_feature_level_on_the_encoder,
     check_info,
     check_partition,
     check_private_gradients,
@@ -73,8 +74,10 @@ def test_decoder_mixes_tasks_and_grows_the_resolution(model):
     x = batch()["image"]
     rep = model.encode(x)
     grid = math.ceil(32 / 16)
-    assert [tuple(f.shape) for f in rep.features[:3]] == [(2, 16, 4 * grid, 4 * grid)] * 3
-    assert [tuple(f.shape[1:]) for f in rep.features[3:]] == [(5, grid, grid), (1, grid, grid), (3, grid, grid)]
+    assert [tuple(f.shape) for f in rep.features] == [(2, 64, grid, grid)] * 3  # the ViT layers l1, l2, l3
+    decoded = model.task_features(rep)
+    assert [tuple(f.shape) for f in decoded[:3]] == [(2, 16, 4 * grid, 4 * grid)] * 3
+    assert [tuple(f.shape[1:]) for f in decoded[3:]] == [(5, grid, grid), (1, grid, grid), (3, grid, grid)]
     before = model(x)
     with torch.no_grad():
         model.preliminary["depth"][0][0].weight.mul_(1.5)
@@ -121,13 +124,20 @@ def test_groups_and_private_gradients(model):
 
 
 def test_feature_level_reaches_every_shared_parameter(model):
-    """At the feature level the decoder (shared, after the ViT) is trained through the representation."""
+    """At the feature level (on the ViT layers) the decoder, shared after the representation, is trained too."""
     data = batch()
     balancer = mtlzoo.create_balancer("upgrad", level="features")
     rep = model.encode(data["image"])
     balancer.backward(model.losses(model.decode(rep), _targets(data)), model, features=rep.features)
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_feature_level_balances_the_vit_output(model):
+    encoder = {id(p) for p in model.encoder.parameters()}
+    assert {id(p) for p in model.decoder_shared_parameters()} == {
+        id(p) for p in model.shared_parameters()} - encoder
+    check_feature_level_on_the_encoder(model)
 
 
 def test_info_gives_parameters_and_flops():

@@ -8,6 +8,7 @@ from family_checks import (
     TASKS,
     balancer_steps,
     batch,
+    check_feature_level_on_the_encoder,
     check_info,
     check_partition,
     check_private_gradients,
@@ -76,13 +77,19 @@ def test_feature_propagation_follows_its_definition():
         assert torch.allclose(got, shared * scale, atol=1e-6)
 
 
-def test_the_representation_is_every_scale_of_every_task(model):
+def test_the_representation_is_the_four_encoder_scales(model):
     rep = model.encode(batch()["image"])
-    assert [tuple(f.shape[1:]) for f in rep.features] == [(8, 8, 8)] * 3 + [(16, 4, 4)] * 3 + [(32, 2, 2)] * 3 + [
-        (64, 1, 1)] * 3
+    assert [tuple(f.shape[1:]) for f in rep.features] == [(16, 8, 8), (32, 4, 4), (64, 2, 2), (128, 1, 1)]
+    assert [tuple(f.shape[1:]) for f in model.task_features(rep)] == [(8, 8, 8)] * 3 + [(16, 4, 4)] * 3 + [
+        (32, 2, 2)] * 3 + [(64, 1, 1)] * 3
     shared = {id(p) for p in model.shared_parameters()}
-    expected = {id(p) for m in (model.encoder, model.branches, model.propagation) for p in m.parameters()}
-    assert shared == expected
+    decoder = {id(p) for m in (model.branches, model.propagation) for p in m.parameters()}
+    assert shared == {id(p) for p in model.encoder.parameters()} | decoder
+    assert {id(p) for p in model.decoder_shared_parameters()} == decoder
+
+
+def test_feature_level_balances_the_encoder_scales_and_trains_the_decoder(model):
+    check_feature_level_on_the_encoder(model)
 
 
 def test_groups_and_private_gradients(model):
@@ -138,7 +145,7 @@ def test_every_balancer_at_both_levels(balancer):
 
 @pytest.mark.parametrize("balancer", ["pcgrad", "mgda_ub", "ius"])
 def test_gradient_balancers_reach_every_parameter(balancer):
-    """Branches and propagation sit between the encoder and the representation: both levels must train them."""
+    """Branches and propagation sit after the representation (shared decoder): both levels must train them."""
     torch.manual_seed(0)
     model = mtlzoo.create_model("mtinet_tiny", tasks=TASKS)
     rule = mtlzoo.create_update_rule(balancer, model, lambda params: torch.optim.SGD(params, lr=0.1))

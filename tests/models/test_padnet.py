@@ -10,6 +10,7 @@ from family_checks import (
     TASKS,
     balancer_steps,
     batch,
+    check_feature_level_on_the_encoder,
     check_info,
     check_partition,
     check_private_gradients,
@@ -84,12 +85,19 @@ def test_forward_tasks_keeps_the_deep_supervision(model):
     assert torch.allclose(loss, expected)
 
 
-def test_the_representation_is_the_task_features(model):
+def test_the_representation_is_the_encoder_output_and_the_branches_are_shared(model):
     rep = model.encode(batch()["image"])
-    assert len(rep.features) == 3 and all(f.shape == (2, 32, 4, 4) for f in rep.features)
+    assert len(rep.features) == 1 and rep.features[0].shape == (2, 128, 4, 4)
+    assert [tuple(f.shape) for f in model.task_features(rep)] == [(2, 32, 4, 4)] * 3
+    assert model.task_features(rep)[0] is model.task_features(rep)[0]  # the branches run once per forward
     shared = {id(p) for p in model.shared_parameters()}
     expected = {id(p) for p in [*model.encoder.parameters(), *model.branches.parameters()]}
     assert shared == expected
+    assert {id(p) for p in model.decoder_shared_parameters()} == {id(p) for p in model.branches.parameters()}
+
+
+def test_feature_level_balances_the_encoder_output_and_trains_the_branches(model):
+    check_feature_level_on_the_encoder(model)
 
 
 def test_groups_and_private_gradients(model):
@@ -156,7 +164,7 @@ def test_config_trains_and_the_loss_falls(tmp_path):
 
 @pytest.mark.parametrize("balancer", ["pcgrad", "mgda_ub"])
 def test_gradient_balancers_reach_every_parameter(balancer):
-    """The branches sit between the encoder and the representation: both levels must train them too."""
+    """The branches sit after the representation (shared decoder): both levels must train them too."""
     torch.manual_seed(0)
     model = mtlzoo.create_model("padnet_tiny", tasks=TASKS)
     rule = mtlzoo.create_update_rule(balancer, model, lambda params: torch.optim.SGD(params, lr=0.1))
