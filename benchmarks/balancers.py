@@ -8,6 +8,8 @@ model. Usage::
 
     python benchmarks/balancers.py --device cuda                       # hps_resnet50, 288x384, batch 8
     python benchmarks/balancers.py --device cpu --model hps_resnet18 --size 72 96 --batch 2 --steps 2
+    python benchmarks/balancers.py --model mlp --threads 1 --steps 60 --torchjd   # small models: see small_models.py
+    python benchmarks/balancers.py --model toy --threads 1 --steps 60 --torchjd
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 GRADIENT = ["mgda", "pcgrad", "graddrop", "gradvac", "imtl", "cagrad", "nash_mtl", "aligned_mtl", "upgrad",
             "db_mtl", "pomsi"]
 LOSS = ["fixed", "uw", "dwa", "rlw", "gls", "si", "famo", "gradnorm"]
+SMALL_MODELS = ("mlp", "toy")
 TORCHJD = {"upgrad": "UPGrad", "mgda": "MGDA", "pcgrad": "PCGrad", "cagrad": "CAGrad", "aligned_mtl": "AlignedMTL",
            "imtl": "IMTLG", "nash_mtl": "NashMTL"}
 
@@ -187,6 +190,9 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.model in SMALL_MODELS:
+        _small(args)
+        return
     if args.one:
         config = json.loads(args.one)
         for k, v in config.items():
@@ -203,6 +209,19 @@ def main() -> None:
     print("\nT x T solve alone (ms, median of 20, float64 on", args.device + "):")
     for (name, T), ms in sorted(solve_times(args.device).items()):
         print(f"  {name:12s} T={T:2d}: {ms:7.3f}")
+
+
+def _small(args) -> None:
+    """Paired per-step times on a small model (``mlp`` or ``toy``), mtlzoo and TorchJD in this one process."""
+    import platform
+
+    import small_models
+
+    methods = args.balancers or list(small_models.TORCHJD)
+    print(f"{args.model}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or 'cpu'}, "
+          f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, median of {args.steps} paired ratios "
+          f"(each method step against a plain summed-loss step)\n")
+    print(small_models.table(args.model, methods, args.steps, torchjd=args.torchjd))
 
 
 def _print_table(args, results: list[tuple[dict, dict]]) -> None:
