@@ -37,8 +37,9 @@ from mtlzoo.data.transforms import Compose, Resize
 from mtlzoo.extras import require
 from mtlzoo.tasks import Task
 
-SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validation", "valid", "test"),
-                 "test": ("test", "val", "validation")}
+# the split names tried for each of mtlzoo's; "val" falls back to "test" as in the benchmarks' code bases
+SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validation", "valid", "dev", "test"),
+                 "test": ("test", "val", "validation", "valid", "dev")}
 _SPLIT_WORDS = ("train", "val", "validation", "valid", "test", "dev")
 
 
