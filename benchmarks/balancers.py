@@ -218,7 +218,13 @@ def _small(args) -> None:
     import small_models
 
     methods = args.balancers or list(small_models.TORCHJD)
-    print(f"{args.model}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or 'cpu'}, "
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"{args.model}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu}, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, median of {args.steps} paired ratios "
           f"(each method step against a plain summed-loss step)\n")
     print(small_models.table(args.model, methods, args.steps, torchjd=args.torchjd))
