@@ -146,14 +146,15 @@ def test_finetune_adds_a_classification_head_and_keeps_the_old_heads_bit_identic
     assert losses["scene"] > 0 and all(losses[name] == 0 for name in OLD_TASKS)
 
 
-def test_finetune_can_train_the_encoder_too(scene_only, tmp_path):
+def test_finetune_can_train_the_encoder_too_and_keeps_heads_the_data_does_not_label(scene_only, tmp_path, capsys):
     out = tmp_path / "ft"
     assert main(["finetune", "hps_tiny.synthscenes", "--data", f"folder:{scene_only}", "--add-task",
-                 "scene:classification", f"train.out_dir={out}", *LOOP]) == 0
+                 "scene:classification", f"train.out_dir={out}", *LOOP, "optim.weight_decay=0.01"]) == 0
+    assert "has no labels for ['semseg', 'depth', 'normals', 'edge', 'saliency', 'parts']" in capsys.readouterr().err
     before = mtlzoo.create_model("hps_tiny.synthscenes", pretrained=True).state_dict()
     after = _weights(out / "checkpoints" / "step_0000002")
     changed = [k for k, v in before.items() if v.is_floating_point() and not torch.equal(after[k], v)]
-    assert any(k.startswith("encoder.") for k in changed)
+    assert changed and all(k.startswith("encoder.") for k in changed)
 
 
 @pytest.mark.parametrize(("spec", "fragment"), [

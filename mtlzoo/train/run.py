@@ -291,8 +291,11 @@ def finetune_from_checkpoint(checkpoint: str, config: Config, add_tasks: Sequenc
             raise ValueError("only_new_tasks needs at least one task to add (--add-task NAME:KIND)")
         model.freeze_tasks(old_tasks)
     unlabelled = _unlabelled(model, model.task_names[len(old_tasks):], _data_tasks(config), config.data.name)
-    if unlabelled and note:
-        note(f"data set {config.data.name!r} has no labels for {unlabelled}: they get no loss and no gradient")
+    if unlabelled:  # nothing to learn from: keep their heads exactly (weight decay would only shrink them)
+        model.freeze_tasks(unlabelled)
+        if note:
+            note(f"data set {config.data.name!r} has no labels for {unlabelled}: they get no loss and their "
+                 "heads stay frozen")
     trainer = build_trainer(config, model=model, unlabelled=unlabelled)
     with explain_timeouts(config.train.dist_timeout):
         metrics = trainer.fit()
