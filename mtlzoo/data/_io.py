@@ -77,7 +77,7 @@ def pick_tasks(tasks: Iterable[str | Task] | None, kinds: Mapping[str, str], dat
     return {n: kinds[n] for n in names}
 
 
-class FolderDataset(Dataset):
+class ListedDataset(Dataset):
     """Base of the real-benchmark loaders: subclasses list ``ids`` and implement ``load(index, task)``."""
 
     dataset_name = "dataset"

@@ -95,7 +95,7 @@ def read_labels(path: Path) -> dict[str, Any]:
     return out
 
 
-class FolderDataset(_io.FolderDataset):
+class FolderDataset(_io.ListedDataset):
     """A data set on disk in the ``folder:`` layout (module docstring), split by ``splits/<split>.txt``.
 
     ``tasks`` picks the declared tasks to return (default: all); ``size`` (H, W) resizes every sample (needed

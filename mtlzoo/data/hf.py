@@ -172,7 +172,7 @@ def _multi_hot(ids: Iterable[int], channels: int) -> np.ndarray:
     return vector
 
 
-class HFDataset(_io.FolderDataset):
+class HFDataset(_io.ListedDataset):
     """A Hugging Face data set as mtlzoo samples: ``{"image": (3, H, W) normalised, <task>: target}``.
 
     ``source``: a save_to_disk folder, parquet file(s) or a Hub name; ``tasks`` picks declared tasks (default:

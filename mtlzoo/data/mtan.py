@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlzoo.data._io import FolderDataset, pick_tasks, resolve_root
+from mtlzoo.data._io import ListedDataset, pick_tasks, resolve_root
 from mtlzoo.registry import unknown_name_error
 from mtlzoo.tasks import Task
 
@@ -31,7 +31,7 @@ _HOW = ("The preprocessed {name} of MTAN (github.com/lorenmt/mtan, README links)
         "<root>/val, each with {folders}/ holding 0.npy, 1.npy, ... See mtlzoo.data.mtan.")
 
 
-class _MTANDataset(FolderDataset):
+class _MTANDataset(ListedDataset):
     folders: dict[str, str] = {}
     kinds: dict[str, str] = {}
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from mtlzoo.data._io import FolderDataset, find_file, pick_tasks, read_image, read_png, read_split, resolve_root
+from mtlzoo.data._io import ListedDataset, find_file, pick_tasks, read_image, read_png, read_split, resolve_root
 from mtlzoo.registry import unknown_name_error
 from mtlzoo.tasks import Task
 
@@ -50,7 +50,7 @@ def png_normals(rgb: np.ndarray) -> np.ndarray:
     return np.where(invalid | (norm == 0), 0.0, n / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
-class NYUD(FolderDataset):
+class NYUD(ListedDataset):
     """NYUD-v2 multi-task data (semseg, depth, normals, edge) at its stored resolution."""
 
     dataset_name = "nyud"

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlzoo.data._io import (
-    FolderDataset,
+    ListedDataset,
     find_file,
     image_size,
     pick_tasks,
@@ -94,7 +94,7 @@ def label_edges(labels: np.ndarray) -> np.ndarray:
     return edge.astype(np.float32)
 
 
-class PascalContext(FolderDataset):
+class PascalContext(ListedDataset):
     """PASCAL-Context multi-task data at its stored resolution (resize with the joint transforms)."""
 
     dataset_name = "pascal_context"
