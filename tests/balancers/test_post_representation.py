@@ -158,3 +158,17 @@ def test_declared_decoder_parameters_must_be_shared():
     z = model.encoder(x)
     with pytest.raises(ValueError, match="that shared_parameters\\(\\) lacks"):
         mtlzoo.create_balancer("mgda_ub", tasks=TASKS).backward(model.losses(z, y), model, features=(z,))
+
+
+def test_grad_scaler_writes_the_decoder_gradient_scaled_once():
+    """Under a GradScaler every gradient, the shared decoder's included, is the unscaled one times the scale."""
+    x, y = _data(4)
+    grads = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=1024.0)):
+        model = _model(4)
+        z = model.encoder(x)
+        mtlzoo.create_balancer("mgda_ub", tasks=TASKS).backward(model.losses(z, y), model, features=(z,),
+                                                                scaler=scaler)
+        grads.append({n: p.grad / (1.0 if scaler is None else 1024.0) for n, p in model.named_parameters()})
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-5, atol=1e-7, msg=name)
