@@ -25,7 +25,8 @@ class MultiTaskModel(nn.Module):
 
     Subclasses build ``self.encoder`` and implement :meth:`encode`; they may override
     :meth:`head_in_channels` / :meth:`head_features` when a task's head reads only part of the
-    representation, and :meth:`task_parameters` when task-owned parameters live in the trunk.
+    representation, :meth:`task_parameters` when task-owned parameters live in the trunk, and
+    :meth:`decoder_shared_parameters` when shared layers run after the representation (a decoder).
     """
 
     def __init__(self, tasks: str | Iterable[Task | Mapping[str, Any]], head: str | None = None,
