@@ -1,9 +1,9 @@
 """Per-step time of the gradient balancers on two small models, where fixed per-call cost dominates.
 
 Used by ``benchmarks/balancers.py --model mlp`` and ``--model toy``. Each method step (mtlzoo and,
-when installed, TorchJD) is paired with a plain summed-loss step (``sum(losses).backward()``); steps
-alternate (plain, method, plain, method, ...) so both see the same machine load, and the figure is
-the median of the per-pair ratios.
+when installed, TorchJD) is paired with a plain summed-loss step (``sum(losses).backward()``); one
+loop runs the pairs of both libraries in turn (plain, mtlzoo, plain, TorchJD, ...), so all see the
+same machine load, and the figure is the median of the per-pair ratios.
 
 * ``mlp``: a 64-256-128 ReLU trunk with 3 linear regression heads (128 -> 1), batch 256, MSE losses;
   the trunk output is the shared representation (``features``) for both libraries.
@@ -145,25 +145,26 @@ def _torchjd_step(model: nn.Module, batch: object, tasks: list[str], method: str
     return theirs
 
 
-def paired(name: str, method: str, library: str, steps: int = 60, warmup: int = 10) -> dict[str, float]:
-    """Median ms per step of ``method`` and of the plain step, and the median of the paired ratios."""
+def paired(name: str, method: str, libraries: list[str], steps: int = 60, warmup: int = 10) -> dict[str, dict]:
+    """Per library: median ms per step of ``method``, of the plain steps paired with it, and the median of
+    the paired ratios. Every round runs ``plain, library`` for each library (the libraries' order
+    alternates between rounds), so all of them see the same machine load."""
     model, batch, tasks = build(name)
     base = _step(model, batch, tasks, "sum", "plain")
-    step = _step(model, batch, tasks, method, library)
-    for _ in range(warmup):
-        base()
-        step()
-    pairs = []
-    for _ in range(steps):
-        times = []
-        for fn in (base, step):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        pairs.append(times)
+    steps_of = {lib: _step(model, batch, tasks, method, lib) for lib in libraries}
+    pairs: dict[str, list[tuple[float, float]]] = {lib: [] for lib in libraries}
+    for i in range(warmup + steps):
+        for lib in libraries if i % 2 == 0 else libraries[::-1]:
+            times = []
+            for fn in (base, steps_of[lib]):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            if i >= warmup:
+                pairs[lib].append((times[0], times[1]))
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-    return {"ms": 1000 * med([t for _, t in pairs]), "plain_ms": 1000 * med([b for b, _ in pairs]),
-            "ratio": med([t / b for b, t in pairs])}
+    return {lib: {"ms": 1000 * med([t for _, t in p]), "plain_ms": 1000 * med([b for b, _ in p]),
+                  "ratio": med([t / b for b, t in p])} for lib, p in pairs.items()}
 
 
 def table(name: str, methods: list[str], steps: int = 60, torchjd: bool = True) -> str:
@@ -172,8 +173,9 @@ def table(name: str, methods: list[str], steps: int = 60, torchjd: bool = True) 
     rows = ["| method | mtlzoo ms/step | mtlzoo x plain | TorchJD ms/step | TorchJD x plain | plain ms/step |",
             "|---|---|---|---|---|---|"]
     for method in methods:
-        ours = paired(name, method, "mtlzoo", steps)
-        theirs = paired(name, method, "torchjd", steps) if torchjd and method in TORCHJD else None
+        libraries = ["mtlzoo", "torchjd"] if torchjd and method in TORCHJD else ["mtlzoo"]
+        res = paired(name, method, libraries, steps)
+        ours, theirs = res["mtlzoo"], res.get("torchjd")
         cells = f"{theirs['ms']:.2f} | {theirs['ratio']:.2f}x" if theirs else "- | -"
         plain = f"{ours['plain_ms']:.2f}" + (f" / {theirs['plain_ms']:.2f}" if theirs else "")
         rows.append(f"| {method} | {ours['ms']:.2f} | {ours['ratio']:.2f}x | {cells} | {plain} |")
