@@ -20,7 +20,8 @@ class NashMTL(GramianBalancer):
     Defaults as in the reference code: Gramian normalised by its norm, 20 solver iterations
     warm-started from the previous step, weights recomputed every ``update_every`` steps, the
     shared update clipped to norm ``max_norm`` (0 disables). The bargaining system is solved by
-    damped Newton steps in torch instead of cvxpy's sequence of convex programs.
+    damped Newton steps instead of cvxpy's sequence of convex programs (in numpy on the CPU, where
+    they stop once a step only rounds; in torch elsewhere).
     """
 
     def __init__(self, update_every: int = 1, iters: int = 20, max_norm: float = 1.0, **kwargs: Any) -> None:
