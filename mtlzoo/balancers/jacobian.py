@@ -152,18 +152,30 @@ def _drop(grad_outputs: tuple[Tensor | None, ...]) -> tuple[None, ...]:
 
 
 def reachable_leaves(root: Tensor, stop: Sequence[Tensor] = ()) -> list[Tensor]:
-    """Leaf tensors requiring grad that ``root`` depends on, not looking past the ``stop`` tensors."""
+    """Leaf tensors requiring grad that ``root`` depends on, not looking past the ``stop`` tensors.
+
+    Runs on every call with a plain parameter list, so the walk is kept lean: graph nodes (not their
+    ids) mark what was seen, each node is queued once, and only nodes without inputs (leaves) are
+    asked for their ``variable``.
+    """
     if root.grad_fn is None:
         return [root] if root.requires_grad else []
-    stop_nodes = {id(s.grad_fn) for s in stop if s.grad_fn is not None}
-    seen, leaves, stack = set(), {}, [root.grad_fn]
+    seen = {s.grad_fn for s in stop if s.grad_fn is not None}
+    if root.grad_fn in seen:
+        return []
+    seen.add(root.grad_fn)
+    leaves: dict[int, Tensor] = {}
+    stack = [root.grad_fn]
     while stack:
         node = stack.pop()
-        if node is None or id(node) in seen or id(node) in stop_nodes:
+        inputs = node.next_functions
+        if not inputs:
+            variable = getattr(node, "variable", None)
+            if variable is not None:
+                leaves[id(variable)] = variable
             continue
-        seen.add(id(node))
-        variable = getattr(node, "variable", None)
-        if variable is not None:
-            leaves[id(variable)] = variable
-        stack.extend(fn for fn, _ in node.next_functions)
+        for fn, _ in inputs:
+            if fn is not None and fn not in seen:
+                seen.add(fn)
+                stack.append(fn)
     return list(leaves.values())
