@@ -33,6 +33,9 @@ def test_state_round_trip(key):
     for seed in range(5):
         _step(a, model, x, y, seed)
         opt.step()
+        if a.needs.post_step_losses:  # FAMO learns from the same batch after the step
+            with torch.no_grad():
+                a.after_step(model.losses(x, y)[0])
     state = a.state_dict()
     assert state, f"{name} saved no state"
     b = create_balancer(name, **STATEFUL[key])

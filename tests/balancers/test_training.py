@@ -17,19 +17,25 @@ GRADIENT_LEVEL = ["mgda", "pcgrad", "graddrop", "gradvac", "imtl", "cagrad", "na
                   "db_mtl", "pomsi"]
 
 
+def _losses(model, x, y):
+    if hasattr(model, "task_names"):
+        rep = model.encode(x)
+        return model.losses(model.decode(rep), y), rep.features
+    return model.losses(x, y)
+
+
 def _train(name, model, batch_fn, steps, **kw):
     balancer = create_balancer(name, **kw).bind(model.task_names if hasattr(model, "task_names") else ["a", "b", "c"])
     opt = torch.optim.Adam(list(model.parameters()) + list(balancer.parameters()), lr=1e-3)
     for step in range(steps):
         x, y = batch_fn(step)
         opt.zero_grad(set_to_none=True)
-        if hasattr(model, "task_names"):
-            rep = model.encode(x)
-            losses, feats = model.losses(model.decode(rep), y), rep.features
-        else:
-            losses, feats = model.losses(x, y)
+        losses, feats = _losses(model, x, y)
         info = balancer.backward(losses, model, features=feats)
         opt.step()
+        if balancer.needs.post_step_losses:  # FAMO's reference update: the same batch after the step
+            with torch.no_grad():
+                balancer.after_step(_losses(model, x, y)[0])
         if name == "dwa" and step % 10 == 9:
             balancer.epoch_end()
     return losses, info
