@@ -1,12 +1,22 @@
-"""Fixtures shared across test folders: a tiny multi-task data set written to disk in the ``folder:`` layout."""
+"""Shared by every test folder: one compute thread per xdist worker, and a tiny multi-task data set written to
+disk in the ``folder:`` layout."""
 
 import json
+import os
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mtlzoo.data import render_scene
+
+# Each xdist worker (and every process it starts) computes on one thread: tiny test models gain nothing from
+# intra-op threads, and two workers with two OpenMP threads each oversubscribe a 2-core machine, where spinning
+# threads slow every small op many times over.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 
 SCENE_CLASSES = ["empty", "people"]
 FOLDER_TASKS = {"semseg": {"kind": "segmentation", "classes": 8}, "depth": {"kind": "depth"},
