@@ -21,7 +21,7 @@ from mtlzoo.tasks import Task, task_preset
 
 # hubconf.py inside the package (a link to the repository's, copied into the wheel): torch.hub.load works installed
 HUBCONF_DIR = Path(__file__).resolve().parent / "_torchhub"
-# CPU-sized: half-resolution scenes, squadnet_tiny at base width 8 (6 task + 1 shared chunks x 8 = 56 channels) with light heads
+# CPU-sized: half-resolution scenes, squadnet_tiny at base width 8 (7 chunks x 8 = 56 channels) with light heads
 DEMO_SIZE = (48, 64)
 SQUADNET_DEMO_KWARGS = {"width": 8, "head": "light", "head_width": 32}
 
