@@ -1,6 +1,6 @@
 """torch.hub entry points for mtlzoo: one per registered architecture, one per pretrained tag, and from_pretrained.
 
-    model = torch.hub.load("<repo>", "squadnet_tiny", pretrained=True)            # default weights
+    model = torch.hub.load("<repo>", "squadnet_tiny", pretrained=True)            # its default tag
     model = torch.hub.load("<repo>", "squadnet_tiny__synthscenes")                 # a named tag
     model = torch.hub.load("<repo>", "hps_resnet50", tasks="nyud")                 # random init
     model = torch.hub.load("<repo>", "from_pretrained", "hf-hub:org/name")         # any checkpoint
@@ -78,8 +78,8 @@ _ARCH_DOC = """{description}
 
 Keyword arguments go to ``mtlzoo.create_model("{name}", ...)``: ``tasks`` (a preset name such as
 "nyud" or a list of Task / dict; required unless pretrained) and the model's options.
-``pretrained=True`` loads the default pretrained weights ({weights}) from the Hugging Face
-cache or the copy bundled under weights/, without network when they are there.
+``pretrained=True`` loads the tag marked default among its pretrained weights ({weights}) from
+the Hugging Face cache or the copy bundled under weights/, without network when they are there.
 """
 
 _TAG_DOC = """{description}
@@ -97,8 +97,8 @@ def _architecture_entry(name, description):
         return mtlzoo.create_model(name, pretrained=pretrained, **kwargs)
 
     tags = sorted(model for model in _PRETRAINED if model.partition(".")[0] == name)
-    entry.__doc__ = _ARCH_DOC.format(description=description, name=name, weights=tags[0] if tags else
-                                     "none published yet")
+    entry.__doc__ = _ARCH_DOC.format(description=description, name=name,
+                                     weights=", ".join(tags) if tags else "none published yet")
     return entry
 
 
