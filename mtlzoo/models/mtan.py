@@ -83,7 +83,30 @@ class TaskAttention(nn.Module):
         return tuple(attended)
 
 
-class MTAN(MultiTaskModel):
+class TaskAttentionModel(MultiTaskModel):
+    """Base of the MTAN models: ``self.attention`` holds one attention module per task, owned by that task."""
+
+    attention: nn.ModuleDict
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        """The task's attention modules and head."""
+        self.task(task)
+        return chain(self.attention[task].parameters(), self.heads[task].parameters())
+
+    def remove_task(self, name: str) -> Task:
+        removed = super().remove_task(name)
+        del self.attention[name]
+        return removed
+
+    def train(self, mode: bool = True) -> TaskAttentionModel:
+        """As the base class; attention modules follow their task (eval when the task is frozen), not the encoder."""
+        super().train(mode)
+        for name, attention in self.attention.items():
+            attention.train(mode and name not in self._frozen_tasks)
+        return self
+
+
+class MTAN(TaskAttentionModel):
     """Any timm / smp / tiny encoder shared by all tasks, per-task attention over its stages, per-task heads."""
 
     def __init__(self, tasks: TaskSpec, encoder: str = "resnet50", output_stride: int = 8,
@@ -103,11 +126,6 @@ class MTAN(MultiTaskModel):
         """The shared features, attended by the task's masks."""
         return self.attention[task.name](rep.features)
 
-    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
-        """The task's attention modules and head."""
-        self.task(task)
-        return chain(self.attention[task].parameters(), self.heads[task].parameters())
-
     def add_task(self, task: Task | Mapping[str, Any]) -> nn.Module:
         """Add a task with fresh attention modules and head."""
         head = super().add_task(task)
@@ -116,17 +134,6 @@ class MTAN(MultiTaskModel):
         self.attention[self.tasks[-1].name] = attention.train(self.training)
         return head
 
-    def remove_task(self, name: str) -> Task:
-        removed = super().remove_task(name)
-        del self.attention[name]
-        return removed
-
-    def train(self, mode: bool = True) -> MTAN:
-        """As the base class; attention modules follow their task (eval when the task is frozen), not the encoder."""
-        super().train(mode)
-        for name, attention in self.attention.items():
-            attention.train(mode and name not in self._frozen_tasks)
-        return self
 
 
 @register_model

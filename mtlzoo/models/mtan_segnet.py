@@ -16,17 +16,16 @@ Inputs must have sides divisible by 32 (five 2x2 poolings undone by unpooling).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import chain
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtlzoo.models.base import MultiTaskModel, Representation
+from mtlzoo.models.base import Representation
 from mtlzoo.models.factory import register_model
-from mtlzoo.models.mtan import attention_mask, conv_block
+from mtlzoo.models.mtan import TaskAttentionModel, attention_mask, conv_block
 from mtlzoo.tasks import Task
 
 TaskSpec = str | Iterable[Task | Mapping[str, Any]]
@@ -91,7 +90,7 @@ class SegNetHead(nn.Module):
                                                                              align_corners=False)
 
 
-class MTANSegNet(MultiTaskModel):
+class MTANSegNet(TaskAttentionModel):
     """MTAN on SegNet with the released layer sizes, for any list of dense tasks."""
 
     shared_representation = False
@@ -132,11 +131,6 @@ class MTANSegNet(MultiTaskModel):
             carried = att.decoder_masks[-j - 1](torch.cat([unpooled[j], up], dim=1)) * decoded[j]
         return (carried,)
 
-    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
-        """The task's attention masks and head."""
-        self.task(task)
-        return chain(self.attention[task].parameters(), self.heads[task].parameters())
-
     def add_task(self, task: Task | Mapping[str, Any]) -> nn.Module:
         """Add a dense task with fresh attention masks and head."""
         head = super().add_task(task)
@@ -147,17 +141,6 @@ class MTANSegNet(MultiTaskModel):
         _xavier_init(head)
         return head
 
-    def remove_task(self, name: str) -> Task:
-        removed = super().remove_task(name)
-        del self.attention[name]
-        return removed
-
-    def train(self, mode: bool = True) -> MTANSegNet:
-        """As the base class; attention masks follow their task (eval when the task is frozen), not the encoder."""
-        super().train(mode)
-        for name, attention in self.attention.items():
-            attention.train(mode and name not in self._frozen_tasks)
-        return self
 
 
 def _xavier_init(module: nn.Module) -> None:
