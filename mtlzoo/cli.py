@@ -31,7 +31,12 @@ def _cmd_list(args: argparse.Namespace) -> None:
 def _cmd_info(args: argparse.Namespace) -> None:
     from mtlzoo.models.info import format_info, model_info
 
-    info = model_info(args.model, tasks=args.tasks, input_size=tuple(args.size))
+    tasks = args.tasks
+    if ":" in tasks:  # NAME:KIND[:CHANNELS],... (vector models such as mmoe_mlp take image-level tasks)
+        from mtlzoo.train.run import parse_task
+
+        tasks = [parse_task(spec.strip(), flag="--tasks") for spec in tasks.split(",")]
+    info = model_info(args.model, tasks=tasks, input_size=tuple(args.size))
     print(json.dumps(info, indent=2) if args.json else format_info(info))
 
 
@@ -175,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="parameters and FLOPs of a model for a task preset and input size")
     p.add_argument("model")
-    p.add_argument("--tasks", default="nyud", help="task preset (default: nyud)")
+    p.add_argument("--tasks", default="nyud",
+                   help="task preset (default: nyud) or NAME:KIND[:CHANNELS],... e.g. a:regression,b:regression")
     p.add_argument("--size", type=int, nargs=2, default=[288, 384], metavar=("H", "W"))
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_cmd_info)

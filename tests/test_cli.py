@@ -55,6 +55,14 @@ def test_info_reports_parameters_and_flops(capsys):
     assert "GFLOPs/image" in capsys.readouterr().out
 
 
+def test_info_takes_task_specs_for_vector_models(capsys):
+    assert main(["info", "mmoe_mlp", "--tasks", "a:regression,b:classification:3", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["tasks"] == ["a", "b"] and info["params"] > 0
+    assert main(["info", "mmoe_mlp", "--tasks", "a:regression,b"]) == 2
+    assert "--tasks 'b' must look like NAME:KIND[:CHANNELS]" in capsys.readouterr().err
+
+
 def test_train_writes_a_loadable_checkpoint(checkpoint):
     model = mtlzoo.from_pretrained(checkpoint)
     assert model.task_names == ["semseg", "depth"]

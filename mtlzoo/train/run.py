@@ -165,16 +165,16 @@ def train_from_config(config: Config, resume: bool = False) -> dict[str, Any]:
     return {"out_dir": str(Path(config.train.out_dir).resolve()), "step": trainer.step, **metrics}
 
 
-def parse_task(spec: str, declared: Mapping[str, Task] | None = None) -> Task:
-    """``name:kind[:channels]`` -> Task (for ``--add-task``); a task the data set declares (``declared``) with
-    that kind supplies what the spec leaves out (channels, ignore index...)."""
+def parse_task(spec: str, declared: Mapping[str, Task] | None = None, flag: str = "--add-task") -> Task:
+    """``name:kind[:channels]`` -> Task (for ``--add-task``, ``info --tasks``); a task the data set declares
+    (``declared``) with that kind supplies what the spec leaves out (channels, ignore index...)."""
     parts = spec.split(":")
     if len(parts) not in (2, 3):
-        raise ValueError(f"--add-task {spec!r} must look like NAME:KIND[:CHANNELS], e.g. sal:saliency")
+        raise ValueError(f"{flag} {spec!r} must look like NAME:KIND[:CHANNELS], e.g. sal:saliency")
     name, kind = parts[0], parts[1]
     data_task = (declared or {}).get(name)
     if data_task is not None and data_task.kind != kind:
-        raise ValueError(f"--add-task {spec!r}: the data set declares {name!r} as a {data_task.kind} task")
+        raise ValueError(f"{flag} {spec!r}: the data set declares {name!r} as a {data_task.kind} task")
     if len(parts) == 3:
         return Task(name, kind, int(parts[2]))
     return data_task if data_task is not None else Task(name, kind)
