@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -85,6 +87,23 @@ def _check_timm_name(name: str) -> None:
         raise unknown_name_error("timm pretrained tag", name, timm.list_pretrained(f"{arch}.*"))
 
 
+def create_timm_model(name: str, encoder_weights: str | None, what: str = "timm encoder", **kwargs: Any) -> nn.Module:
+    """``timm.create_model`` behind mtlzoo's checks: a known (optionally tagged) name, ``encoder_weights`` None or
+    'imagenet', and a fetch that fails offline saying which weights and how to pre-fetch them."""
+    import timm
+
+    _check_timm_name(name)
+    if encoder_weights not in (None, "imagenet"):
+        raise ValueError(f"encoder_weights {encoder_weights!r} for {what} {name!r}: accepted None or 'imagenet' (the "
+                         "weights of the name's pretrained tag; pick others with a tagged name such as "
+                         "'resnet50.a1_in1k')")
+    source = _timm_weights_source(name) if encoder_weights else None
+    try:
+        return timm.create_model(name, pretrained=encoder_weights is not None, **kwargs)
+    except OSError as error:
+        raise _fetch_error(f"ImageNet weights of {what} {name!r}", *source, error) from error
+
+
 class TimmEncoder(Encoder):
     """Any timm model with ``features_only=True`` (tagged names such as ``resnet50.a1_in1k`` pick the weights);
     ``output_stride`` dilates the last stages; ``encoder_weights="imagenet"`` loads the name's pretrained weights."""
@@ -92,22 +111,11 @@ class TimmEncoder(Encoder):
     def __init__(self, name: str, in_chans: int = 3, output_stride: int = 32,
                  encoder_weights: str | None = None) -> None:
         super().__init__()
-        import timm
-
-        _check_timm_name(name)
-        if encoder_weights not in (None, "imagenet"):
-            raise ValueError(f"encoder_weights {encoder_weights!r} for timm encoder {name!r}: accepted None or "
-                             "'imagenet' (the weights of the name's pretrained tag; pick others with a tagged name "
-                             "such as 'resnet50.a1_in1k')")
-        source = _timm_weights_source(name) if encoder_weights else None
         kwargs = {"output_stride": output_stride} if output_stride != 32 else {}
         try:
-            self.model = timm.create_model(name, features_only=True, pretrained=encoder_weights is not None,
-                                           in_chans=in_chans, **kwargs)
+            self.model = create_timm_model(name, encoder_weights, features_only=True, in_chans=in_chans, **kwargs)
         except TypeError as error:
             raise ValueError(f"timm encoder {name!r} does not support output_stride={output_stride}; use 32") from error
-        except OSError as error:
-            raise _fetch_error(f"ImageNet weights of timm encoder {name!r}", *source, error) from error
         info = self.model.feature_info
         self.out_channels = list(info.channels())
         self.reductions = [min(r, output_stride) for r in info.reduction()]

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from mtlzoo.models.base import MultiTaskModel, Representation
 from mtlzoo.models.distillation import PerForward
-from mtlzoo.models.encoders import Encoder, _check_timm_name, _fetch_error, _timm_weights_source
+from mtlzoo.models.encoders import Encoder, create_timm_model
 from mtlzoo.models.factory import register_model
 from mtlzoo.models.heads import _conv_bn_relu
 from mtlzoo.models.invpt_decoder import InvertedPyramidDecoder
@@ -44,7 +44,6 @@ class ViTEncoder(Encoder):
 
     def __init__(self, name: str, in_chans: int = 3, encoder_weights: str | None = None, layers: int = 3) -> None:
         super().__init__()
-        import timm
         from timm.models.vision_transformer import VisionTransformer
 
         options = {"num_classes": 0, "dynamic_img_size": True, "dynamic_img_pad": True, "in_chans": in_chans}
@@ -53,16 +52,10 @@ class ViTEncoder(Encoder):
                 raise ValueError("the 'tiny' ViT has no pretrained weights; pass encoder_weights=None")
             self.model = VisionTransformer(**TINY_VIT, **options)
         else:
-            _check_timm_name(name)
-            if encoder_weights not in (None, "imagenet"):
-                raise ValueError(f"encoder_weights {encoder_weights!r} for ViT {name!r}: accepted None or 'imagenet'")
-            source = _timm_weights_source(name) if encoder_weights else None
             try:
-                self.model = timm.create_model(name, pretrained=encoder_weights is not None, **options)
+                self.model = create_timm_model(name, encoder_weights, what="timm ViT", **options)
             except TypeError as error:
                 raise ValueError(f"invpt needs a plain timm ViT (vit_*), got {name!r}") from error
-            except OSError as error:
-                raise _fetch_error(f"ImageNet weights of timm ViT {name!r}", *source, error) from error
             if not isinstance(self.model, VisionTransformer):
                 raise ValueError(f"invpt needs a plain timm ViT (vit_*), got {name!r} ({type(self.model).__name__})")
         depth = len(self.model.blocks)

@@ -40,7 +40,7 @@ from mtlzoo.models.distillation import (
     check_weights,
     task_branch,
 )
-from mtlzoo.models.encoders import Encoder, _check_timm_name, _fetch_error, _timm_weights_source, create_encoder
+from mtlzoo.models.encoders import Encoder, create_encoder, create_timm_model
 from mtlzoo.models.factory import register_model
 from mtlzoo.models.heads import build_head
 from mtlzoo.models.mtan import conv_block
@@ -56,17 +56,8 @@ class HRNetBranches(Encoder):
 
     def __init__(self, name: str, in_chans: int = 3, encoder_weights: str | None = None) -> None:
         super().__init__()
-        import timm
-
-        _check_timm_name(name)
-        if encoder_weights not in (None, "imagenet"):
-            raise ValueError(f"encoder_weights {encoder_weights!r} for {name!r}: accepted None or 'imagenet'")
-        source = _timm_weights_source(name) if encoder_weights else None
-        try:
-            self.model = timm.create_model(name, features_only=True, feature_location="", out_indices=(1, 2, 3, 4),
-                                           pretrained=encoder_weights is not None, in_chans=in_chans)
-        except OSError as error:
-            raise _fetch_error(f"ImageNet weights of timm encoder {name!r}", *source, error) from error
+        self.model = create_timm_model(name, encoder_weights, features_only=True, feature_location="",
+                                       out_indices=(1, 2, 3, 4), in_chans=in_chans)
         self.out_channels = list(self.model.feature_info.channels())
         self.reductions = list(self.model.feature_info.reduction())
 
