@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlzoo.models.base import MultiTaskModel
-from mtlzoo.models.encoders import TinyEncoder
+from mtlzoo.models.encoders import TinyEncoder, create_timm_model
 from mtlzoo.models.experts import Gate, GatedTrunk
 from mtlzoo.models.factory import register_model
 from mtlzoo.registry import unknown_name_error
@@ -147,11 +147,11 @@ def _encoder_stages(encoder: str, in_chans: int, output_stride: int, width: int)
     import timm
 
     name = encoder.removeprefix("timm:")
-    if not name.startswith("resnet") or name not in timm.list_models():
+    if not name.startswith("resnet"):
         raise unknown_name_error("gated-experts encoder (tiny or a timm ResNet)", encoder,
                                  ["tiny"] + timm.list_models("resnet*"))
     kwargs = {"output_stride": output_stride} if output_stride != 32 else {}
-    m = timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=0, **kwargs)
+    m = create_timm_model(name, None, what="gated-experts encoder", in_chans=in_chans, num_classes=0, **kwargs)
     return nn.ModuleList([nn.Sequential(m.conv1, m.bn1, m.act1, m.maxpool, m.layer1), m.layer2, m.layer3, m.layer4])
 
 

@@ -99,6 +99,16 @@ def test_config_save_load_and_torch_hub_round_trips_give_identical_outputs(name,
             torch.testing.assert_close(out[task], value, rtol=0, atol=0)
 
 
+def test_timm_expert_stages_take_tagged_names_and_refuse_unknown_tags():
+    model = create_model("mmoe_resnet18", tasks=[{"name": "depth", "kind": "depth"}], encoder="resnet18.a1_in1k",
+                         output_stride=32, head="light", head_width=8)
+    assert model.config["encoder"] == "resnet18.a1_in1k"
+    with pytest.raises(ValueError, match="resnet18.nope.*resnet18.a1_in1k"):
+        create_model("mmoe_resnet18", tasks=[{"name": "depth", "kind": "depth"}], encoder="resnet18.nope")
+    with pytest.raises(ValueError, match="gated-experts encoder"):
+        create_model("mmoe_resnet18", tasks=[{"name": "depth", "kind": "depth"}], encoder="convnext_tiny")
+
+
 def test_config_keeps_layout_options():
     model = create_model("ple_mlp", tasks=VECTOR_TASKS, num_levels=3, input_dim=12, expert_hidden=[8, 6])
     rebuilt = create_model_from_config(model.config)
