@@ -1,11 +1,21 @@
-"""Published single-task baselines, in mtlzoo units (fractions in [0, 1], degrees, metres), for delta_m."""
+"""Single-task baselines, in mtlzoo units (fractions in [0, 1], degrees, metres), for delta_m.
+
+Each is a data file ``mtlzoo/metrics/data/baselines/<name>.json``: ``name``, ``protocol``, ``source`` and
+``metrics`` (``{task: {metric: value}}``), optionally ``command`` (what measured it), ``seeds`` (the seeds
+averaged, or their number), ``std`` (over those seeds, shaped like ``metrics``) and ``data_version``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from mtlzoo.metrics.datafiles import DATA_DIR, check_protocol, data_files, metric_table, read_record
 from mtlzoo.registry import Registry
+
+_REQUIRED = {"name": str, "protocol": str, "source": str, "metrics": dict}
+_OPTIONAL = {"command": str, "seeds": (list, int), "std": dict, "data_version": (int, str)}
 
 
 @dataclass(frozen=True)
@@ -16,54 +26,40 @@ class Baseline:
     protocol: str
     source: str
     metrics: Mapping[str, Mapping[str, float]] = field(repr=False)
+    command: str | None = None
+    seeds: tuple[int, ...] | int | None = None
+    std: Mapping[str, Mapping[str, float]] | None = field(default=None, repr=False)
+    data_version: int | str | None = None
 
 
 BASELINES: Registry[Baseline] = Registry("baseline")
 
 
-def _add(name: str, protocol: str, source: str, metrics: dict[str, dict[str, float]]) -> None:
-    BASELINES.register(name)(Baseline(name, protocol, source, metrics))
+def _seeds(path: Path, seeds: list | int | None) -> tuple[int, ...] | int | None:
+    if isinstance(seeds, int) and seeds < 1 or isinstance(seeds, list) and (
+            not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise ValueError(f"{path}: 'seeds' must be a non-empty list of ints (the seeds averaged) or their number "
+                         f"(>= 1), got {seeds!r}")
+    return tuple(seeds) if isinstance(seeds, list) else seeds
 
 
-_add(
-    "cagrad_segnet_nyuv2", "mtan_nyuv2",
-    "CAGrad single-task SegNet runs, as used by CAGrad / Nash-MTL / FAMO (NYUv2 13 classes, 288x384)",
-    {
-        "semseg": {"miou": 0.3830, "pixel_acc": 0.6376},
-        "depth": {"abs_err": 0.6754, "abs_rel": 0.2780},
-        "normals": {"mean": 25.01, "median": 19.21, "within_11_25": 0.3014, "within_22_5": 0.5720,
-                    "within_30": 0.6915},
-    },
-)
-_add(
-    "cagrad_segnet_cityscapes", "mtan_cityscapes",
-    "CAGrad single-task SegNet runs, as used by CAGrad / Nash-MTL / FAMO (Cityscapes 7 classes, 128x256)",
-    {
-        "semseg": {"miou": 0.7401, "pixel_acc": 0.9316},
-        "depth": {"abs_err": 0.0125, "abs_rel": 27.77},
-    },
-)
-_add(
-    "mtinet_hrnet18_nyud", "mtinet_nyud",
-    "Independent MTI-Net HRNet-18 models, Jeong & Yoon CVPR 2024 Table 1 (NYUD-v2 40 classes)",
-    {
-        "semseg": {"miou": 0.3318, "pixel_acc": 0.6504, "mean_acc": 0.4507},
-        "depth": {"rmse": 0.667, "abs_rel": 0.186},
-        "normals": {"mean": 20.75, "median": 14.04, "within_11_25": 0.4132, "within_22_5": 0.6826,
-                    "within_30": 0.7804},
-    },
-)
-_add(
-    "mtinet_hrnet18_pascal", "mtinet_pascal",
-    "Independent MTI-Net HRNet-18 models, Jeong & Yoon CVPR 2024 Table 2 (PASCAL-Context)",
-    {
-        "semseg": {"miou": 0.6030, "pixel_acc": 0.8988},
-        "parts": {"miou": 0.6056},
-        "saliency": {"miou": 0.6705, "maxf": 0.7898},
-        "normals": {"mean": 14.76, "median": 11.92, "within_11_25": 0.4761, "within_22_5": 0.8102,
-                    "within_30": 0.9065},
-    },
-)
+def _read_baseline(path: Path) -> Baseline:
+    data = read_record(path, _REQUIRED, _OPTIONAL)
+    metrics = metric_table(path, "metrics", data["metrics"])
+    std = data.get("std")
+    if std is not None:
+        std = metric_table(path, "std", std, within=metrics, check=lambda v: v >= 0, accepted="a number >= 0")
+    return Baseline(data["name"], check_protocol(path, data["protocol"]), data["source"], metrics,
+                    data.get("command"), _seeds(path, data.get("seeds")), std, data.get("data_version"))
+
+
+def _load(folder: Path) -> list[Baseline]:
+    """Every baseline file of ``folder``, checked."""
+    return [_read_baseline(path) for path in data_files(folder)]
+
+
+for _baseline in _load(DATA_DIR / "baselines"):
+    BASELINES.register(_baseline.name)(_baseline)
 
 
 def get_baseline(name: str) -> Baseline:
