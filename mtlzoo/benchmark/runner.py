@@ -1,0 +1,116 @@
+"""Running a planned sweep in this process: baselines, then every applicable cell, each an ordinary training run
+(resumed from its checkpoints when interrupted, skipped when its completion record matches its config).
+
+Under ``torchrun`` every rank runs the same loop and each cell trains with DDP through the trainer; rank 0 alone
+writes completion records and the results.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtlzoo.benchmark.cells import DONE, RESUME, cell_state, read_record, write_record
+from mtlzoo.benchmark.measure import PeakMemory, StepClock
+from mtlzoo.benchmark.plan import Cell, Plan
+from mtlzoo.benchmark.spec import SweepSpec
+from mtlzoo.checkpoint import atomic_write_text
+from mtlzoo.train.distributed import barrier, explain_timeouts
+from mtlzoo.train.interrupt import StopSignals, TrainingInterrupted
+
+SPEC_NAME = "spec.json"
+
+
+class SweepInterrupted(TrainingInterrupted):
+    """The sweep stopped on SIGINT / SIGTERM; rerunning the same command continues it."""
+
+    def __init__(self, signum: int, where: str) -> None:
+        KeyboardInterrupt.__init__(self, f"interrupted {where}; run the same command again to continue the sweep")
+        self.signum, self.step, self.path = int(signum), 0, None
+
+
+def is_main_rank() -> bool:
+    """Whether this process writes the sweep's files (rank 0 of a torchrun job, or a plain process)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_saved_spec(spec: SweepSpec, update: bool = False) -> None:
+    """Save the spec into its out_dir; a different spec already there is refused unless ``update`` (then the new
+    one replaces it; cells whose config changed are still refused by their config hash without --overwrite)."""
+    path = Path(spec.out_dir) / SPEC_NAME
+    current = {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k != "out_dir"}
+    if path.is_file() and not update:
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise ValueError(f"{path} is corrupt ({error}); delete it or pass --update-spec") from None
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        if changed:
+            raise ValueError(f"out_dir {spec.out_dir!r} holds a sweep of another spec (differs in {changed}); pass "
+                             "--update-spec to continue it with this spec, or pick another out_dir")
+    if is_main_rank():
+        atomic_write_text(path, json.dumps(current, indent=2, sort_keys=True) + "\n")
+
+
+def _device_sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_cell(cell: Cell, resume: bool) -> dict[str, Any]:
+    """Train (or resume) one cell's run and return its completion record (metrics, speed, memory, wall time)."""
+    from mtlzoo.benchmark.cells import config_hash
+    from mtlzoo.train.run import build_trainer
+
+    trainer = build_trainer(cell.config)
+    clock, memory = StepClock(trainer), PeakMemory(trainer.device)
+    memory.start()
+    begin = time.perf_counter()
+    with explain_timeouts(cell.config.train.dist_timeout):
+        metrics = trainer.fit(resume=resume)
+    _device_sync(trainer.device)
+    wall = time.perf_counter() - begin
+    steps, rate = clock.rate(wall)
+    return {"kind": cell.kind, "architecture": cell.architecture, "model": cell.config.model.name,
+            "method": cell.method, "seed": cell.seed, "key": cell.key, "config_hash": config_hash(cell.config),
+            "step": trainer.step, "protocol": metrics.get("protocol"), "metrics": metrics.get("metrics", {}),
+            "steps_per_s": rate, "timed_steps": steps, "resumed_from_step": trainer.step - steps if resume else None,
+            "wall_s": wall, "excluded_s": clock.excluded, "peak_memory_mib": memory.stop(),
+            "memory_measure": memory.method, "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def run_cells(plan: Plan, overwrite: bool = False, note: Callable[[str], None] = print) -> dict[str, dict]:
+    """Bring every runnable run of ``plan`` to completion (baselines first); returns the records by cell key.
+
+    A signal between cells or inside one (the trainer checkpoints first) raises :class:`SweepInterrupted`.
+    """
+    runs = [*plan.baselines, *[c for c in plan.cells if c.config is not None]]
+    records: dict[str, dict] = {}
+    with StopSignals() as signals:
+        for index, cell in enumerate(runs, 1):
+            if signals.signum is not None:
+                raise SweepInterrupted(signals.signum, f"before {cell.key}")
+            barrier()
+            folder = Path(cell.config.train.out_dir)
+            state = cell_state(folder, cell.config, overwrite)
+            if state == DONE:
+                records[cell.key] = read_record(folder)
+                continue
+            note(f"[{index}/{len(runs)}] {cell.key}" + (" (resuming)" if state == RESUME else ""))
+            try:
+                record = train_cell(cell, resume=state == RESUME)
+            except TrainingInterrupted as stop:
+                raise SweepInterrupted(stop.signum, f"at step {stop.step} of {cell.key} (checkpoint saved)") from None
+            if is_main_rank():
+                write_record(folder, record)
+            records[cell.key] = record
+            barrier()
+    return records

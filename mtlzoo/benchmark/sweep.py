@@ -1,0 +1,100 @@
+"""The two things ``mtlzoo benchmark`` does: run a sweep to its results files, and render a results file again."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mtlzoo.benchmark.plan import plan_sweep
+from mtlzoo.benchmark.results import build_results
+from mtlzoo.benchmark.runner import check_saved_spec, is_main_rank, run_cells
+from mtlzoo.benchmark.spec import SweepSpec
+from mtlzoo.benchmark.table import read_results, render_markdown, write_results
+from mtlzoo.checkpoint import atomic_write_text
+from mtlzoo.extras import MissingExtraError
+
+
+def default_title(results: dict[str, Any]) -> str:
+    """The page title when none is given."""
+    return f"Benchmark under the {results['protocol']} protocol"
+
+
+def report_command(results_path: str | Path, markdown: str | Path | None, title: str | None = None,
+                   compare: Sequence[str] = ()) -> str:
+    """The ``mtlzoo benchmark report`` command line that renders a page (written into the page itself)."""
+    words = ["mtlzoo", "benchmark", "report", str(results_path)]
+    words += ["--markdown", str(markdown)] if markdown is not None else []
+    words += ["--title", title] if title is not None else []
+    for name in compare:
+        words += ["--compare", name]
+    return shlex.join(words)
+
+
+def _check_tradeoff(text: str | None, tasks: dict[str, str]) -> None:
+    """Refuse a ``--tradeoff`` naming a task the sweep does not train, before anything trains."""
+    for key in (text or "").split(","):
+        if text and key.strip().partition(".")[0] not in tasks:
+            raise ValueError(f"--tradeoff {text!r}: {key.strip()!r} names no task of the sweep {sorted(tasks)}; "
+                             "expects task.metric,task.metric")
+
+
+def write_plots_or_say(results: dict[str, Any], folder: Path, tradeoff: str | None,
+                       note: Callable[[str], None]) -> list[Path]:
+    """The plots, or one line naming the extra when matplotlib is missing (the tables are written regardless)."""
+    from mtlzoo.benchmark.plots import parse_tradeoff, write_plots
+
+    if tradeoff:
+        parse_tradeoff(tradeoff, results)
+    try:
+        return write_plots(results, folder, tradeoff)
+    except MissingExtraError as error:
+        note(f"no plots: {error}")
+        return []
+
+
+def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, overwrite: bool = False,
+                  update_spec: bool = False, title: str | None = None, compare: Sequence[str] = (),
+                  tradeoff: str | None = None, note: Callable[[str], None] = print) -> dict[str, Any]:
+    """Plan, check, train what is missing and write ``results.json``, ``results.csv``, ``results.md`` and plots
+    into the spec's out_dir (rank 0 only); returns the results."""
+    plan = plan_sweep(spec, spec_dir)
+    _check_tradeoff(tradeoff, plan.tasks)
+    if compare:
+        from mtlzoo.benchmark.compare import check_compare
+
+        for name in compare:
+            check_compare({"protocol": plan.protocol}, name)
+    for cell in sorted({(c.architecture, c.method, c.reason) for c in plan.cells if c.reason}):
+        note(f"{cell[0]} x {cell[1]}: not applicable: {cell[2]}")
+    check_saved_spec(spec, update_spec)
+    records = run_cells(plan, overwrite=overwrite, note=note)
+    results = json.loads(json.dumps(build_results(spec.to_dict(), plan, records, command)))
+    out_dir = Path(spec.out_dir)
+    if not is_main_rank():
+        return results
+    paths = write_results(out_dir, results)
+    page = out_dir / "results.md"
+    atomic_write_text(page, render_markdown(results, title or default_title(results),
+                                            report_command(paths["json"], page, title, compare), compare))
+    plots = write_plots_or_say(results, out_dir / "plots", tradeoff, note)
+    note(f"results: {paths['json']}, {paths['csv']}, {page}" + (f"; plots in {out_dir / 'plots'}" if plots else ""))
+    return results
+
+
+def report(results_path: str | Path, markdown: str | Path | None = None, title: str | None = None,
+           compare: Sequence[str] = (), plots: str | Path | None = None, tradeoff: str | None = None,
+           note: Callable[[str], None] = print) -> str:
+    """Render a results file again as markdown (written to ``markdown``, returned either way) and plots."""
+    results = read_results(results_path)
+    text = render_markdown(results, title or default_title(results),
+                           report_command(results_path, markdown, title, compare), compare)
+    if markdown is not None:
+        atomic_write_text(markdown, text)
+    if plots is not None:
+        write_plots_or_say(results, Path(plots), tradeoff, note)
+    elif tradeoff:
+        raise ValueError("--tradeoff draws a plot: give --plots DIR too")
+    return text
