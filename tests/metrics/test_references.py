@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -306,3 +307,14 @@ def test_cli_lists_references(capsys):
     assert main(["list", "references"]) in (0, None)
     out = capsys.readouterr().out
     assert out.startswith(f"references ({len(EXPECTED)}): ") and "nash_mtl_nyuv2" in out
+
+
+def test_the_evaluation_docs_list_every_reference_with_its_protocol_and_baseline():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    rows = {cells[1].strip("` "): cells for cells in (line.split("|") for line in page.splitlines())
+            if len(cells) > 5 and cells[1].strip().startswith("`")}
+    for name in list_references():
+        table = get_reference(name)
+        assert name in rows, f"docs/evaluation.md does not list reference {name}"
+        assert (rows[name][3].strip("` "), rows[name][4].strip("` ")) == (table.protocol, table.baseline)
+        assert rows[name][5].strip() == ", ".join(table.rows)
