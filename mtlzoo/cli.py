@@ -70,6 +70,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_eval(args: argparse.Namespace) -> None:
     from mtlzoo.train.run import evaluate_checkpoint
 
+    if args.compare:  # an unknown table name fails before the evaluation, not after it
+        from mtlzoo.metrics import get_reference
+
+        get_reference(args.compare)
     result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, protocol=args.protocol,
                                  baseline=args.baseline, data_options=_options(args.data_opt),
                                  batch_size=args.batch_size, device=args.device, random_init=args.random_init,
@@ -80,6 +84,10 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
         atomic_write_text(args.json, text)
     print(text)
+    if args.compare:
+        from mtlzoo.metrics import compare_with_reference
+
+        print(compare_with_reference(result, args.compare).to_markdown(), end="")
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
@@ -257,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default=None, help="'auto', a shipped baseline name, or a JSON file")
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None, help="also write the result to this JSON file")
+    p.add_argument("--compare", default=None, metavar="NAME",
+                   help="also print the result beside a published table (`mtlzoo list references`), same protocol")
     _add_random_init(p)
     p.set_defaults(func=_cmd_eval)
 

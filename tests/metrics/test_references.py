@@ -318,3 +318,24 @@ def test_the_evaluation_docs_list_every_reference_with_its_protocol_and_baseline
         assert name in rows, f"docs/evaluation.md does not list reference {name}"
         assert (rows[name][3].strip("` "), rows[name][4].strip("` ")) == (table.protocol, table.baseline)
         assert rows[name][5].strip() == ", ".join(table.rows)
+
+
+def test_cli_eval_compare_prints_the_table_and_refuses_another_protocol(tmp_path, capsys, monkeypatch):
+    from mtlzoo.metrics import BASELINES, REFERENCES, Baseline
+    from mtlzoo.models import create_model
+
+    tasks = [{"name": "semseg", "kind": "segmentation", "channels": 8}, {"name": "depth", "kind": "depth"}]
+    create_model("hps_tiny", tasks=tasks).save_pretrained(tmp_path / "model")
+    command = ["eval", str(tmp_path / "model"), "--data-opt", "size=[32,48]", "--data-opt", "length=2"]
+    stl = {"semseg": {"miou": 0.5}, "depth": {"rmse": 0.5}}
+    monkeypatch.setitem(BASELINES._entries, "tmp_stl", Baseline("tmp_stl", "synthscenes", "a test", stl))
+    monkeypatch.setitem(REFERENCES._entries, "tmp_table", ReferenceTable(
+        "tmp_table", "synthscenes", "a test", "tmp_stl", {"A": {"semseg": {"miou": 0.6}, "depth": {"rmse": 0.4}}},
+        {"A": 20.0}))
+    assert main([*command, "--compare", "tmp_table"]) == 0
+    out = capsys.readouterr().out
+    assert "| A | 0.6 | 0.4 | +20.00 | +20.00 |" in out and "\n| yours | " in out
+    assert main([*command, "--compare", "nash_mtl_nyuv2"]) == 2
+    assert "protocol 'synthscenes' but reference 'nash_mtl_nyuv2' is under 'mtan_nyuv2'" in capsys.readouterr().err
+    assert main([*command, "--compare", "nash_mtl"]) == 2
+    assert "Did you mean: nash_mtl_nyuv2" in capsys.readouterr().err
