@@ -134,6 +134,8 @@ def _benchmark_spec(args: argparse.Namespace) -> tuple[dict, str]:
     from mtlzoo.config import parse_yaml
 
     data = {}
+    if args.spec is not None and "=" in args.spec and not Path(args.spec).exists():  # an override, not a file
+        args.overrides, args.spec = [args.spec, *args.overrides], None
     if args.spec is not None:
         if not Path(args.spec).is_file():
             raise FileNotFoundError(f"sweep spec {args.spec!r} does not exist")

@@ -122,7 +122,7 @@ def _applicability(config: Config, cache: dict[str, Any], where: str) -> str | N
     (a TypeError, e.g. cs_two_phase without task-specific BN) or feature-level balancing on a model without one
     shared representation."""
     import mtlzoo
-    from mtlzoo.train.optim import optimizer_factory
+    from mtlzoo.train.run import _build_rule as build_rule
 
     model = cache.get(config.model.name)
     if model is None:
@@ -132,11 +132,10 @@ def _applicability(config: Config, cache: dict[str, Any], where: str) -> str | N
             raise ValueError(f"{where}: model {config.model.name!r}: {error}") from None
         cache[config.model.name] = model
     try:
-        rule = mtlzoo.create_update_rule(config.method.name, model, optimizer_factory(config.optim),
-                                         **config.method.kwargs)
-    except TypeError as error:
-        return str(error)
+        rule = build_rule(config, model)  # checks method.kwargs against the method's signature first
     except ValueError as error:
+        if isinstance(error.__cause__, TypeError):  # the rule refuses this model (its family lacks what it needs)
+            return str(error.__cause__)
         raise ValueError(f"{where}: method {config.method.name!r}: {error}") from None
     balancer = getattr(rule, "balancer", None)
     if balancer is not None and balancer.needs.features and not getattr(model, "shared_representation", True):

@@ -41,11 +41,15 @@ def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _spec_record(spec: SweepSpec) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k != "out_dir"}
+
+
 def check_saved_spec(spec: SweepSpec, update: bool = False) -> None:
-    """Save the spec into its out_dir; a different spec already there is refused unless ``update`` (then the new
-    one replaces it; cells whose config changed are still refused by their config hash without --overwrite)."""
+    """Refuse an out_dir holding a sweep of another spec unless ``update`` (the new spec then replaces it; cells
+    whose config changed are still refused by their config hash without --overwrite)."""
     path = Path(spec.out_dir) / SPEC_NAME
-    current = {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k != "out_dir"}
+    current = _spec_record(spec)
     if path.is_file() and not update:
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
@@ -55,8 +59,13 @@ def check_saved_spec(spec: SweepSpec, update: bool = False) -> None:
         if changed:
             raise ValueError(f"out_dir {spec.out_dir!r} holds a sweep of another spec (differs in {changed}); pass "
                              "--update-spec to continue it with this spec, or pick another out_dir")
+
+
+def save_spec(spec: SweepSpec) -> None:
+    """Write the spec (less its out_dir) as ``spec.json`` into the out_dir (rank 0)."""
     if is_main_rank():
-        atomic_write_text(path, json.dumps(current, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(Path(spec.out_dir) / SPEC_NAME, json.dumps(_spec_record(spec), indent=2, sort_keys=True)
+                          + "\n")
 
 
 def _device_sync(device: torch.device) -> None:
@@ -87,20 +96,30 @@ def train_cell(cell: Cell, resume: bool) -> dict[str, Any]:
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def run_cells(plan: Plan, overwrite: bool = False, note: Callable[[str], None] = print) -> dict[str, dict]:
-    """Bring every runnable run of ``plan`` to completion (baselines first); returns the records by cell key.
+def _runs(plan: Plan) -> list[Cell]:
+    return [*plan.baselines, *[c for c in plan.cells if c.config is not None]]
+
+
+def check_cells(plan: Plan, overwrite: bool = False) -> dict[str, str]:
+    """The state of every run folder of ``plan`` (see :func:`cell_state`), so that a folder of another config or a
+    corrupt record is refused before anything trains."""
+    return {cell.key: cell_state(Path(cell.config.train.out_dir), cell.config, overwrite) for cell in _runs(plan)}
+
+
+def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = print) -> dict[str, dict]:
+    """Bring every runnable run of ``plan`` to completion (baselines first) from its ``states`` (of
+    :func:`check_cells`); returns the records by cell key.
 
     A signal between cells or inside one (the trainer checkpoints first) raises :class:`SweepInterrupted`.
     """
-    runs = [*plan.baselines, *[c for c in plan.cells if c.config is not None]]
+    runs = _runs(plan)
     records: dict[str, dict] = {}
     with StopSignals() as signals:
         for index, cell in enumerate(runs, 1):
             if signals.signum is not None:
                 raise SweepInterrupted(signals.signum, f"before {cell.key}")
             barrier()
-            folder = Path(cell.config.train.out_dir)
-            state = cell_state(folder, cell.config, overwrite)
+            folder, state = Path(cell.config.train.out_dir), states[cell.key]
             if state == DONE:
                 records[cell.key] = read_record(folder)
                 continue

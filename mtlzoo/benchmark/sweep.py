@@ -10,7 +10,7 @@ from typing import Any
 
 from mtlzoo.benchmark.plan import plan_sweep
 from mtlzoo.benchmark.results import build_results
-from mtlzoo.benchmark.runner import check_saved_spec, is_main_rank, run_cells
+from mtlzoo.benchmark.runner import check_cells, check_saved_spec, is_main_rank, run_cells, save_spec
 from mtlzoo.benchmark.spec import SweepSpec
 from mtlzoo.benchmark.table import read_results, render_markdown, write_results
 from mtlzoo.checkpoint import atomic_write_text
@@ -70,7 +70,9 @@ def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, o
     for cell in sorted({(c.architecture, c.method, c.reason) for c in plan.cells if c.reason}):
         note(f"{cell[0]} x {cell[1]}: not applicable: {cell[2]}")
     check_saved_spec(spec, update_spec)
-    records = run_cells(plan, overwrite=overwrite, note=note)
+    states = check_cells(plan, overwrite)
+    save_spec(spec)
+    records = run_cells(plan, states, note=note)
     results = json.loads(json.dumps(build_results(spec.to_dict(), plan, records, command)))
     out_dir = Path(spec.out_dir)
     if not is_main_rank():
