@@ -52,25 +52,58 @@ def _look(rng: np.random.Generator) -> tuple[np.ndarray, tuple]:
     return albedo, (int(rng.integers(0, 4)), float(rng.uniform(0.1, 0.5)), float(rng.uniform(0.1, 0.45)), axis)
 
 
-def _figure(rng: np.random.Generator, x: float, z: float, floor: float, instance: int) -> list[Solid]:
+@dataclass(frozen=True)
+class FigureRecipe:
+    """How a generator version draws the figure: how often, how near, how thick, and how it is dressed.
+
+    Version 2 puts a figure in most scenes, nearer the camera and stockier, with separate looks for skin
+    (head, arms), shirt (torso) and trousers (legs): at 48x64 its limbs are 3-6 pixels wide, not 1-3.
+    """
+
+    chance: float  # probability that a scene has a figure
+    far: float | None  # farthest floor distance from the camera (None: anywhere the room allows)
+    spread: float  # |x| <= spread * z keeps the figure inside the field of view
+    limb: float  # arm radius, as a fraction of the figure's height
+    torso: float  # torso radius, as a fraction of the height
+    head: float  # head radius, as a fraction of the height
+    dressed: bool  # False (version 1): head and arms share one look, torso and legs another
+
+
+FIGURE_RECIPES = {1: FigureRecipe(0.5, None, 0.55, 0.035, 0.11, 0.075, dressed=False),
+                  2: FigureRecipe(0.9, 2.4, 0.4, 0.065, 0.13, 0.09, dressed=True)}
+
+
+def _dress(rng: np.random.Generator) -> tuple[np.ndarray, tuple]:
+    """A look with a faint texture, so the colour of a piece of clothing reads clearly at low resolution."""
+    albedo, (_, scale, amp, axis) = _look(rng)
+    return albedo, (int(rng.integers(0, 4)), scale, 0.3 * amp, axis)
+
+
+def _figure(rng: np.random.Generator, x: float, z: float, floor: float, instance: int,
+            recipe: FigureRecipe) -> list[Solid]:
     """A standing person-like figure: two legs, torso, two arms (cylinders) and a head (sphere)."""
     tall = rng.uniform(1.45, 1.85)
-    leg_h, torso_h, head_r = 0.47 * tall, 0.33 * tall, 0.075 * tall
-    torso_r, limb_r = 0.11 * tall, 0.035 * tall
+    leg_h, torso_h, head_r = 0.47 * tall, 0.33 * tall, recipe.head * tall
+    torso_r, limb_r = recipe.torso * tall, recipe.limb * tall
     yaw = rng.uniform(-0.6, 0.6)
     side = np.array([np.cos(yaw), 0.0, -np.sin(yaw)])  # the figure's left, seen facing the camera
-    skin, cloth = _look(rng), _look(rng)
+    if recipe.dressed:  # legs as thick as arms, a gap between them and beside the torso
+        skin, shirt, trousers = _dress(rng), _dress(rng), _dress(rng)
+        leg_r, leg_x, arm_x = limb_r, 0.55 * torso_r, torso_r + 1.3 * limb_r
+    else:
+        skin, shirt = _look(rng), _look(rng)
+        trousers, leg_r, leg_x, arm_x = shirt, 1.3 * limb_r, 0.45 * torso_r, torso_r + limb_r
 
     def at(offset: float, lift: float) -> tuple[float, float, float]:
         return (x + offset * side[0], floor - lift, z + offset * side[2])
 
+    arm = (limb_r, 0.85 * torso_h)
     parts = [
-        (Primitive("cylinder", at(0.45 * torso_r, 0.0), (limb_r * 1.3, leg_h)), LEFT_LEG, cloth),
-        (Primitive("cylinder", at(-0.45 * torso_r, 0.0), (limb_r * 1.3, leg_h)), RIGHT_LEG, cloth),
-        (Primitive("cylinder", at(0.0, leg_h), (torso_r, torso_h)), TORSO, cloth),
-        (Primitive("cylinder", at(torso_r + limb_r, leg_h + 0.1 * torso_h), (limb_r, 0.85 * torso_h)), LEFT_ARM, skin),
-        (Primitive("cylinder", at(-torso_r - limb_r, leg_h + 0.1 * torso_h), (limb_r, 0.85 * torso_h)), RIGHT_ARM,
-         skin),
+        (Primitive("cylinder", at(leg_x, 0.0), (leg_r, leg_h)), LEFT_LEG, trousers),
+        (Primitive("cylinder", at(-leg_x, 0.0), (leg_r, leg_h)), RIGHT_LEG, trousers),
+        (Primitive("cylinder", at(0.0, leg_h), (torso_r, torso_h)), TORSO, shirt),
+        (Primitive("cylinder", at(arm_x, leg_h + 0.1 * torso_h), arm), LEFT_ARM, skin),
+        (Primitive("cylinder", at(-arm_x, leg_h + 0.1 * torso_h), arm), RIGHT_ARM, skin),
         (Primitive("sphere", at(0.0, leg_h + torso_h + head_r * 0.95), (head_r,)), HEAD, skin),
     ]
     return [Solid(p, FIGURE, instance, part, look[0], look[1]) for p, part, look in parts]
@@ -92,19 +125,22 @@ def _object(rng: np.random.Generator, cls: int, floor: float, instance: int) -> 
 
 
 def _place(rng: np.random.Generator, placed: list[tuple[float, float, float]], foot: float,
-           low: np.ndarray, high: np.ndarray) -> tuple[float, float] | None:
-    """A floor position at least ``foot`` from the walls and clear of already placed footprints."""
+           low: np.ndarray, high: np.ndarray, far: float | None = None,
+           spread: float = 0.55) -> tuple[float, float] | None:
+    """A floor position at least ``foot`` from the walls, no farther than ``far``, clear of placed footprints."""
+    back = high[2] - foot - 0.2
     for _ in range(8):
-        z = rng.uniform(1.3, high[2] - foot - 0.2)
-        half = 0.55 * z  # stay roughly inside the field of view
+        z = rng.uniform(1.3, back if far is None else min(far, back))
+        half = spread * z  # stay roughly inside the field of view
         x = rng.uniform(max(low[0] + foot, -half), min(high[0] - foot, half))
         if all(np.hypot(x - px, z - pz) > foot + pf + 0.05 for px, pz, pf in placed):
             return x, z
     return None
 
 
-def sample_scene(rng: np.random.Generator) -> Scene:
-    """Draw a random room, camera pose, objects, figure (half the time), window, lights and depth holes."""
+def sample_scene(rng: np.random.Generator, version: int = 1) -> Scene:
+    """Draw a random room, camera pose, objects, figure, window, lights and depth holes as ``version`` does."""
+    recipe = FIGURE_RECIPES[version]
     cam_h = rng.uniform(1.2, 1.7)
     room_h, depth, width = rng.uniform(2.5, 3.2), rng.uniform(4.5, 9.0), rng.uniform(4.0, 8.0)
     offset = rng.uniform(-0.3, 0.3) * width
@@ -119,10 +155,10 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     scene = Scene(rot, low, high, [_look(rng) for _ in range(6)], window)
     placed: list[tuple[float, float, float]] = []
     instance = 6  # 0-5 are the room faces
-    if rng.random() < 0.5:
-        spot = _place(rng, placed, 0.35, low, high)
+    if rng.random() < recipe.chance:
+        spot = _place(rng, placed, 0.35, low, high, recipe.far, recipe.spread)
         if spot is not None:
-            scene.solids += _figure(rng, spot[0], spot[1], cam_h, instance)
+            scene.solids += _figure(rng, spot[0], spot[1], cam_h, instance, recipe)
             placed.append((spot[0], spot[1], 0.35))
             instance += 1
     for _ in range(int(rng.integers(3, 10))):

@@ -27,8 +27,8 @@ from mtlzoo.data.transforms import image_to_tensor, targets_to_tensors
 from mtlzoo.registry import unknown_name_error
 from mtlzoo.tasks import Task
 
-GENERATOR_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+GENERATOR_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)  # every version stays renderable: old runs and checkpoints reproduce
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_LENGTHS = {"train": 2000, "val": 500, "test": 500}
 TASK_NAMES = ("semseg", "depth", "normals", "edge", "saliency", "parts")
@@ -61,7 +61,7 @@ def render_scene(seed: int, split: str, index: int, size: tuple[int, int] = (96,
     if index < 0:
         raise ValueError(f"synthscenes index must be >= 0, got {index}")
     rng = np.random.default_rng([int(seed), SPLITS[split], int(index), int(version)])
-    return render(sample_scene(rng), (int(size[0]), int(size[1])), rng)
+    return render(sample_scene(rng, version), (int(size[0]), int(size[1])), rng)
 
 
 def _task_names(tasks: Iterable[str | Task] | None) -> tuple[str, ...]:

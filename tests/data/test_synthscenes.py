@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtlzoo.data import SynthScenes, create_dataset, list_datasets, render_scene
+from mtlzoo.data import GENERATOR_VERSION, SynthScenes, create_dataset, list_datasets, render_scene
 from mtlzoo.data._image import _cast, _rays
 from mtlzoo.data._render import camera_intrinsics, intersect
 from mtlzoo.data._scene import sample_scene
@@ -113,7 +113,7 @@ def test_dataset_items_cache_and_errors(tmp_path):
     item = ds[1]
     assert set(item) == {"image", "semseg", "depth"} and item["image"].shape == (3, *SIZE)
     assert item["semseg"].dtype == torch.int64 and item["depth"].shape == (1, *SIZE)
-    assert ds.name == "synthscenes-v1" and len(ds) == 3 and len(SynthScenes("test")) == 500
+    assert ds.name == f"synthscenes-v{GENERATOR_VERSION}" and len(ds) == 3 and len(SynthScenes("test")) == 500
     cached = SynthScenes("val", size=SIZE, length=3, cache_dir=tmp_path)
     first = cached[2]
     again = SynthScenes("val", size=SIZE, length=3, cache_dir=tmp_path)[2]  # read back from the shard
@@ -173,7 +173,7 @@ def test_a_damaged_cache_shard_is_rendered_again(tmp_path, damage):
 def test_orphaned_temporary_shards_are_removed(tmp_path):
     from mtlzoo.checkpoint import TMP_PREFIX
 
-    folder = tmp_path / "synthscenes-v1-val-seed0-24x32"
+    folder = tmp_path / f"synthscenes-v{GENERATOR_VERSION}-val-seed0-24x32"
     folder.mkdir()
     old, live = folder / f"{TMP_PREFIX}shard00000.npz.abc", folder / f"{TMP_PREFIX}shard00000.npz.def"
     old.write_bytes(b"half a shard")
