@@ -154,17 +154,27 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=["models", "experts", "schemes"])
     parser.add_argument("--json", default=None, help="also write the raw results here")
     parser.add_argument("--labels", nargs="+", default=None, help="run only the cases with these labels")
+    parser.add_argument("--same-process", action="store_true",
+                        help="CUDA only: run every case in this process (peak memory from the allocator's "
+                             "per-case peak, so no fresh process is needed; saves a CUDA start per case)")
     args = parser.parse_args()
     cpu = torch.device(args.device).type == "cpu"
     batch_size = args.batch_size or (1 if cpu else 8)
     iters = args.iters or (2 if cpu else 20)
     warmup = args.warmup if args.warmup is not None else (1 if cpu else 5)
+    if args.same_process and cpu:
+        parser.error("--same-process needs a CUDA device (peak RSS cannot be reset between cases on a CPU)")
     results = []
     context = mp.get_context("spawn")
     for case in (c for c in _cases(cpu, tuple(args.size)) if c.section in args.sections and
                  (args.labels is None or c.label in args.labels)):
-        with context.Pool(1) as pool:
-            result = pool.apply(_run_case, (case, args.device, batch_size, iters, warmup, args.threads))
+        options = (case, args.device, batch_size, iters, warmup, args.threads)
+        if args.same_process:
+            result = _run_case(*options)
+            torch.cuda.empty_cache()
+        else:
+            with context.Pool(1) as pool:
+                result = pool.apply(_run_case, options)
         print(f"{case.section:8s} {case.label:18s} {result['seconds_per_step']:.3f} s/step", flush=True)
         results.append(result)
     print()

@@ -109,6 +109,11 @@ def main() -> None:
     reference = NumpyReference()
     ours_s = ref_s = 0.0
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    warm = {name: create_meter(task, "mtinet_nyud") for name, task in tasks.items()}  # kernels loaded, untimed
+    warm_batch = _batch(0, min(args.batch_size, args.num_images), args.device)
+    for name, meter in warm.items():
+        meter.update(warm_batch[f"{name}_pred"], warm_batch[name])
+        meter.compute()
     for start in range(0, args.num_images, args.batch_size):
         size = min(args.batch_size, args.num_images - start)
         batch = _batch(start, size, args.device)
