@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mtlzoo.benchmark.table import markdown_table
+from mtlzoo.benchmark.table import markdown_table, number
 
 
 def _seed_means(row: Mapping[str, Any]) -> dict[str, dict[str, float]]:
@@ -46,8 +46,8 @@ def compare_section(results: Mapping[str, Any], name: str) -> list[str]:
     def line(source: str, label: str, comparison: Any) -> list[str]:
         row = comparison.rows[label]
         published = comparison.published_delta_m[label]
-        return [source, label, *("–" if row[t][m] is None else f"{row[t][m]:.3f}" for t, m in columns),
-                f"{comparison.delta_m[label]:+.2f}", "–" if published is None else f"{published:+.2f}"]
+        return [source, label, *(number(row[t][m]) for t, m in columns), number(comparison.delta_m[label], 2, True),
+                number(published, 2, True)]
 
     first = comparisons[0]
     published = [line("published", label, first) for label in first.rows if label != first.label]

@@ -51,13 +51,14 @@ def _delta(metrics: Metrics, base: Metrics | None, protocol: str) -> float | Non
         return None
 
 
-def task_changes(metrics: Metrics, base: Metrics | None, protocol: str) -> dict[str, float | None]:
-    """Per task, its relative change against ``base`` in percent over the protocol's metrics, positive = better."""
+def task_changes(metrics: Metrics, base: Metrics | None, protocol: str) -> dict[str, float]:
+    """Per task that enters delta_m, its relative change against ``base`` in percent over the protocol's metrics,
+    positive = better (auxiliary tasks, such as synthscenes edges, and zero baselines give none)."""
     if base is None:
         return {}
     sign = -1.0 if get_protocol(protocol).delta_style == "nash" else 1.0
-    return {task: (None if (d := _delta({task: metrics[task]}, {task: base[task]}, protocol)) is None else sign * d)
-            for task in metrics if task in base}
+    changes = {task: _delta({task: metrics[task]}, {task: base[task]}, protocol) for task in metrics if task in base}
+    return {task: sign * value for task, value in changes.items() if value is not None}
 
 
 def headline_columns(protocol: str, tasks: Mapping[str, str], recorded: Metrics) -> list[list[str]]:
@@ -81,7 +82,8 @@ def _row(architecture: str, method: str, records: Sequence[Mapping[str, Any]], b
     return {"architecture": architecture, "method": method, "status": "ok", "reason": None,
             "seeds": [r["seed"] for r in records], "metrics": metrics,
             "delta_m": {**mean_std(deltas), "values": deltas},
-            "task_change": {task: mean_std([c.get(task) for c in changes]) for task in changes[0]},
+            "task_change": {task: mean_std([c.get(task) for c in changes])
+                            for task in dict.fromkeys(t for c in changes for t in c)},
             "steps_per_s": mean_std([r["steps_per_s"] for r in records]),
             "peak_memory_mib": mean_std([r["peak_memory_mib"] for r in records])}
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from mtlzoo.benchmark.cells import DONE, RESUME, cell_state, read_record, write_record
+from mtlzoo.benchmark.cells import DONE, RESUME, cell_state, config_hash, read_record, write_record
 from mtlzoo.benchmark.measure import PeakMemory, StepClock
 from mtlzoo.benchmark.plan import Cell, Plan
 from mtlzoo.benchmark.spec import SweepSpec
@@ -74,19 +74,33 @@ def _device_sync(device: torch.device) -> None:
 
 
 def train_cell(cell: Cell, resume: bool) -> dict[str, Any]:
-    """Train (or resume) one cell's run and return its completion record (metrics, speed, memory, wall time)."""
-    from mtlzoo.benchmark.cells import config_hash
+    """Train (or resume) one cell's run and return its completion record (metrics, speed, memory, wall time).
+
+    A stop signal that arrives during the final evaluation still yields the record: it rides on the
+    :class:`TrainingInterrupted` (``record``), so the finished run is not trained or measured again.
+    """
     from mtlzoo.train.run import build_trainer
 
     trainer = build_trainer(cell.config)
     clock, memory = StepClock(trainer), PeakMemory(trainer.device)
     memory.start()
     begin = time.perf_counter()
-    with explain_timeouts(cell.config.train.dist_timeout):
-        metrics = trainer.fit(resume=resume)
+    try:
+        with explain_timeouts(cell.config.train.dist_timeout):
+            trainer.fit(resume=resume)
+    except TrainingInterrupted as stop:
+        if trainer.step >= cell.config.train.steps and trainer.last_metrics:
+            stop.record = _record(cell, trainer, clock, memory, begin, resume)
+        raise
+    return _record(cell, trainer, clock, memory, begin, resume)
+
+
+def _record(cell: Cell, trainer: Any, clock: StepClock, memory: PeakMemory, begin: float,
+            resume: bool) -> dict[str, Any]:
     _device_sync(trainer.device)
     wall = time.perf_counter() - begin
     steps, rate = clock.rate(wall)
+    metrics = trainer.last_metrics
     return {"kind": cell.kind, "architecture": cell.architecture, "model": cell.config.model.name,
             "method": cell.method, "seed": cell.seed, "key": cell.key, "config_hash": config_hash(cell.config),
             "step": trainer.step, "protocol": metrics.get("protocol"), "metrics": metrics.get("metrics", {}),
@@ -127,6 +141,8 @@ def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = 
             try:
                 record = train_cell(cell, resume=state == RESUME)
             except TrainingInterrupted as stop:
+                if getattr(stop, "record", None) is not None and is_main_rank():
+                    write_record(folder, stop.record)
                 raise SweepInterrupted(stop.signum, f"at step {stop.step} of {cell.key} (checkpoint saved)") from None
             if is_main_rank():
                 write_record(folder, record)

@@ -18,13 +18,19 @@ _RUN_FIELDS = ("kind", "architecture", "method", "seed", "status", "reason", "de
                "peak_memory_mib", "wall_s", "step")
 
 
+def number(value: float | None, digits: int = 3, signed: bool = False) -> str:
+    """``value`` with ``digits`` decimals (a dash for None); what rounds to zero prints without a minus sign."""
+    if value is None:
+        return _DASH
+    return f"{{:{'+' if signed else ''}.{digits}f}}".format(round(value, digits) + 0.0)
+
+
 def _value(stat: Mapping[str, Any] | None, digits: int = 3, signed: bool = False) -> str:
     """``mean ± std`` (``mean`` alone for one seed, a dash without values)."""
     if not stat or stat.get("mean") is None:
         return _DASH
-    form = f"{{:{'+' if signed else ''}.{digits}f}}"
-    text = form.format(stat["mean"])
-    return text if stat.get("std") is None else f"{text} ± {stat['std']:.{digits}f}"
+    text = number(stat["mean"], digits, signed)
+    return text if stat.get("std") is None else f"{text} ± {number(stat['std'], digits)}"
 
 
 def _header(results: Mapping[str, Any]) -> list[str]:

@@ -98,3 +98,24 @@ def test_interrupted_in_process_then_rerun_completes_only_the_missing_cells(tmp_
     assert {k: v for k, v in records(out_dir).items() if k in done} == done
     record = json.loads((out_dir / "cells/hps_tiny/ew/seed1/benchmark_cell.json").read_text())
     assert record["resumed_from_step"] == 2 and record["timed_steps"] == 1 and record["step"] == 3
+
+
+def test_a_signal_during_the_final_evaluation_keeps_the_finished_run(tmp_path, monkeypatch, capsys):
+    spec = write_spec(tmp_path)
+    out_dir = tmp_path / "sweep"
+    real_evaluate = Trainer.evaluate
+    sent = []
+
+    def evaluate(self):
+        result = real_evaluate(self)
+        if len(records(out_dir)) == 2 and not sent:
+            sent.append(self.out_dir)
+            signal.raise_signal(signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    assert run_cli("run", spec) == 143
+    assert "interrupted at step 3 of cells/hps_tiny/ew/seed0" in capsys.readouterr().err
+    record = json.loads((out_dir / "cells/hps_tiny/ew/seed0/benchmark_cell.json").read_text())
+    assert record["timed_steps"] == 3 and record["steps_per_s"] > 0 and record["metrics"]["semseg"]
+    assert len(records(out_dir)) == 3

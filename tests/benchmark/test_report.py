@@ -1,0 +1,74 @@
+"""`mtlzoo benchmark report`: the page from a results file is the page the sweep wrote, byte for byte; --compare
+puts a published table beside the rows under the same protocol and refuses another protocol."""
+
+import json
+
+from conftest import fake_sweep, run_cli
+
+from mtlzoo.benchmark.table import write_results
+from mtlzoo.metrics.references import get_reference
+
+
+def test_report_renders_the_sweeps_page_byte_for_byte(sweep, tmp_path, capsys):
+    _, out_dir, _ = sweep
+    page = out_dir / "results.md"
+    original = page.read_bytes()
+    page.unlink()
+    assert run_cli("report", out_dir / "results.json", "--markdown", page) == 0
+    assert page.read_bytes() == original
+    capsys.readouterr()
+    assert run_cli("report", out_dir / "results.json", "--title", "Leaderboard") == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[2] == "# Leaderboard"
+    assert f"Regenerate this page: `mtlzoo benchmark report {out_dir / 'results.json'} --title Leaderboard`" in printed
+
+
+def test_report_writes_plots_when_asked(sweep, tmp_path):
+    _, out_dir, _ = sweep
+    assert run_cli("report", out_dir / "results.json", "--plots", tmp_path / "p", "--tradeoff",
+                   "saliency.maxf,parts.miou") == 0
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["delta_m.png", "task_change.png", "tradeoff.png"]
+
+
+def test_bad_tradeoff_and_bad_results_file_are_one_line(sweep, tmp_path, capsys):
+    _, out_dir, _ = sweep
+    assert run_cli("report", out_dir / "results.json", "--plots", tmp_path, "--tradeoff", "semseg.miou") == 2
+    assert "--tradeoff 'semseg.miou': expects two task.metric keys" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": 1')
+    assert run_cli("report", bad) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{bad} is not valid JSON" in err
+
+
+def test_compare_puts_the_published_rows_beside_the_sweeps(tmp_path, capsys):
+    results, _ = fake_sweep("mtan_nyuv2")
+    path = write_results(tmp_path, results)["json"]
+    assert run_cli("report", path, "--compare", "nash_mtl_nyuv2", "--markdown", tmp_path / "page.md") == 0
+    page = (tmp_path / "page.md").read_text()
+    reference = get_reference("nash_mtl_nyuv2")
+    assert "## Beside published numbers: `nash_mtl_nyuv2`" in page
+    assert "--compare nash_mtl_nyuv2`" in page
+    lines = {line.split(" | ")[1]: line for line in page.splitlines() if line.startswith("| published |")
+             or line.startswith("| this sweep |")}
+    assert set(reference.rows) | {"STL"} <= set(lines) and "a1 / m1" in lines
+    for label, value in reference.published_delta_m.items():
+        if value is not None:
+            assert lines[label].endswith(f"| {value:+.2f} |")
+    stl = lines["STL"].split(" | ")
+    assert stl[2] == f"{reference.baseline_metrics['semseg']['miou']:.3f}" and stl[-2] == "+0.00"
+
+
+def test_compare_refuses_another_protocol(tmp_path, sweep, capsys):
+    spec, out_dir, _ = sweep
+    results, _ = fake_sweep("synthscenes")
+    path = write_results(tmp_path, results)["json"]
+    assert run_cli("report", path, "--compare", "nash_mtl_nyuv2") == 2
+    err = capsys.readouterr().err
+    assert err == ("mtlzoo benchmark: error: --compare nash_mtl_nyuv2: the reference is under protocol 'mtan_nyuv2', "
+                   "the sweep under 'synthscenes'; numbers compare only under the same protocol\n")
+    assert run_cli("report", path, "--compare", "nash_mtl_nyu") == 2
+    assert "Did you mean" in capsys.readouterr().err
+    before = json.loads((out_dir / "results.json").read_text())
+    assert run_cli("run", spec, "--compare", "nash_mtl_nyuv2") == 2  # refused before anything runs or is written
+    assert json.loads((out_dir / "results.json").read_text()) == before

@@ -1,0 +1,64 @@
+"""Aggregation checked against an independent numpy computation: mean, sample std (ddof=1) and delta_m by a
+transcription of the formulas (Vandenhende et al.; Nash-MTL's sign convention)."""
+
+import numpy as np
+import pytest
+from conftest import CASES, SEEDS, fake_sweep
+
+
+def _delta(metrics, base, used, nash):
+    """Vandenhende: mean over tasks of 100 * s * (M - B) / B (one metric per task); Nash: minus the mean of that
+    term over every metric."""
+    terms = {t: [100.0 * s * (metrics[t][m] - base[t][m]) / base[t][m] for m, s in ms.items()]
+             for t, ms in used.items()}
+    if nash:
+        return -np.mean([v for values in terms.values() for v in values])
+    return np.mean([values[0] for values in terms.values()])
+
+
+@pytest.mark.parametrize("protocol", list(CASES))
+def test_aggregates_match_numpy(protocol):
+    results, records = fake_sweep(protocol)
+    tasks, used = CASES[protocol]
+    nash = protocol == "mtan_nyuv2"
+    base = {t: {m: np.mean([records[f"baselines/stl/seed{s}"]["metrics"][t][m] for s in SEEDS])
+                for m in records["baselines/stl/seed0"]["metrics"][t]} for t in tasks}
+    rows = {(r["architecture"], r["method"]): r for r in results["aggregates"]["rows"]}
+    for (arch, method), row in rows.items():
+        if (arch, method) == ("a2", "m3"):
+            assert row["status"] == "not applicable" and row["reason"] == "why not"
+            continue
+        runs = [records[f"cells/{arch}/{method}/seed{s}"] for s in SEEDS]
+        for task in tasks:
+            for metric, stat in row["metrics"][task].items():
+                values = [r["metrics"][task][metric] for r in runs]
+                assert stat["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+                assert stat["std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12) and stat["n"] == 3
+        deltas = [_delta(r["metrics"], base, used, nash) for r in runs]
+        assert row["delta_m"]["values"] == pytest.approx(deltas, rel=1e-10)
+        assert row["delta_m"]["mean"] == pytest.approx(np.mean(deltas), rel=1e-10)
+        assert row["delta_m"]["std"] == pytest.approx(np.std(deltas, ddof=1), rel=1e-10)
+        assert row["steps_per_s"]["mean"] == pytest.approx(np.mean([r["steps_per_s"] for r in runs]))
+        for task, change in row["task_change"].items():
+            per_seed = [np.mean([100.0 * s * (r["metrics"][task][m] - base[task][m]) / base[task][m]
+                                 for m, s in used[task].items()]) for r in runs]
+            assert change["mean"] == pytest.approx(np.mean(per_seed), rel=1e-10)
+        assert set(row["task_change"]) == set(used)
+    baseline = results["aggregates"]["baseline"]
+    assert baseline["delta_m"]["mean"] == pytest.approx(0.0, abs=1e-9)  # linear in M: the seeds' terms cancel
+    for arch in ("a1", "a2"):
+        means = [r["delta_m"]["mean"] for r in results["aggregates"]["rows"]
+                 if r["architecture"] == arch and r["status"] == "ok"]
+        assert means == sorted(means, reverse=not nash)
+    shown = [[t, m] for t, ms in used.items() for m in ms]
+    if protocol == "synthscenes":  # the auxiliary edge task shows the metric it records
+        shown.insert(3, ["edge", "bce"])
+    assert results["columns"] == shown
+
+
+def test_std_of_one_seed_is_none_and_a_missing_baseline_gives_no_delta_m():
+    from mtlzoo.benchmark.results import mean_std
+
+    assert mean_std([0.5]) == {"mean": 0.5, "std": None, "n": 1}
+    assert mean_std([None, 1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(np.sqrt(2.0)), "n": 2}
+    assert mean_std([]) == {"mean": None, "std": None, "n": 0}
