@@ -31,7 +31,8 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_every_subcommand_has_help(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert set(commands) == {"list", "info", "demo", "train", "eval", "finetune", "diagnose", "publish"}
+    assert set(commands) == {"list", "info", "demo", "train", "eval", "finetune", "diagnose", "publish",
+                             "benchmark"}
     for name in commands:
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])
