@@ -55,11 +55,17 @@ def write_plots_or_say(results: dict[str, Any], folder: Path, tradeoff: str | No
         return []
 
 
+def _silent(message: str) -> None:
+    """Where the other ranks of a torchrun job say things."""
+
+
 def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, overwrite: bool = False,
                   update_spec: bool = False, title: str | None = None, compare: Sequence[str] = (),
                   tradeoff: str | None = None, note: Callable[[str], None] = print) -> dict[str, Any]:
     """Plan, check, train what is missing and write ``results.json``, ``results.csv``, ``results.md`` and plots
-    into the spec's out_dir (rank 0 only); returns the results."""
+    into the spec's out_dir; returns the results (rank 0; other ranks of a torchrun job get ``{}``)."""
+    if not is_main_rank():
+        note = _silent  # one voice per torchrun job
     plan = plan_sweep(spec, spec_dir)
     _check_tradeoff(tradeoff, plan.tasks)
     if compare:
@@ -73,10 +79,10 @@ def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, o
     states = check_cells(plan, overwrite)
     save_spec(spec)
     records = run_cells(plan, states, note=note)
+    if not is_main_rank():  # the other ranks of a torchrun job hold no metrics (rank 0 evaluates)
+        return {}
     results = json.loads(json.dumps(build_results(spec.to_dict(), plan, records, command)))
     out_dir = Path(spec.out_dir)
-    if not is_main_rank():
-        return results
     paths = write_results(out_dir, results)
     page = out_dir / "results.md"
     atomic_write_text(page, render_markdown(results, title or default_title(results),
