@@ -70,9 +70,9 @@ def cell_config(spec: SweepSpec, arch: Architecture, method: Method, seed: int, 
     """The config of one cell: the architecture's config (else the base one), the sweep's overrides, the model
     name (its model.kwargs are kept only if it is the base config's model), its overrides, then the method."""
     source = arch.config if arch.config is not None else spec.config
+    data = _config_data(source, f"{where}.config" if arch.config else "config", spec_dir)
     try:
-        data = apply_overrides(_config_data(source, f"{where}.config" if arch.config else "config", spec_dir),
-                               list(spec.overrides))
+        data = apply_overrides(data, list(spec.overrides))
         model = dict(data.get("model") or {})
         if arch.config is None and model.get("name", "hps_tiny") != arch.name:
             model["kwargs"] = {}
@@ -106,8 +106,9 @@ def baseline_config(spec: SweepSpec, seed: int, out_dir: Path, protocol: str,
         return None
     where = "baselines" if mode == "config" else "config"
     source = spec.baselines.config if mode == "config" else spec.config
+    data = _config_data(source, where if mode == "auto" else "baselines.config", spec_dir)
     try:
-        data = apply_overrides(_config_data(source, where, spec_dir), list(spec.overrides))
+        data = apply_overrides(data, list(spec.overrides))
         data = apply_overrides(data, list(spec.baselines.overrides))
         if mode == "auto":
             data = single_task_config(config_from_dict(data)).to_dict()

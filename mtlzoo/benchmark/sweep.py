@@ -55,15 +55,20 @@ def write_plots_or_say(results: dict[str, Any], folder: Path, tradeoff: str | No
         return []
 
 
+_WOULD = {"done": "finished (kept)", "resume": "resume from its latest checkpoint", "fresh": "train"}
+
+
 def _silent(message: str) -> None:
     """Where the other ranks of a torchrun job say things."""
 
 
 def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, overwrite: bool = False,
                   update_spec: bool = False, title: str | None = None, compare: Sequence[str] = (),
-                  tradeoff: str | None = None, note: Callable[[str], None] = print) -> dict[str, Any]:
+                  tradeoff: str | None = None, dry_run: bool = False,
+                  note: Callable[[str], None] = print) -> dict[str, Any]:
     """Plan, check, train what is missing and write ``results.json``, ``results.csv``, ``results.md`` and plots
-    into the spec's out_dir; returns the results (rank 0; other ranks of a torchrun job get ``{}``)."""
+    into the spec's out_dir; returns the results (rank 0; other ranks of a torchrun job get ``{}``).
+    ``dry_run`` stops after the checks and says what each run would do (``{}`` is returned)."""
     if not is_main_rank():
         note = _silent  # one voice per torchrun job
     plan = plan_sweep(spec, spec_dir)
@@ -77,6 +82,11 @@ def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, o
         note(f"{cell[0]} x {cell[1]}: not applicable: {cell[2]}")
     check_saved_spec(spec, update_spec)
     states = check_cells(plan, overwrite)
+    if dry_run:
+        for key, state in states.items():
+            note(f"{key}: {_WOULD[state]}")
+        note(f"{len(states)} runs, {sum(s != 'done' for s in states.values())} to train (dry run: nothing trained)")
+        return {}
     save_spec(spec)
     records = run_cells(plan, states, note=note)
     if not is_main_rank():  # the other ranks of a torchrun job hold no metrics (rank 0 evaluates)

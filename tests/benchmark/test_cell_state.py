@@ -65,3 +65,15 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
     (out_dir / CELL / "log.jsonl").write_text('{"kind": "train", "step": 1}\n')
     assert run_cli("run", spec) == 0
     assert json.loads((out_dir / CELL / "benchmark_cell.json").read_text())["step"] == 3
+
+
+def test_dry_run_says_what_each_run_would_do_and_trains_nothing(tmp_path, capsys):
+    spec, out_dir = _sweep(tmp_path, seeds=[0, 1])
+    assert run_cli("run", spec, "--seeds", "[0]") == 0
+    capsys.readouterr()
+    assert run_cli("run", spec, "--dry-run", "--update-spec") == 0
+    err = capsys.readouterr().err
+    assert f"{CELL}: finished (kept)" in err and "cells/hps_tiny/ew/seed1: train" in err
+    assert "2 runs, 1 to train (dry run: nothing trained)" in err
+    assert list(records(out_dir)) == [CELL]
+    assert json.loads((out_dir / "spec.json").read_text())["seeds"] == [0]  # a dry run saves nothing
