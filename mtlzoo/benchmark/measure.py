@@ -1,12 +1,15 @@
 """What a cell costs: training steps per second (evaluation and checkpoint writing left out) and peak memory.
 
-Peak memory on CUDA is ``torch.cuda.max_memory_allocated`` (reset before the cell); on the CPU it is the rise of
-the process's peak resident set size over the cell: Linux ``VmHWM`` (reset through ``/proc/self/clear_refs``
-before the cell) minus the resident size just before it. Elsewhere it is not measured (None).
+Peak memory is the rise over what the process held when the cell started (after a garbage collection, so the
+runs before it count only with what they still hold): on CUDA ``torch.cuda.max_memory_allocated`` (its peak
+reset before the cell) minus ``torch.cuda.memory_allocated`` then; on the CPU the process's peak resident set
+size, Linux ``VmHWM`` (reset through ``/proc/self/clear_refs`` before the cell), minus the resident size then.
+Elsewhere it is not measured (None).
 """
 
 from __future__ import annotations
 
+import gc
 import re
 import time
 from collections.abc import Callable
@@ -37,9 +40,12 @@ class PeakMemory:
         self._base: int | None = None
 
     def start(self) -> None:
+        gc.collect()  # the trainers of earlier cells may sit in reference cycles
         if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-            self.method = "torch.cuda.max_memory_allocated"
+            self._base = torch.cuda.memory_allocated(self.device)
+            self.method = "peak CUDA memory rise (max_memory_allocated - memory_allocated before)"
             return
         try:
             _CLEAR_REFS.write_text("5", encoding="ascii")  # resets VmHWM to the current RSS (Linux >= 4.0)
@@ -51,7 +57,7 @@ class PeakMemory:
     def stop(self) -> float | None:
         """The peak in MiB (None when not measurable here)."""
         if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / MIB
+            return (torch.cuda.max_memory_allocated(self.device) - self._base) / MIB
         peak = _status_kib("VmHWM")
         if self._base is None or peak is None:
             return None
