@@ -170,7 +170,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
     spec = spec_from_dict(data)
     run_benchmark(spec, command, spec_dir=Path(args.spec).parent if args.spec else None, overwrite=args.overwrite,
                   update_spec=args.update_spec, title=args.title, compare=args.compare, tradeoff=args.tradeoff,
-                  dry_run=args.dry_run, note=_note(args))
+                  dry_run=args.dry_run, retry_failed=args.retry_failed, note=_note(args))
 
 
 def _note(args: argparse.Namespace) -> Callable[[str], None]:
@@ -324,6 +324,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                      help="retrain cells whose folder holds a run of another config (default: refuse)")
     run.add_argument("--update-spec", action="store_true",
                      help="continue an out_dir whose saved spec differs (unchanged cells are kept)")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="train the runs that failed (diverged, out of memory) again (default: keep them as failed)")
     run.add_argument("--dry-run", action="store_true",
                      help="check the spec and every run folder, say what each run would do, train nothing")
     _add_benchmark_render(run)

@@ -18,6 +18,7 @@ RECORD_NAME = "benchmark_cell.json"
 # train keys that do not change what a run computes: a run folder moved, or resumed with another log cadence
 _UNHASHED = ("out_dir", "overwrite", "progress", "log_every", "tensorboard", "keep_last")
 DONE, RESUME, FRESH = "done", "resume", "fresh"
+FAILED = "failed"  # the status of a record whose run stopped with an error (diverged, out of memory)
 
 
 def config_hash(config: Config | Mapping[str, Any]) -> str:
@@ -67,10 +68,11 @@ def _saved_hash(folder: Path) -> str | None:
         return "unreadable"
 
 
-def cell_state(folder: Path, config: Config, overwrite: bool = False) -> str:
-    """``done`` (finished with this config), ``resume`` (its checkpoints continue) or ``fresh`` (start; then
-    ``config.train.overwrite`` may be set to clear what an earlier run left). A folder holding another config's run
-    is refused (ValueError naming the folder) unless ``overwrite``, which deletes that run."""
+def cell_state(folder: Path, config: Config, overwrite: bool = False, retry_failed: bool = False) -> str:
+    """``done`` (finished with this config, or failed with it), ``resume`` (its checkpoints continue) or ``fresh``
+    (start; then ``config.train.overwrite`` may be set to clear what an earlier run left). A folder holding another
+    config's run is refused (ValueError naming the folder) unless ``overwrite``, which deletes that run;
+    ``retry_failed`` starts a failed run again."""
     folder = Path(folder)
     wanted = config_hash(config)
     try:
@@ -79,6 +81,8 @@ def cell_state(folder: Path, config: Config, overwrite: bool = False) -> str:
         if not overwrite:
             raise
         record = {"config_hash": None}
+    if record is not None and record.get("status") == FAILED and retry_failed:
+        record, overwrite = {"config_hash": None}, True
     found = record["config_hash"] if record is not None else _saved_hash(folder)
     if found == wanted:
         return DONE if record is not None else RESUME

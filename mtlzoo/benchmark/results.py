@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtlzoo.benchmark.cells import FAILED
 from mtlzoo.benchmark.plan import NOT_APPLICABLE, Plan
 from mtlzoo.metrics import delta_m, get_protocol
 from mtlzoo.tasks import TASK_KINDS
@@ -75,11 +76,16 @@ def headline_columns(protocol: str, tasks: Mapping[str, str], recorded: Metrics)
 
 def _row(architecture: str, method: str, records: Sequence[Mapping[str, Any]], base: Metrics | None,
          protocol: str) -> dict[str, Any]:
+    failed = [{"seed": r["seed"], "error": r["reason"]} for r in records if r.get("status") == FAILED]
+    records = [r for r in records if r.get("status") != FAILED]
+    if not records:
+        return {"architecture": architecture, "method": method, "status": FAILED, "reason": failed[0]["error"],
+                "failed": failed}
     metrics = {task: {m: mean_std([r["metrics"][task][m] for r in records]) for m in values}
                for task, values in records[0]["metrics"].items()}
     deltas = [_delta(r["metrics"], base, protocol) for r in records]
     changes = [task_changes(r["metrics"], base, protocol) for r in records]
-    return {"architecture": architecture, "method": method, "status": "ok", "reason": None,
+    return {"architecture": architecture, "method": method, "status": "ok", "reason": None, "failed": failed,
             "seeds": [r["seed"] for r in records], "metrics": metrics,
             "delta_m": {**mean_std(deltas), "values": deltas},
             "task_change": {task: mean_std([c.get(task) for c in changes])
@@ -102,7 +108,7 @@ def aggregate(plan: Plan, records: Mapping[str, Mapping[str, Any]]) -> dict[str,
     """The baseline row, and per architecture its method rows sorted by delta_m."""
     protocol = plan.protocol
     base_records = [records[c.key] for c in plan.baselines]
-    base = baseline_vector(base_records)
+    base = baseline_vector([r for r in base_records if r.get("status") != FAILED])
     higher = get_protocol(protocol).delta_style != "nash"
     baseline = _row(plan.baselines[0].architecture, "single-task", base_records, base, protocol) if base_records \
         else None

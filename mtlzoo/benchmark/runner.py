@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from mtlzoo.benchmark.cells import DONE, RESUME, cell_state, config_hash, read_record, write_record
+from mtlzoo.benchmark.cells import DONE, FAILED, RESUME, cell_state, config_hash, read_record, write_record
 from mtlzoo.benchmark.measure import PeakMemory, StepClock
 from mtlzoo.benchmark.plan import Cell, Plan
 from mtlzoo.benchmark.spec import SweepSpec
 from mtlzoo.checkpoint import atomic_write_text
-from mtlzoo.train.distributed import barrier, explain_timeouts
+from mtlzoo.train.distributed import DistTimeoutError, barrier, explain_timeouts
 from mtlzoo.train.interrupt import StopSignals, TrainingInterrupted
 
 SPEC_NAME = "spec.json"
@@ -114,10 +114,19 @@ def _runs(plan: Plan) -> list[Cell]:
     return [*plan.baselines, *[c for c in plan.cells if c.config is not None]]
 
 
-def check_cells(plan: Plan, overwrite: bool = False) -> dict[str, str]:
+def check_cells(plan: Plan, overwrite: bool = False, retry_failed: bool = False) -> dict[str, str]:
     """The state of every run folder of ``plan`` (see :func:`cell_state`), so that a folder of another config or a
     corrupt record is refused before anything trains."""
-    return {cell.key: cell_state(Path(cell.config.train.out_dir), cell.config, overwrite) for cell in _runs(plan)}
+    return {cell.key: cell_state(Path(cell.config.train.out_dir), cell.config, overwrite, retry_failed)
+            for cell in _runs(plan)}
+
+
+def failure_record(cell: Cell, error: BaseException) -> dict[str, Any]:
+    """The record of a run that stopped with an error: the sweep goes on, the table names the error."""
+    return {"kind": cell.kind, "architecture": cell.architecture, "model": cell.config.model.name,
+            "method": cell.method, "seed": cell.seed, "key": cell.key, "config_hash": config_hash(cell.config),
+            "status": FAILED, "reason": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+            "metrics": {}, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 
 
 def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = print) -> dict[str, dict]:
@@ -144,6 +153,11 @@ def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = 
                 if getattr(stop, "record", None) is not None and is_main_rank():
                     write_record(folder, stop.record)
                 raise SweepInterrupted(stop.signum, f"at step {stop.step} of {cell.key} (checkpoint saved)") from None
+            except DistTimeoutError:
+                raise
+            except RuntimeError as error:  # diverged (non-finite steps), out of memory...: recorded, the sweep goes on
+                record = failure_record(cell, error)
+                note(f"{cell.key}: failed: {record['reason']} (kept as failed; --retry-failed runs it again)")
             if is_main_rank():
                 write_record(folder, record)
             records[cell.key] = record

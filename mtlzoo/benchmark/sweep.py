@@ -64,11 +64,12 @@ def _silent(message: str) -> None:
 
 def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, overwrite: bool = False,
                   update_spec: bool = False, title: str | None = None, compare: Sequence[str] = (),
-                  tradeoff: str | None = None, dry_run: bool = False,
+                  tradeoff: str | None = None, dry_run: bool = False, retry_failed: bool = False,
                   note: Callable[[str], None] = print) -> dict[str, Any]:
     """Plan, check, train what is missing and write ``results.json``, ``results.csv``, ``results.md`` and plots
     into the spec's out_dir; returns the results (rank 0; other ranks of a torchrun job get ``{}``).
-    ``dry_run`` stops after the checks and says what each run would do (``{}`` is returned)."""
+    ``dry_run`` stops after the checks and says what each run would do (``{}`` is returned); ``retry_failed``
+    trains the runs that failed (diverged, out of memory) again."""
     if not is_main_rank():
         note = _silent  # one voice per torchrun job
     plan = plan_sweep(spec, spec_dir)
@@ -81,7 +82,7 @@ def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, o
     for cell in sorted({(c.architecture, c.method, c.reason) for c in plan.cells if c.reason}):
         note(f"{cell[0]} x {cell[1]}: not applicable: {cell[2]}")
     check_saved_spec(spec, update_spec)
-    states = check_cells(plan, overwrite)
+    states = check_cells(plan, overwrite, retry_failed)
     if dry_run:
         for key, state in states.items():
             note(f"{key}: {_WOULD[state]}")

@@ -40,7 +40,7 @@ def _header(results: Mapping[str, Any]) -> list[str]:
 
 def _cells(row: Mapping[str, Any], results: Mapping[str, Any]) -> list[str]:
     metrics = [_value(row["metrics"].get(task, {}).get(metric)) for task, metric in results["columns"]]
-    return [row["method"], str(row["delta_m"]["n"] if row["delta_m"]["n"] else len(row["seeds"])), *metrics,
+    return [row["method"], str(len(row["seeds"])), *metrics,
             _value(row["delta_m"], 2, signed=True), _value(row["steps_per_s"], 2), _value(row["peak_memory_mib"], 0)]
 
 
@@ -67,7 +67,8 @@ def _intro(results: Mapping[str, Any], regenerate: str) -> list[str]:
 
 
 def _memory_measure(results: Mapping[str, Any]) -> str:
-    measures = sorted({r.get("memory_measure") or "not measured" for r in results["cells"] if "metrics" in r})
+    measures = sorted({r["memory_measure"] for r in [*results["baselines"], *results["cells"]]
+                       if r.get("memory_measure")})
     return ", ".join(measures) or "not measured"
 
 
@@ -79,9 +80,13 @@ def render_markdown(results: Mapping[str, Any], title: str, regenerate: str,
 
     lines = [GENERATED, "", f"# {title}", "", *_intro(results, regenerate)]
     aggregates = results["aggregates"]
-    if aggregates["baseline"] is not None:
-        lines += ["## Single-task baseline", "", *markdown_table(_header(results),
-                                                                 [_cells(aggregates["baseline"], results)]), ""]
+    base = aggregates["baseline"]
+    if base is not None and base["status"] == "ok":
+        lines += ["## Single-task baseline", "", *markdown_table(_header(results), [_cells(base, results)]), ""]
+        lines += [*[f"- seed {f['seed']} failed: {f['error']}" for f in base.get("failed", ())], ""] \
+            if base.get("failed") else []
+    elif base is not None:
+        lines += ["## Single-task baseline", "", f"Every baseline run failed: {base['reason']}", ""]
     architectures = list(dict.fromkeys(r["architecture"] for r in aggregates["rows"]))
     for arch in architectures:
         rows = [r for r in aggregates["rows"] if r["architecture"] == arch]
@@ -89,9 +94,10 @@ def render_markdown(results: Mapping[str, Any], title: str, regenerate: str,
         ran = [_cells(r, results) for r in rows if r["status"] == "ok"]
         if ran:
             lines += [*markdown_table(_header(results), ran), ""]
-        lines += [f"- `{r['method']}`: {r['status']}: {r['reason']}" for r in rows if r["status"] != "ok"]
-        if len(ran) < len(rows):
-            lines.append("")
+        notes = [f"- `{r['method']}`: {r['status']}: {r['reason']}" for r in rows if r["status"] != "ok"]
+        notes += [f"- `{r['method']}`: seed {f['seed']} failed: {f['error']}" for r in rows if r["status"] == "ok"
+                  for f in r.get("failed", ())]
+        lines += [*notes, ""] if notes else []
     for name in compare:
         lines += compare_section(results, name)
     return "\n".join(lines).rstrip("\n") + "\n"

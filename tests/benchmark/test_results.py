@@ -5,6 +5,10 @@ import numpy as np
 import pytest
 from conftest import CASES, SEEDS, fake_sweep
 
+from mtlzoo.benchmark.plan import Cell, Plan
+from mtlzoo.benchmark.results import aggregate, mean_std
+from mtlzoo.config import Config
+
 
 def _delta(metrics, base, used, nash):
     """Vandenhende: mean over tasks of 100 * s * (M - B) / B (one metric per task); Nash: minus the mean of that
@@ -57,8 +61,18 @@ def test_aggregates_match_numpy(protocol):
 
 
 def test_std_of_one_seed_is_none_and_a_missing_baseline_gives_no_delta_m():
-    from mtlzoo.benchmark.results import mean_std
-
     assert mean_std([0.5]) == {"mean": 0.5, "std": None, "n": 1}
     assert mean_std([None, 1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(np.sqrt(2.0)), "n": 2}
     assert mean_std([]) == {"mean": None, "std": None, "n": 0}
+
+
+def test_a_pair_whose_every_seed_failed_is_a_failed_row_after_the_others():
+    _, records = fake_sweep("synthscenes")
+    for seed in SEEDS:
+        records[f"cells/a1/m1/seed{seed}"] = {"seed": seed, "status": "failed", "reason": "RuntimeError: diverged",
+                                              "metrics": {}}
+    cells = [Cell("cell", "a1", m, s, f"cells/a1/{m}/seed{s}", Config()) for m in ("m1", "m2") for s in SEEDS]
+    baselines = [Cell("baseline", "stl", "single-task", s, f"baselines/stl/seed{s}", Config()) for s in SEEDS]
+    rows = aggregate(Plan(tuple(cells), tuple(baselines), "synthscenes", CASES["synthscenes"][0]), records)["rows"]
+    assert [(r["method"], r["status"]) for r in rows] == [("m2", "ok"), ("m1", "failed")]
+    assert rows[1]["reason"] == "RuntimeError: diverged" and len(rows[1]["failed"]) == 3

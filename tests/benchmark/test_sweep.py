@@ -119,3 +119,33 @@ def test_a_signal_during_the_final_evaluation_keeps_the_finished_run(tmp_path, m
     record = json.loads((out_dir / "cells/hps_tiny/ew/seed0/benchmark_cell.json").read_text())
     assert record["timed_steps"] == 3 and record["steps_per_s"] > 0 and record["metrics"]["semseg"]
     assert len(records(out_dir)) == 3
+
+
+def test_a_run_that_fails_is_recorded_the_sweep_goes_on_and_retry_failed_trains_it_again(tmp_path, monkeypatch,
+                                                                                            capsys):
+    spec = write_spec(tmp_path)
+    out_dir = tmp_path / "sweep"
+    real_step = Trainer.train_step
+
+    def diverging(self, batch):
+        if "cs_two_phase/seed1" in str(self.out_dir):
+            raise RuntimeError("step 1: 20 consecutive steps had non-finite losses or gradients\nmore")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", diverging)
+    assert run_cli("run", spec) == 0
+    assert "cells/cs_tiny/cs_two_phase/seed1: failed: RuntimeError: step 1: 20 consecutive" in capsys.readouterr().err
+    results = json.loads((out_dir / "results.json").read_text())
+    row = next(r for r in results["aggregates"]["rows"] if r["method"] == "cs_two_phase" and r["status"] == "ok")
+    assert row["seeds"] == [0] and row["failed"][0]["seed"] == 1
+    page = (out_dir / "results.md").read_text()
+    assert "| cs_two_phase | 1 |" in page
+    assert "- `cs_two_phase`: seed 1 failed: RuntimeError: step 1: 20 consecutive steps" in page
+    assert ",failed,RuntimeError: step 1" in (out_dir / "results.csv").read_text()
+    assert run_cli("run", spec) == 0 and "[8/8]" not in capsys.readouterr().err  # failed is final by default
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert run_cli("run", spec, "--retry-failed") == 0
+    assert "[8/8] cells/cs_tiny/cs_two_phase/seed1" in capsys.readouterr().err
+    results = json.loads((out_dir / "results.json").read_text())
+    row = next(r for r in results["aggregates"]["rows"] if r["method"] == "cs_two_phase" and r["status"] == "ok")
+    assert row["seeds"] == [0, 1] and row["failed"] == []
