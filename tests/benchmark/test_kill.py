@@ -4,6 +4,7 @@ rerun trains only the runs that had not finished and leaves the finished ones un
 import signal
 import time
 
+import pytest
 from conftest import RUNS, records, run_cli, subprocess_sweep, write_spec
 
 from mtlzoo.benchmark import runner
@@ -18,6 +19,7 @@ def _stop_when(process, out_dir, count, signum):
     return process
 
 
+@pytest.mark.slow  # 10-18 s on the shared 2-core machine (two process starts); test_sweep.py has in-process versions
 def test_sigterm_then_sigkill_then_the_rerun_trains_only_the_missing_runs(tmp_path, monkeypatch):
     spec = write_spec(tmp_path)
     out_dir = tmp_path / "sweep"
