@@ -101,13 +101,18 @@ def _record(cell: Cell, trainer: Any, clock: StepClock, memory: PeakMemory, begi
     wall = time.perf_counter() - begin
     steps, rate = clock.rate(wall)
     metrics = trainer.last_metrics
+    return {**_identity(cell), "step": trainer.step, "protocol": metrics.get("protocol"),
+            "metrics": metrics.get("metrics", {}), "steps_per_s": rate, "timed_steps": steps,
+            "resumed_from_step": trainer.step - steps if resume else None, "wall_s": wall,
+            "excluded_s": clock.excluded, "peak_memory_mib": memory.stop(), "memory_measure": memory.method,
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _identity(cell: Cell) -> dict[str, Any]:
+    """What every record of a run says about which run it is."""
     return {"kind": cell.kind, "architecture": cell.architecture, "model": cell.config.model.name,
             "method": cell.method, "seed": cell.seed, "key": cell.key, "config_hash": config_hash(cell.config),
-            "step": trainer.step, "protocol": metrics.get("protocol"), "metrics": metrics.get("metrics", {}),
-            "steps_per_s": rate, "timed_steps": steps, "resumed_from_step": trainer.step - steps if resume else None,
-            "wall_s": wall, "excluded_s": clock.excluded, "peak_memory_mib": memory.stop(),
-            "memory_measure": memory.method, "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 
 
 def _runs(plan: Plan) -> list[Cell]:
@@ -123,10 +128,8 @@ def check_cells(plan: Plan, overwrite: bool = False, retry_failed: bool = False)
 
 def failure_record(cell: Cell, error: BaseException) -> dict[str, Any]:
     """The record of a run that stopped with an error: the sweep goes on, the table names the error."""
-    return {"kind": cell.kind, "architecture": cell.architecture, "model": cell.config.model.name,
-            "method": cell.method, "seed": cell.seed, "key": cell.key, "config_hash": config_hash(cell.config),
-            "status": FAILED, "reason": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
-            "metrics": {}, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+    first = str(error).splitlines()[0] if str(error) else ""
+    return {**_identity(cell), "status": FAILED, "reason": f"{type(error).__name__}: {first}", "metrics": {}}
 
 
 def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = print) -> dict[str, dict]:

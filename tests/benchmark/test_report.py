@@ -2,6 +2,7 @@
 puts a published table beside the rows under the same protocol and refuses another protocol."""
 
 import json
+import sys
 
 from conftest import fake_sweep, run_cli
 
@@ -72,3 +73,15 @@ def test_compare_refuses_another_protocol(tmp_path, sweep, capsys):
     before = json.loads((out_dir / "results.json").read_text())
     assert run_cli("run", spec, "--compare", "nash_mtl_nyuv2") == 2  # refused before anything runs or is written
     assert json.loads((out_dir / "results.json").read_text()) == before
+
+
+def test_without_matplotlib_one_line_names_the_extra_and_the_tables_are_written(sweep, tmp_path, monkeypatch,
+                                                                                 capsys):
+    _, out_dir, _ = sweep
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    assert run_cli("report", out_dir / "results.json", "--markdown", tmp_path / "page.md", "--plots",
+                   tmp_path / "plots") == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no plots: plotting needs 'matplotlib'" in err
+    assert "pip install 'mtlzoo[plots]'" in err
+    assert (tmp_path / "page.md").is_file() and not (tmp_path / "plots").exists()
