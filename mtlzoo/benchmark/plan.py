@@ -185,7 +185,30 @@ def plan_sweep(spec: SweepSpec, spec_dir: Path | None = None) -> Plan:
     if not runnable:
         raise ValueError("no (architecture, method) pair of the sweep applies: " + "; ".join(
             sorted({f"{c.architecture} x {c.method}: {c.reason}" for c in cells})))
+    _check_same_evaluation(spec, cells, baselines)
     return Plan(tuple(cells), tuple(baselines), protocol, {t.name: t.kind for t in config_tasks(runnable[0])})
+
+
+def _evaluation(config: Config) -> dict[str, Any]:
+    """What a run is scored on: its tasks and its evaluation data."""
+    return {"model.tasks": [t.to_dict() for t in config_tasks(config)], "data.name": config.data.name,
+            "data.kwargs": config.data.kwargs, "data.eval_split": config.data.eval_split}
+
+
+def _check_same_evaluation(spec: SweepSpec, cells: list[Cell], baselines: list[Cell]) -> None:
+    """Every run must be scored on the same tasks and data, or its row and delta_m compare nothing."""
+    reference = baselines[0] if baselines else next(c for c in cells if c.config is not None)
+    wanted = _evaluation(reference.config)
+    for cell in cells:
+        if cell.config is None:
+            continue
+        found = _evaluation(cell.config)
+        for key, value in found.items():
+            if value != wanted[key]:
+                index = [a.label for a in spec.architectures].index(cell.architecture)
+                raise ValueError(f"architectures[{index}]: {key} {value!r} differs from {wanted[key]!r} of "
+                                 f"{reference.key}; every run of a sweep is scored on the same tasks and data "
+                                 f"(align them with overrides)")
 
 
 def _cell_key(arch: Architecture, method: Method, seed: int) -> str:

@@ -20,6 +20,9 @@ from mtlzoo.benchmark import plan_sweep, spec_from_dict
     ({"config": "synthscenes_nope"}, "error: config: no config file 'synthscenes_nope'"),
     ({"architectures": [{"name": "hps_tiny", "overrides": ["train.stpes=3"]}]},
      "architectures[0]: unknown config key 'train.stpes'. Did you mean 'steps'?"),
+    ({"architectures": ["hps_tiny", {"name": "cs_tiny", "overrides": ["data.kwargs.length=8"]}]},
+     "architectures[1]: data.kwargs {'size': [24, 32], 'length': 8} differs from {'size': [24, 32], 'length': 16} of "
+     "baselines/stl_tiny/seed0; every run of a sweep is scored on the same tasks and data"),
     ({"seeds": [0, 0]}, "seeds: got [0, 0]; each seed once"),
     ({"seeds": "three"}, "seeds: got 'three'; expects a list of distinct integers >= 0 or a count >= 1"),
     ({"protocol": "synthscene"}, "protocol: got 'synthscene'; expects one of"),
