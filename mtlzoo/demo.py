@@ -130,7 +130,7 @@ def run_demo(out_dir: str | Path = "outputs/demo", steps: int | None = None, qui
     out = Path(out_dir)
     n_train, n_val = (32, 16) if quick else (480, 96)
     steps = steps or (4 if quick else 200)
-    stl_steps = steps  # a single-task hps_tiny run costs a few seconds: give it the multi-task budget
+    stl_steps = max(2, 3 * steps // 4)
     train_data, val_data = _materialise("train", n_train, DEMO_SIZE), _materialise("val", n_val, DEMO_SIZE)
     runs = _plan(steps, stl_steps)
     trainers, models, results = {}, {}, {}

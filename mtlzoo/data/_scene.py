@@ -57,7 +57,8 @@ class FigureRecipe:
     """How a generator version draws the figure: how often, how near, how thick, and how it is dressed.
 
     Version 2 puts a figure in most scenes, nearer the camera and stockier, with separate looks for skin
-    (head, arms), shirt (torso) and trousers (legs): at 48x64 its limbs are 3-6 pixels wide, not 1-3.
+    (head, arms), shirt (torso) and trousers (legs): at 48x64 its arms are 4-10 pixels wide (version 1:
+    1-5, mostly under 2).
     """
 
     chance: float  # probability that a scene has a figure

@@ -3,6 +3,8 @@
 Image ``i`` of split ``s`` is a pure function of (seed, split, i, generator version) and does not depend
 on the resolution's scene content: the same index renders the same scene at 96x128, 192x256 or 288x384.
 Classes are :data:`mtlzoo.tasks.SYNTHSCENES_CLASSES`, parts :data:`mtlzoo.tasks.SYNTHSCENES_PARTS`.
+Version 2 (the default) makes the figure frequent, near and stocky enough for parts to learn at 48x64;
+version 1 (``version=1``) renders as before, for runs and checkpoints made on it (docs/synthscenes.md).
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ _add(Protocol(
     delta_style="vandenhende",
     delta_metrics={"semseg": ("miou",), "depth": ("rmse",), "normals": ("mean",), "saliency": ("maxf",),
                    "parts": ("miou",)},
-    task_preset="synthscenes",
+    task_preset="synthscenes", baseline="synthscenes_hps_tiny",
 ))
 
 _add(Protocol(
