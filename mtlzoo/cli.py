@@ -157,6 +157,7 @@ def _benchmark_spec(args: argparse.Namespace) -> tuple[dict, str]:
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
     from mtlzoo.benchmark import report, run_benchmark, spec_from_dict
+    from mtlzoo.benchmark.runner import parse_shard
 
     if args.action == "report":
         text = report(args.results, markdown=args.markdown, title=args.title, compare=args.compare,
@@ -170,7 +171,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
     spec = spec_from_dict(data)
     run_benchmark(spec, command, spec_dir=Path(args.spec).parent if args.spec else None, overwrite=args.overwrite,
                   update_spec=args.update_spec, title=args.title, compare=args.compare, tradeoff=args.tradeoff,
-                  dry_run=args.dry_run, retry_failed=args.retry_failed, note=_note(args))
+                  dry_run=args.dry_run, retry_failed=args.retry_failed,
+                  shard=parse_shard(args.shard) if args.shard else None, note=_note(args))
 
 
 def _note(args: argparse.Namespace) -> Callable[[str], None]:
@@ -328,6 +330,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                      help="train the runs that failed (diverged, out of memory) again (default: keep them as failed)")
     run.add_argument("--dry-run", action="store_true",
                      help="check the spec and every run folder, say what each run would do, train nothing")
+    run.add_argument("--shard", default=None, metavar="K/N",
+                     help="train only runs K, K+N, K+2N... (N processes sharing the out_dir; the last one to finish "
+                          "writes the results)")
     _add_benchmark_render(run)
     run.add_argument("overrides", nargs="*", help="section.key=value added to the spec's overrides")
     run.set_defaults(func=_cmd_benchmark)

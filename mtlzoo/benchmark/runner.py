@@ -132,9 +132,19 @@ def failure_record(cell: Cell, error: BaseException) -> dict[str, Any]:
     return {**_identity(cell), "status": FAILED, "reason": f"{type(error).__name__}: {first}", "metrics": {}}
 
 
-def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = print) -> dict[str, dict]:
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 1 <= K <= N: this process trains runs K, K+N, K+2N... of the sweep's order."""
+    k, sep, n = text.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise ValueError(f"--shard {text!r}: expects K/N with 1 <= K <= N, e.g. 2/4")
+    return int(k), int(n)
+
+
+def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = print,
+              shard: tuple[int, int] | None = None) -> dict[str, dict]:
     """Bring every runnable run of ``plan`` to completion (baselines first) from its ``states`` (of
-    :func:`check_cells`); returns the records by cell key.
+    :func:`check_cells`); returns the records by cell key. With ``shard=(K, N)`` only runs K, K+N... are trained
+    (N processes share one out_dir, each run folder trained by one of them); the others are read when done.
 
     A signal between cells or inside one (the trainer checkpoints first) raises :class:`SweepInterrupted`.
     """
@@ -146,6 +156,8 @@ def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = 
                 raise SweepInterrupted(signals.signum, f"before {cell.key}")
             barrier()
             folder, state = Path(cell.config.train.out_dir), states[cell.key]
+            if shard is not None and (index - 1) % shard[1] != shard[0] - 1:
+                continue
             if state == DONE:
                 records[cell.key] = read_record(folder)
                 continue
@@ -165,4 +177,8 @@ def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = 
                 write_record(folder, record)
             records[cell.key] = record
             barrier()
+    for cell in runs if shard is not None else ():  # the other shards' runs that have finished by now
+        folder = Path(cell.config.train.out_dir)
+        if cell.key not in records and cell_state(folder, cell.config) == DONE:
+            records[cell.key] = read_record(folder)
     return records

@@ -149,3 +149,25 @@ def test_a_run_that_fails_is_recorded_the_sweep_goes_on_and_retry_failed_trains_
     results = json.loads((out_dir / "results.json").read_text())
     row = next(r for r in results["aggregates"]["rows"] if r["method"] == "cs_two_phase" and r["status"] == "ok")
     assert row["seeds"] == [0, 1] and row["failed"] == []
+
+
+def test_shards_share_an_out_dir_each_run_trained_once_and_the_last_writes_the_results(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    out_dir = tmp_path / "sweep"
+    assert run_cli("run", spec, "--shard", "1/2") == 0
+    first = records(out_dir)
+    assert len(first) == RUNS // 2 and not (out_dir / "results.json").exists()
+    assert "4 runs of other shards are not finished yet" in capsys.readouterr().err
+    assert run_cli("run", spec, "--shard", "2/2") == 0
+    both = records(out_dir)
+    assert len(both) == RUNS and all(both[k] == v for k, v in first.items())  # shard 2 trained only its half
+    results = json.loads((out_dir / "results.json").read_text())
+    assert len([c for c in results["cells"] if c.get("metrics")]) == RUNS - 2  # cells (baselines kept apart)
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1-2", "a/b", "2"])
+def test_a_bad_shard_is_one_line_naming_the_option(tmp_path, capsys, text):
+    assert run_cli("run", write_spec(tmp_path), "--shard", text) == 2
+    assert not (tmp_path / "sweep").exists()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--shard" in err and "K/N" in err
