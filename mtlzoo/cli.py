@@ -172,7 +172,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
     run_benchmark(spec, command, spec_dir=Path(args.spec).parent if args.spec else None, overwrite=args.overwrite,
                   update_spec=args.update_spec, title=args.title, compare=args.compare, tradeoff=args.tradeoff,
                   dry_run=args.dry_run, retry_failed=args.retry_failed,
-                  shard=parse_shard(args.shard) if args.shard else None, note=_note(args))
+                  shard=parse_shard(args.shard) if args.shard else None,
+                  only=[a for a in (args.only or "").split(",") if a], note=_note(args))
 
 
 def _note(args: argparse.Namespace) -> Callable[[str], None]:
@@ -333,6 +334,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--shard", default=None, metavar="K/N",
                      help="train only runs K, K+N, K+2N... (N processes sharing the out_dir; the last one to finish "
                           "writes the results)")
+    run.add_argument("--only", default=None, metavar="LABEL[,LABEL]",
+                     help="train only the runs of these architectures (their labels; the baseline's is stl_*)")
     _add_benchmark_render(run)
     run.add_argument("overrides", nargs="*", help="section.key=value added to the spec's overrides")
     run.set_defaults(func=_cmd_benchmark)

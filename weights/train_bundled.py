@@ -1,23 +1,29 @@
-"""Reproduce the checkpoints bundled under weights/: train on synthscenes, evaluate, save in float16.
+"""Reproduce the checkpoints bundled under weights/: train each on synthscenes over several seeds, evaluate,
+save seed 0's weights in float16 with the seed-averaged numbers in the card.
 
-    .venv/bin/python weights/train_bundled.py                       # every bundled model, recorded recipe
-    .venv/bin/python weights/train_bundled.py hps_tiny --steps 100  # a quick check of the pipeline
+    .venv/bin/python weights/train_bundled.py                        # every bundled model, recorded recipe, CPU
+    .venv/bin/python weights/train_bundled.py --device cuda --jobs 9 # the same on a GPU, 9 runs at a time
+    .venv/bin/python weights/train_bundled.py hps_tiny --steps 20 --seeds 0  # a quick check of the pipeline
 
-For each model: the shipped config ``mtlzoo/configs/<config>.yaml`` with the recorded overrides is
-trained by mtlzoo's Trainer (CPU, one thread by default), the final weights are saved in float16 to
-``weights/<arch>.synthscenes/`` (model.safetensors, config.json, README.md), reloaded, scored on the
-synthscenes val split under the ``synthscenes`` protocol (the scores of the float16 weights go into
-config.json and the card), and a logits-match fixture (``logits_check.safetensors``: a small input
-and the reloaded model's outputs) is written next to them. The script ends by printing the
-``PretrainedCfg`` entries (sha256, results) to paste into ``mtlzoo/models/pretrained.py``.
+For each model and seed: the shipped config ``mtlzoo/configs/<config>.yaml`` with the recorded overrides is
+trained by mtlzoo's Trainer (one thread per run), its float16 weights are reloaded and scored on the
+synthscenes val split under the ``synthscenes`` protocol against the shipped single-task baseline
+(``baseline="auto"``). Seed 0's weights go to ``weights/<arch>.synthscenes/`` (model.safetensors, config.json,
+README.md) with its own scores and, under ``results.over_seeds``, every seed's scores, their mean and sample
+std and delta_m per seed; a logits-match fixture (``logits_check.safetensors``: a small input and the reloaded
+model's outputs) is written next to them. The script ends by printing the ``PretrainedCfg`` entries (sha256,
+results) to paste into ``mtlzoo/models/pretrained.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -25,31 +31,32 @@ from torch.utils.data import Dataset
 
 WEIGHTS = Path(__file__).resolve().parent
 CHECK_SIZE = (48, 64)
-# arch -> (shipped config, overrides): the recipe of each bundled checkpoint.
+SEEDS = (0, 1, 2)
+# arch -> (shipped config, overrides): the recipe of each bundled checkpoint, at the synthscenes default size
+# (96x128, 2000 training images, 1500 steps of batch 8). The method of each is the one with the best mean
+# delta_m for that architecture in the shipped leaderboard (docs/leaderboard.md).
 RECIPES = {
-    "hps_tiny": ("synthscenes_hps", ["train.steps=1500"]),
-    # SquadNet's grouped convolutions are slow on CPU: half resolution, width 16 and equal weighting.
-    "squadnet_tiny": ("synthscenes_squadnet", ["train.steps=600", "data.kwargs.size=[48, 64]", "model.kwargs.width=16",
-                                               "method.name=ew"]),
-    # The connection-strength two-phase rule of the shipped config, on the tiny CS model.
-    "cs_tiny": ("synthscenes_cs", ["model.name=cs_tiny", "train.steps=600"]),
+    "hps_tiny": ("synthscenes_hps", ["method.name=ew"]),
+    "squadnet_tiny": ("synthscenes_squadnet", ["model.kwargs.width=16", "method.name=ew"]),
+    "cs_tiny": ("synthscenes_cs", ["model.name=cs_tiny", "method.name=cs_two_phase"]),
 }
 # arch -> what changed since the previous release of its weights (the card's training table shows it).
 CHANGES = {
-    "squadnet_tiny": "2026-11-26: retrained for SquadNet as released: no residual around the downsampling "
-                     "aggregation (downsample_residual=False, the default), shuffled there only after shuffling "
-                     "stages, one shared chunk (num_shared=1); the earlier weights had the old structure",
+    arch: "2026-11-26: retrained on synthscenes version 2 at 96x128 with the leaderboard's best method, over 3 "
+          "seeds (the card gives their mean and std); the earlier weights were trained on version 1"
+    for arch in RECIPES
 }
 
 
-def _config(arch: str, steps: int | None, out_root: Path, cache_dir: Path):
-    """(config name, recipe overrides, full Config) for one bundled model."""
+def _config(arch: str, seed: int, steps: int | None, out_root: Path, cache_dir: Path, device: str):
+    """(config name, recipe overrides, full Config) for one seed of one bundled model."""
     from mtlzoo.config import load_config, resolve_config_path
 
     name, recipe = RECIPES[arch]
     recipe = [*recipe, *([f"train.steps={steps}"] if steps else [])]
-    plumbing = [f"train.out_dir={out_root / arch}", "train.best_metric=null", "train.progress=false",
-                "train.overwrite=true", f"data.kwargs.cache_dir={cache_dir}"]
+    plumbing = [f"train.out_dir={out_root / arch / f'seed{seed}'}", f"train.seed={seed}", f"train.device={device}",
+                "train.best_metric=null", "train.progress=false", "train.overwrite=true",
+                f"data.kwargs.cache_dir={cache_dir}"]
     return name, recipe, load_config(resolve_config_path(name), [*recipe, *plumbing])
 
 
@@ -107,52 +114,101 @@ def write_logits_check(model, folder: Path) -> None:
               str(folder / "logits_check.safetensors"))
 
 
-def build(arch: str, steps: int | None, out_root: Path, cache_dir: Path) -> dict:
-    """Train, save, reload, evaluate and fixture one bundled checkpoint; returns its registry entry."""
+def train_seed(arch: str, seed: int, steps: int | None, out_root: Path, cache_dir: Path, device: str) -> Path:
+    """Train one seed of one bundled model; its float16 checkpoint, scored on the val split, is saved under
+    ``out_root/arch/seed<seed>/final`` (returned)."""
     import mtlzoo
-    from mtlzoo.hub.files import sha256_file
 
-    name, overrides, config = _config(arch, steps, out_root, cache_dir)
+    torch.set_num_threads(1)
+    sys.path.insert(0, str(WEIGHTS.parent))
+    name, overrides, config = _config(arch, seed, steps, out_root, cache_dir, device)
     if config.model.name != arch:
         raise ValueError(f"recipe {arch!r} trains {config.model.name!r}; the recipe key must be the architecture")
     size = tuple(config.data.kwargs["size"])
     start = time.time()
     trainer = _trainer(config)  # evaluation is done below, on the saved float16 weights
     trainer.fit()
-    minutes = (time.time() - start) / 60
     recipe = {"config": name, "overrides": overrides,
               "method": config.method.name, "optimizer": config.optim.name, "lr": config.optim.lr,
               "weight_decay": config.optim.weight_decay, "schedule": config.schedule.name,
               "steps": config.train.steps, "batch_size": config.data.batch_size, "input_size": list(size),
-              "train_images": config.data.kwargs.get("length"), "seed": config.train.seed, "device": "cpu",
-              "train_minutes": round(minutes, 1), "script": "weights/train_bundled.py"}
+              "train_images": config.data.kwargs.get("length"), "seed": seed, "device": str(trainer.device),
+              "train_minutes": round((time.time() - start) / 60, 1), "script": "weights/train_bundled.py"}
     if arch in CHANGES:
         recipe["changes"] = CHANGES[arch]
-    folder = WEIGHTS / f"{arch}.synthscenes"
-    repo_id = f"mtlzoo/{arch}.synthscenes"
+    folder = out_root / arch / f"seed{seed}" / "final"
     meta = {"training": recipe, "preprocessing": {"input_size": list(size)}, "name": f"{arch}.synthscenes",
-            "repo_id": repo_id}
-    trainer.model.save_pretrained(folder, dtype="float16", **meta)
-    model = mtlzoo.from_pretrained(folder)
-    result = _evaluate(model, size, cache_dir)
+            "repo_id": f"mtlzoo/{arch}.synthscenes"}
+    trainer.model.cpu().save_pretrained(folder, dtype="float16", **meta)
+    result = _evaluate(mtlzoo.from_pretrained(folder), size, cache_dir)
     trainer.model.save_pretrained(folder, dtype="float16", results=result, **meta)
+    return folder
+
+
+def over_seeds(results: dict[int, dict]) -> dict:
+    """Every seed's scores with their mean, sample std (ddof=1) and delta_m per seed (``results.over_seeds``)."""
+    seeds = sorted(results)
+    tables = [results[s]["metrics"] for s in seeds]
+    mean = {t: {m: statistics.fmean(x[t][m] for x in tables) for m in ms} for t, ms in tables[0].items()}
+    std = {t: {m: statistics.stdev([x[t][m] for x in tables]) if len(seeds) > 1 else 0.0 for m in ms}
+           for t, ms in tables[0].items()}
+    deltas = [results[s].get("delta_m") for s in seeds]
+    summary = {"seeds": seeds, "mean": mean, "std": std, "per_seed": {str(s): results[s]["metrics"] for s in seeds},
+               "delta_m": deltas, "baseline": results[seeds[0]].get("baseline")}
+    if all(d is not None for d in deltas):
+        summary["delta_m_mean"] = statistics.fmean(deltas)
+        summary["delta_m_std"] = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
+    return summary
+
+
+def assemble(arch: str, folders: dict[int, Path], dest: Path = WEIGHTS) -> dict:
+    """Ship the first seed's checkpoint under ``dest`` (weights/) with every seed's scores; returns its registry
+    entry."""
+    import mtlzoo
+    from mtlzoo.hub.files import sha256_file
+
+    configs = {seed: json.loads((folder / "config.json").read_text()) for seed, folder in folders.items()}
+    first = min(folders)
+    model, config = mtlzoo.from_pretrained(folders[first]), configs[first]
+    results = {**config["results"], "over_seeds": over_seeds({s: c["results"] for s, c in configs.items()})}
+    folder = dest / f"{arch}.synthscenes"
+    model.save_pretrained(folder, dtype="float16", results=results, training=config["training"],
+                          preprocessing=config["preprocessing"], name=config["name"],
+                          repo_id=f"mtlzoo/{arch}.synthscenes")
     write_logits_check(mtlzoo.from_pretrained(folder), folder)
-    return {"arch": arch, "tag": "synthscenes", "hub_id": repo_id, "sha256": sha256_file(folder / "model.safetensors"),
-            "model_kwargs": dict(config.model.kwargs), "results": result.to_dict()}
+    headline = {t: {m: round(v, 4) for m, v in ms.items()} for t, ms in results["metrics"].items()}
+    return {"arch": arch, "tag": "synthscenes", "hub_id": f"mtlzoo/{arch}.synthscenes",
+            "sha256": sha256_file(folder / "model.safetensors"), "model_kwargs": config["model_args"],
+            "results": headline, "over_seeds": {k: results["over_seeds"].get(k) for k in ("delta_m", "delta_m_mean",
+                                                                                       "delta_m_std")}}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("archs", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("archs", nargs="*", help=f"some of {list(RECIPES)} (default: all)")
     parser.add_argument("--steps", type=int, default=None, help="override the recorded number of steps")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds (the first is shipped)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time (one process each)")
     parser.add_argument("--out-root", type=Path, default=Path("runs/bundled"), help="trainer output folders")
+    parser.add_argument("--dest", type=Path, default=WEIGHTS, help="where the bundled folders go (default: weights/)")
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/bundled/synthscenes-cache"),
                         help="rendered synthscenes shards (reused across runs)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    unknown = sorted(set(args.archs) - set(RECIPES))
+    if unknown:
+        parser.error(f"no recipe for {unknown}; bundled models: {list(RECIPES)}")
+    args.archs = args.archs or list(RECIPES)
     sys.path.insert(0, str(WEIGHTS.parent))
-    entries = [build(arch, args.steps, args.out_root, args.cache_dir) for arch in args.archs]
+    runs = [(arch, seed) for arch in args.archs for seed in args.seeds]
+    options = (args.steps, args.out_root, args.cache_dir, args.device)
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            futures = {run: pool.submit(train_seed, *run, *options) for run in runs}
+            folders = {run: future.result() for run, future in futures.items()}
+    else:
+        folders = {run: train_seed(*run, *options) for run in runs}
+    entries = [assemble(arch, {seed: folders[arch, seed] for seed in args.seeds}, args.dest) for arch in args.archs]
     print(json.dumps(entries, indent=2))
 
 

@@ -127,11 +127,24 @@ def aggregate(plan: Plan, records: Mapping[str, Mapping[str, Any]]) -> dict[str,
             "rows": [row for rows in by_arch.values() for row in _sorted(rows, higher)]}
 
 
+def machine_name(device: torch.device | str | None = None) -> str:
+    """The GPU's name for a CUDA device, else ``cpu (<processor model>)``: what a run's speed was measured on."""
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu ({model})"
+
+
 def environment() -> dict[str, Any]:
     """Where the sweep ran: versions, device, threads and the date (UTC)."""
-    cuda = torch.cuda.is_available()
     return {"mtlzoo": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({platform.processor() or platform.machine()})",
+            "device": machine_name(),
             "torch_threads": torch.get_num_threads(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 

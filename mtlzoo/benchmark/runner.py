@@ -11,7 +11,7 @@ import datetime
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 from mtlzoo.benchmark.cells import DONE, FAILED, RESUME, cell_state, config_hash, read_record, write_record
 from mtlzoo.benchmark.measure import PeakMemory, StepClock
 from mtlzoo.benchmark.plan import Cell, Plan
+from mtlzoo.benchmark.results import machine_name
 from mtlzoo.benchmark.spec import SweepSpec
 from mtlzoo.checkpoint import atomic_write_text
 from mtlzoo.train.distributed import DistTimeoutError, barrier, explain_timeouts
@@ -105,6 +106,7 @@ def _record(cell: Cell, trainer: Any, clock: StepClock, memory: PeakMemory, begi
             "metrics": metrics.get("metrics", {}), "steps_per_s": rate, "timed_steps": steps,
             "resumed_from_step": trainer.step - steps if resume else None, "wall_s": wall,
             "excluded_s": clock.excluded, "peak_memory_mib": memory.stop(), "memory_measure": memory.method,
+            "machine": machine_name(trainer.device),
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -141,10 +143,11 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = print,
-              shard: tuple[int, int] | None = None) -> dict[str, dict]:
+              shard: tuple[int, int] | None = None, only: Sequence[str] = ()) -> dict[str, dict]:
     """Bring every runnable run of ``plan`` to completion (baselines first) from its ``states`` (of
     :func:`check_cells`); returns the records by cell key. With ``shard=(K, N)`` only runs K, K+N... are trained
-    (N processes share one out_dir, each run folder trained by one of them); the others are read when done.
+    (N processes share one out_dir, each run folder trained by one of them), with ``only`` only the runs of
+    those architecture labels (the baseline's included); the others are read when done.
 
     A signal between cells or inside one (the trainer checkpoints first) raises :class:`SweepInterrupted`.
     """
@@ -156,7 +159,8 @@ def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = 
                 raise SweepInterrupted(signals.signum, f"before {cell.key}")
             barrier()
             folder, state = Path(cell.config.train.out_dir), states[cell.key]
-            if shard is not None and (index - 1) % shard[1] != shard[0] - 1:
+            if (shard is not None and (index - 1) % shard[1] != shard[0] - 1) or (only and cell.architecture
+                                                                                  not in only):
                 continue
             if state == DONE:
                 records[cell.key] = read_record(folder)
@@ -177,7 +181,7 @@ def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = 
                 write_record(folder, record)
             records[cell.key] = record
             barrier()
-    for cell in runs if shard is not None else ():  # the other shards' runs that have finished by now
+    for cell in runs if shard is not None or only else ():  # the runs of other processes that have finished
         folder = Path(cell.config.train.out_dir)
         if cell.key not in records and cell_state(folder, cell.config) == DONE:
             records[cell.key] = read_record(folder)

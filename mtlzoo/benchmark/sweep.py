@@ -65,12 +65,14 @@ def _silent(message: str) -> None:
 def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, overwrite: bool = False,
                   update_spec: bool = False, title: str | None = None, compare: Sequence[str] = (),
                   tradeoff: str | None = None, dry_run: bool = False, retry_failed: bool = False,
-                  shard: tuple[int, int] | None = None, note: Callable[[str], None] = print) -> dict[str, Any]:
+                  shard: tuple[int, int] | None = None, only: Sequence[str] = (),
+                  note: Callable[[str], None] = print) -> dict[str, Any]:
     """Plan, check, train what is missing and write ``results.json``, ``results.csv``, ``results.md`` and plots
     into the spec's out_dir; returns the results (rank 0; other ranks of a torchrun job get ``{}``).
     ``dry_run`` stops after the checks and says what each run would do (``{}`` is returned); ``retry_failed``
     trains the runs that failed (diverged, out of memory) again. ``shard=(K, N)`` trains every N-th run only
-    (see :func:`run_cells`) and writes the results when the other shards have finished too (``{}`` otherwise)."""
+    (see :func:`run_cells`) and ``only`` the runs of those architecture labels; either writes the results only
+    when every other run has finished too (``{}`` otherwise)."""
     if not is_main_rank():
         note = _silent  # one voice per torchrun job
     plan = plan_sweep(spec, spec_dir)
@@ -90,13 +92,19 @@ def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, o
         note(f"{len(states)} runs, {sum(s != 'done' for s in states.values())} to train (dry run: nothing trained)")
         return {}
     save_spec(spec)
-    records = run_cells(plan, states, note=note, shard=shard)
+    labels = {c.architecture for c in [*plan.baselines, *plan.cells]}
+    unknown = sorted(set(only) - labels)
+    if unknown:
+        raise ValueError(f"--only {','.join(only)}: {unknown} is no architecture of the sweep; its labels: "
+                         f"{sorted(labels)}")
+    records = run_cells(plan, states, note=note, shard=shard, only=only)
     if not is_main_rank():  # the other ranks of a torchrun job hold no metrics (rank 0 evaluates)
         return {}
     missing = len(states) - len(records)
     if missing:
-        note(f"shard {shard[0]}/{shard[1]} done; {missing} runs of other shards are not finished yet: run the "
-             "command again without --shard once they are, to write the results")
+        mine = f"shard {shard[0]}/{shard[1]}" if shard else f"--only {','.join(only)}"
+        note(f"{mine} done; {missing} runs of other shards are not finished yet: run the command again without "
+             "--shard / --only once they are, to write the results")
         return {}
     results = json.loads(json.dumps(build_results(spec.to_dict(), plan, records, command)))
     out_dir = Path(spec.out_dir)

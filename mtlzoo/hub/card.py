@@ -109,6 +109,27 @@ def _results_section(config: Mapping[str, Any]) -> str:
                       f"style, against baseline `{results.get('baseline') or 'not recorded'}`; positive is better)."]
     else:
         lines += ["", "delta_m: not reported (no single-task baseline was given for this protocol)."]
+    if results.get("over_seeds"):
+        lines += ["", _over_seeds_section(results["over_seeds"], tasks)]
+    return "\n".join(lines)
+
+
+def _over_seeds_section(summary: Mapping[str, Any], tasks: Mapping[str, Task]) -> str:
+    """The scores of every seed the recipe was trained with (these weights are the first seed's): mean ± sample std."""
+    seeds = summary["seeds"]
+    rows = []
+    for task_name, metrics in summary["mean"].items():
+        for metric, mean in metrics.items():
+            per_seed = ", ".join(f"{summary['per_seed'][str(s)][task_name][metric]:.4f}" for s in seeds)
+            better = "higher" if tasks[task_name].spec.direction(metric) > 0 else "lower"
+            rows.append([f"`{task_name}`", metric, f"{mean:.4f} ± {summary['std'][task_name][metric]:.4f}", per_seed,
+                         better])
+    lines = [f"The same recipe over seeds {', '.join(map(str, seeds))} (these weights are seed {seeds[0]}'s); "
+             "mean ± sample std:", "", _table(["task", "metric", "mean ± std", "per seed", "better"], rows)]
+    if summary.get("delta_m_mean") is not None:
+        per_seed = ", ".join(f"{d:+.2f}" for d in summary["delta_m"])
+        lines += ["", f"delta_m over seeds = {summary['delta_m_mean']:+.2f} ± {summary['delta_m_std']:.2f} % "
+                      f"(per seed {per_seed}; against baseline `{summary.get('baseline') or 'not recorded'}`)."]
     return "\n".join(lines)
 
 

@@ -85,3 +85,19 @@ def test_without_matplotlib_one_line_names_the_extra_and_the_tables_are_written(
     assert err.count("\n") == 1 and "no plots: plotting needs 'matplotlib'" in err
     assert "pip install 'mtlzoo[plots]'" in err
     assert (tmp_path / "page.md").is_file() and not (tmp_path / "plots").exists()
+
+
+def test_a_sweep_measured_on_two_machines_names_the_machine_of_each_architecture():
+    from mtlzoo.benchmark.table import render_markdown
+
+    results, _ = fake_sweep("synthscenes")
+    for record in [*results["baselines"], *results["cells"]]:
+        record["machine"] = "cpu (B)" if record["architecture"] == "a2" else "cpu (A)"
+    page = render_markdown(results, "t", "cmd")
+    assert "Runs of the baseline: cpu (A)." in page
+    assert page.index("## a1") < page.index("Ran on cpu (A).") < page.index("## a2") < page.index("Ran on cpu (B).")
+    for record in results["cells"]:
+        record["machine"] = "cpu (A)"
+    for record in results["baselines"]:
+        record["machine"] = "cpu (A)"
+    assert "Ran on cpu (A)." not in render_markdown(results, "t", "cmd")  # one machine: said once, in the intro

@@ -171,3 +171,15 @@ def test_a_bad_shard_is_one_line_naming_the_option(tmp_path, capsys, text):
     assert not (tmp_path / "sweep").exists()
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--shard" in err and "K/N" in err
+
+
+def test_only_trains_the_runs_of_the_named_architectures(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    out_dir = tmp_path / "sweep"
+    assert run_cli("run", spec, "--only", "cs_tiny") == 0
+    assert sorted(records(out_dir)) == [f"cells/cs_tiny/{m}/seed{s}" for m in ("cs_two_phase", "ew") for s in (0, 1)]
+    assert not (out_dir / "results.json").exists()
+    assert run_cli("run", spec) == 0  # the rest, then the results
+    assert len(records(out_dir)) == RUNS and (out_dir / "results.json").exists()
+    assert run_cli("run", spec, "--only", "nope") == 2
+    assert "--only nope: ['nope'] is no architecture of the sweep" in capsys.readouterr().err

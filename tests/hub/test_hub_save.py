@@ -137,3 +137,21 @@ def test_unregistered_or_non_json_models_are_refused(tmp_path: Path, model: mtlz
         model.save_pretrained(tmp_path / "b", training={"optimizer": torch.optim.SGD})
     with pytest.raises(TypeError, match="MultiTaskModel"):
         save_module.save_pretrained(torch.nn.Linear(2, 2), tmp_path / "c")
+
+
+def test_scores_over_seeds_appear_in_the_card_as_mean_and_sample_std(tmp_path: Path,
+                                                                      model: mtlzoo.MultiTaskModel) -> None:
+    import numpy as np
+
+    per_seed = {"0": {"depth": {"rmse": 0.5}}, "1": {"depth": {"rmse": 0.7}}, "2": {"depth": {"rmse": 0.6}}}
+    values = [0.5, 0.7, 0.6]
+    summary = {"seeds": [0, 1, 2], "per_seed": per_seed, "mean": {"depth": {"rmse": float(np.mean(values))}},
+               "std": {"depth": {"rmse": float(np.std(values, ddof=1))}}, "delta_m": [1.0, -2.0, 0.5],
+               "delta_m_mean": -0.5 / 3, "delta_m_std": float(np.std([1.0, -2.0, 0.5], ddof=1)), "baseline": "stl"}
+    results = {"protocol": "synthscenes", "metrics": {"depth": {"rmse": 0.5}}, "over_seeds": summary}
+    folder = model.save_pretrained(tmp_path / "c", results=results)
+    text = (folder / "README.md").read_text()
+    assert "over seeds 0, 1, 2 (these weights are seed 0's)" in text
+    assert "| `depth` | rmse | 0.6000 ± 0.1000 | 0.5000, 0.7000, 0.6000 | lower |" in text
+    assert "delta_m over seeds = -0.17 ± 1.61 % (per seed +1.00, -2.00, +0.50; against baseline `stl`)" in text
+    assert json.loads((folder / "config.json").read_text())["results"]["over_seeds"] == summary
