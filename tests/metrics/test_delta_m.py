@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtlzoo.metrics import delta_m, delta_m_terms, get_baseline, list_baselines
+from mtlzoo.metrics import delta_m, delta_m_terms, get_baseline, list_baselines, list_protocols
 from mtlzoo.tasks import Task
 
 # Nash-MTL Table 2 (NYUv2, SegNet-MTAN): mIoU, PixAcc, AbsErr, RelErr, Mean, Median, <11.25, <22.5, <30, Delta m
@@ -118,7 +118,9 @@ def test_errors_name_the_problem():
 
 def test_shipped_baselines_say_their_protocol():
     assert set(list_baselines()) == {"cagrad_segnet_nyuv2", "cagrad_segnet_cityscapes", "mtinet_hrnet18_nyud",
-                                     "mtinet_hrnet18_pascal"}
+                                     "mtinet_hrnet18_pascal", "synthscenes_hps_tiny"}
+    for name in list_baselines():
+        assert get_baseline(name).protocol in list_protocols()
     assert get_baseline("cagrad_segnet_nyuv2").protocol == "mtan_nyuv2"
     assert get_baseline("cagrad_segnet_nyuv2").metrics["semseg"]["miou"] == pytest.approx(0.3830)
 
