@@ -182,3 +182,14 @@ def published_directory(final_dir: str | os.PathLike) -> Path:
     if not final_dir.exists() and aside_path(final_dir).is_dir():
         return aside_path(final_dir)
     return final_dir
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON object, naming the file when it is not valid JSON."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data

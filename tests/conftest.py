@@ -32,7 +32,8 @@ def write_scene_folder(root, count=6, size=(32, 32), tasks=("semseg", "depth", "
         (root / folder).mkdir(parents=True, exist_ok=True)
     labels = {}
     for i in range(count):
-        stem, scene = f"s{i}", render_scene(0, "train", i, size)
+        # version 1 scenes: these six hold the void (255) and empty-scene cases the folder tests look for
+        stem, scene = f"s{i}", render_scene(0, "train", i, size, version=1)
         Image.fromarray(scene["rgb"]).save(root / "images" / f"{stem}.png")
         millimetres = np.round(scene["depth"] * 1000).astype(np.uint16)
         if "semseg" in tasks:

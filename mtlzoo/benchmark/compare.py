@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mtlzoo.benchmark.table import markdown_table, number
+from mtlzoo.benchmark.markdown import markdown_table, number
 
 
 def _seed_means(row: Mapping[str, Any]) -> dict[str, dict[str, float]]:

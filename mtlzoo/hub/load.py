@@ -16,14 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlzoo.checkpoint import published_directory
+from mtlzoo.checkpoint import published_directory, read_json
 from mtlzoo.hub.cache import bundled_weights_dir, fetch_hub_checkpoint, hub_offline
 from mtlzoo.hub.files import (
     CONFIG_NAME,
     PICKLE_WEIGHTS_NAMES,
     WEIGHTS_NAME,
     CheckpointNotFoundError,
-    read_json,
     sha256_file,
 )
 

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mtlzoo.checkpoint import read_json
 from mtlzoo.hub.cache import validate_repo_id
 from mtlzoo.hub.card import render_model_card
-from mtlzoo.hub.files import CARD_NAME, CONFIG_NAME, PICKLE_WEIGHTS_NAMES, read_json, write_atomic
+from mtlzoo.hub.files import CARD_NAME, CONFIG_NAME, PICKLE_WEIGHTS_NAMES, write_atomic
 from mtlzoo.version import __version__
 
 # Never published: pickles (mtlzoo does not load them by default) and hidden or temporary files.

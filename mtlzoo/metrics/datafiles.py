@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mtlzoo.hub.files import read_json
+from mtlzoo.checkpoint import read_json
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 Metrics = dict[str, dict[str, float]]

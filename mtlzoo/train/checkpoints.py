@@ -17,8 +17,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model
 from torch import nn
 
-from mtlzoo.checkpoint import atomic_write_text, load_state, publish_directory, published_directory, save_state
-from mtlzoo.hub.files import CONFIG_NAME, WEIGHTS_NAME, read_json, sha256_file, write_json
+from mtlzoo.checkpoint import (
+    atomic_write_text,
+    load_state,
+    publish_directory,
+    published_directory,
+    read_json,
+    save_state,
+)
+from mtlzoo.hub.files import CONFIG_NAME, WEIGHTS_NAME, sha256_file, write_json
 
 STATE_NAME = "trainer_state"
 CHECKSUMS_NAME = "checksums.json"
