@@ -123,7 +123,7 @@ def _applicability(config: Config, cache: dict[str, Any], where: str) -> str | N
     (a TypeError, e.g. cs_two_phase without task-specific BN) or feature-level balancing on a model without one
     shared representation."""
     import mtlzoo
-    from mtlzoo.train.run import _build_rule as build_rule
+    from mtlzoo.train.run import build_rule
 
     model = cache.get(config.model.name)
     if model is None:

@@ -90,7 +90,9 @@ def _build_model(config: Config) -> Any:
         return mtlzoo.create_model(config.model.name, tasks=config_tasks(config), **config.model.kwargs)
 
 
-def _build_rule(config: Config, model: Any) -> Any:
+def build_rule(config: Config, model: Any) -> Any:
+    """The update rule of ``config.method`` for ``model`` (a balancer is wrapped in a single-step rule); unknown
+    options are refused naming ``method.kwargs`` and the accepted ones."""
     import mtlzoo
     from mtlzoo.balancers import BALANCERS
     from mtlzoo.schemes import UPDATE_RULES
@@ -114,7 +116,7 @@ def build_trainer(config: Config, model: Any = None, unlabelled: Sequence[str] =
     check_best_metric(config.train.best_metric, model.tasks)
     if config.train.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    rule = _build_rule(config, model)
+    rule = build_rule(config, model)
     with config_key("data.augment"):
         augment = build_augmentation(config.data.name, config.data.augment, {t.name: t.kind for t in model.tasks})
     labelled = [t for t in model.tasks if t.name not in unlabelled]
