@@ -80,17 +80,18 @@ def recorded_results(path: str | os.PathLike) -> dict[str, Any]:
     return dict(results)
 
 
-def _resolve_baseline(baseline: Any, proto: Protocol) -> tuple[Mapping | None, str | None]:
-    """(metrics, name) of the baseline argument: None, "auto" (the protocol's), a name, a Baseline, a
-    ``{task: {metric: value}}`` dict, a saved result (``EvalResult.to_dict()``, as ``mtlzoo eval --json`` writes),
-    or the path of a run folder, checkpoint folder or such JSON file (see :func:`recorded_results`)."""
+def _resolve_baseline(baseline: Any, proto: Protocol) -> tuple[Mapping | None, str | None, Any]:
+    """(metrics, name, data version it was measured on or None) of the baseline argument: None, "auto" (the
+    protocol's), a name, a Baseline, a ``{task: {metric: value}}`` dict, a saved result (``EvalResult.to_dict()``,
+    as ``mtlzoo eval --json`` writes), or the path of a run folder, checkpoint folder or such JSON file (see
+    :func:`recorded_results`)."""
     if baseline is None:
-        return None, None
+        return None, None, None
     if isinstance(baseline, str) and baseline == "auto":
         if proto.baseline is None:
             warnings.warn(f"protocol {proto.name!r} has no shipped baseline, so no delta_m is computed; pass "
                           "baseline= a baseline name, a {task: {metric: value}} dict or a saved result", stacklevel=3)
-            return None, None
+            return None, None, None
         baseline = proto.baseline
     saved_at = None
     if isinstance(baseline, os.PathLike) or (isinstance(baseline, str) and Path(baseline).exists()):
@@ -104,7 +105,15 @@ def _resolve_baseline(baseline: Any, proto: Protocol) -> tuple[Mapping | None, s
     if measured is not None and measured != proto.name:
         warnings.warn(f"baseline {name!r} was measured under protocol {measured!r}, "
                       f"not {proto.name!r}; the delta_m mixes protocols", stacklevel=3)
-    return metrics, name
+    return metrics, name, getattr(baseline, "data_version", None)
+
+
+def _warn_other_data_version(data: Any, baseline: str | None, measured_on: Any) -> None:
+    """Warn when the data set says its generator version and the baseline was measured on another one."""
+    version = getattr(getattr(data, "dataset", data), "version", None)
+    if measured_on is not None and version is not None and str(version) != str(measured_on):
+        warnings.warn(f"baseline {baseline!r} was measured on version {measured_on} of the data, these batches come "
+                      f"from version {version}; the delta_m mixes data versions", stacklevel=3)
 
 
 def _autocast(amp: bool | str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -220,7 +229,8 @@ def evaluate(model: nn.Module, data: Iterable[Mapping[str, Tensor]], protocol: s
         raise ValueError(f"no batch held a target for any task of the model {[t.name for t in tasks]}")
     _warn_non_finite(flags, step)
     metrics = {t.name: meters[t.name].compute() for t in tasks if t.name in seen}
-    base, base_name = _resolve_baseline(baseline, proto)
+    base, base_name, base_version = _resolve_baseline(baseline, proto)
+    _warn_other_data_version(data, base_name, base_version)
     if base is None:
         return EvalResult(metrics, proto.name)
     value = delta_m(metrics, base, protocol=proto, tasks=tasks)

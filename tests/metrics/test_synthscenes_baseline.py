@@ -54,3 +54,15 @@ def test_evaluate_with_the_auto_baseline_gives_a_finite_delta_m():
     assert result.baseline == NAME and math.isfinite(result.delta_m)
     assert result.delta_m < 0  # an untrained network is worse than the trained single-task ones
 
+
+
+def test_data_of_another_generator_version_than_the_baseline_warns():
+    torch.manual_seed(0)
+    model = mtlzoo.create_model("hps_tiny", tasks="synthscenes")
+    data = DataLoader(SynthScenes("val", size=(24, 32), length=2, version=1), batch_size=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mtlzoo.evaluate(model, data, protocol="synthscenes", baseline="auto", progress=False)
+    messages = [str(w.message) for w in caught]
+    assert any(f"{NAME!r} was measured on version {GENERATOR_VERSION} of the data, these batches come from "
+               "version 1" in m for m in messages), messages
