@@ -36,9 +36,9 @@ SEEDS = (0, 1, 2)
 # (96x128, 2000 training images, 1500 steps of batch 8). The method of each is the one with the best mean
 # delta_m for that architecture in the shipped leaderboard (docs/leaderboard.md).
 RECIPES = {
-    "hps_tiny": ("synthscenes_hps", ["method.name=ew"]),
-    "squadnet_tiny": ("synthscenes_squadnet", ["model.kwargs.width=16", "method.name=ew"]),
-    "cs_tiny": ("synthscenes_cs", ["model.name=cs_tiny", "method.name=cs_two_phase"]),
+    "hps_tiny": ("synthscenes_hps", ["method.name=db_mtl"]),
+    "cs_tiny": ("synthscenes_cs", ["model.name=cs_tiny", "method.name=ius"]),
+    "squadnet_tiny": ("synthscenes_squadnet", ["model.kwargs.width=16", "method.name=ius"]),
 }
 # arch -> what changed since the previous release of its weights (the card's training table shows it).
 CHANGES = {
@@ -200,16 +200,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"no recipe for {unknown}; bundled models: {list(RECIPES)}")
     args.archs = args.archs or list(RECIPES)
     sys.path.insert(0, str(WEIGHTS.parent))
-    runs = [(arch, seed) for arch in args.archs for seed in args.seeds]
     options = (args.steps, args.out_root, args.cache_dir, args.device)
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = {run: pool.submit(train_seed, *run, *options) for run in runs}
-            folders = {run: future.result() for run, future in futures.items()}
-    else:
-        folders = {run: train_seed(*run, *options) for run in runs}
-    entries = [assemble(arch, {seed: folders[arch, seed] for seed in args.seeds}, args.dest) for arch in args.archs]
-    print(json.dumps(entries, indent=2))
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {arch: {seed: pool.submit(train_seed, arch, seed, *options) for seed in args.seeds}
+                   for arch in args.archs}
+        for arch, seeds in futures.items():  # each model is shipped as soon as its seeds are done
+            entry = assemble(arch, {seed: future.result() for seed, future in seeds.items()}, args.dest)
+            print(json.dumps(entry, indent=2), flush=True)
 
 
 if __name__ == "__main__":
