@@ -161,7 +161,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 
     if args.action == "report":
         text = report(args.results, markdown=args.markdown, title=args.title, compare=args.compare,
-                      plots=args.plots, tradeoff=args.tradeoff, note=_note(args))
+                      plots=args.plots, tradeoff=args.tradeoff, preface=args.preface, note=_note(args))
         if args.markdown is None:
             print(text, end="")
         else:
@@ -343,6 +343,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("results", help="a results.json written by `mtlzoo benchmark run`")
     rep.add_argument("--markdown", default=None, help="write the page here (default: print it)")
     rep.add_argument("--plots", default=None, help="write the plots into this folder")
+    rep.add_argument("--preface", default=None, metavar="FILE",
+                     help="a markdown file whose text goes under the page title (e.g. what the budget means)")
     _add_benchmark_render(rep)
     rep.set_defaults(func=_cmd_benchmark)
 

@@ -119,11 +119,17 @@ def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, o
 
 def report(results_path: str | Path, markdown: str | Path | None = None, title: str | None = None,
            compare: Sequence[str] = (), plots: str | Path | None = None, tradeoff: str | None = None,
-           note: Callable[[str], None] = print) -> str:
-    """Render a results file again as markdown (written to ``markdown``, returned either way) and plots."""
+           preface: str | Path | None = None, note: Callable[[str], None] = print) -> str:
+    """Render a results file again as markdown (written to ``markdown``, returned either way) and plots;
+    ``preface`` names a markdown file whose text goes under the title (what the numbers need said about them)."""
     results = read_results(results_path)
-    text = render_markdown(results, title or default_title(results),
-                           report_command(results_path, markdown, title, compare), compare)
+    try:
+        preface_text = Path(preface).read_text(encoding="utf-8").strip() if preface is not None else None
+    except OSError as error:
+        raise ValueError(f"--preface {preface}: cannot read it ({error.strerror})") from None
+    command = report_command(results_path, markdown, title, compare)
+    command += f" --preface {shlex.quote(str(preface))}" if preface is not None else ""
+    text = render_markdown(results, title or default_title(results), command, compare, preface=preface_text)
     if markdown is not None:
         atomic_write_text(markdown, text)
     if plots is not None:

@@ -59,12 +59,12 @@ def _memory_measure(results: Mapping[str, Any]) -> str:
 
 
 def render_markdown(results: Mapping[str, Any], title: str, regenerate: str,
-                    compare: Sequence[str] = ()) -> str:
+                    compare: Sequence[str] = (), preface: str | None = None) -> str:
     """The results page: one table per architecture (rows by delta_m), the baseline, the pairs that do not
     apply, and a section per ``compare`` reference beside the published numbers."""
     from mtlzoo.benchmark.compare import compare_section
 
-    lines = [GENERATED, "", f"# {title}", "", *_intro(results, regenerate)]
+    lines = [GENERATED, "", f"# {title}", "", *([preface, ""] if preface else []), *_intro(results, regenerate)]
     aggregates = results["aggregates"]
     base = aggregates["baseline"]
     if base is not None and base["status"] == "ok":

@@ -101,3 +101,16 @@ def test_a_sweep_measured_on_two_machines_names_the_machine_of_each_architecture
     for record in results["baselines"]:
         record["machine"] = "cpu (A)"
     assert "Ran on cpu (A)." not in render_markdown(results, "t", "cmd")  # one machine: said once, in the intro
+
+
+def test_a_preface_goes_under_the_title_and_into_the_regenerate_command(sweep, tmp_path, capsys):
+    _, out_dir, _ = sweep
+    preface = tmp_path / "preface.md"
+    preface.write_text("What the budget means.\n", encoding="utf-8")
+    assert run_cli("report", out_dir / "results.json", "--title", "T", "--preface", preface) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:5] == ["# T", "", "What the budget means."]
+    assert any(f"--title T --preface {preface}`" in line for line in lines)
+    assert run_cli("report", out_dir / "results.json", "--preface", tmp_path / "missing.md") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--preface" in err and "missing.md" in err
