@@ -174,7 +174,7 @@ def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = 
                 raise SweepInterrupted(stop.signum, f"at step {stop.step} of {cell.key} (checkpoint saved)") from None
             except DistTimeoutError:
                 raise
-            except RuntimeError as error:  # diverged (non-finite steps), out of memory...: recorded, the sweep goes on
+            except (RuntimeError, ValueError) as error:  # diverged, out of memory, refused: recorded, sweep goes on
                 record = failure_record(cell, error)
                 note(f"{cell.key}: failed: {record['reason']} (kept as failed; --retry-failed runs it again)")
             if is_main_rank():

@@ -57,6 +57,11 @@ class AlternatingSteps(UpdateRule):
             raise TypeError(f"release_semantics must be True or False, got {release_semantics!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if getattr(model, "aux_weight", 0):  # InvPT: the joint decoder's preliminary predictions enter each loss
+            raise TypeError(f"{mode} runs each task group through the trunk and that group's heads alone, but "
+                            f"{type(model).__name__} folds deep-supervision terms of its joint decoder into every "
+                            f"loss (aux_weight={model.aux_weight}); build it with aux_weight=0 or use a "
+                            "single-step method")
         names = model.task_names
         if not isinstance(group_size, int) or not 1 <= group_size <= len(names):
             raise ValueError(f"group_size must be an int in [1, {len(names)}] (the number of tasks), "

@@ -183,3 +183,19 @@ def test_only_trains_the_runs_of_the_named_architectures(tmp_path, capsys):
     assert len(records(out_dir)) == RUNS and (out_dir / "results.json").exists()
     assert run_cli("run", spec, "--only", "nope") == 2
     assert "--only nope: ['nope'] is no architecture of the sweep" in capsys.readouterr().err
+
+
+def test_a_run_refused_mid_way_with_a_value_error_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path, monkeypatch,
+                                                                                             capsys):
+    spec = write_spec(tmp_path)
+    real_step = Trainer.train_step
+
+    def refusing(self, batch):
+        if "hps_tiny/ew/seed0" in str(self.out_dir):
+            raise ValueError("these outputs lack what the losses need")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", refusing)
+    assert run_cli("run", spec) == 0
+    assert "cells/hps_tiny/ew/seed0: failed: ValueError: these outputs" in capsys.readouterr().err
+    assert len(records(tmp_path / "sweep")) == RUNS

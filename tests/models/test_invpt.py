@@ -106,11 +106,16 @@ def test_losses_fold_the_deep_supervision_terms():
 
 
 def test_plain_output_dicts_are_refused_unless_aux_weight_is_zero(model):
-    """ius / io run only some heads through forward_tasks (a plain dict): refused clearly, fine with aux_weight=0."""
+    """ius / io run only some heads through forward_tasks (a plain dict): the rule refuses the model when it is
+    built (so a benchmark sweep records the pair as not applicable), the losses refuse a plain dict, and
+    aux_weight=0 trains."""
     data = batch()
     optimizer = lambda params: torch.optim.SGD(params, lr=1e-3)  # noqa: E731
+    for mode in ("ius", "io"):
+        with pytest.raises(TypeError, match=f"{mode} runs each task group.*aux_weight=1.0"):
+            mtlzoo.create_update_rule(mode, model, optimizer)
     with pytest.raises(ValueError, match="deep-supervision"):
-        mtlzoo.create_update_rule("ius", model, optimizer).step(data)
+        model.losses({t: v for t, v in model(data["image"]).items()}, data)
     plain = mtlzoo.create_model("invpt_tiny", tasks=TASKS, aux_weight=0)
     info = mtlzoo.create_update_rule("ius", plain, optimizer).step(data)
     assert set(info.losses) == set(plain.task_names)
