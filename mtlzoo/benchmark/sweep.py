@@ -84,6 +84,11 @@ def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, o
             check_compare({"protocol": plan.protocol}, name)
     for cell in sorted({(c.architecture, c.method, c.reason) for c in plan.cells if c.reason}):
         note(f"{cell[0]} x {cell[1]}: not applicable: {cell[2]}")
+    labels = {c.architecture for c in [*plan.baselines, *plan.cells]}
+    unknown = sorted(set(only) - labels)
+    if unknown:  # before anything is written into the out_dir
+        raise ValueError(f"--only {','.join(only)}: {unknown} is no architecture of the sweep; its labels: "
+                         f"{sorted(labels)}")
     check_saved_spec(spec, update_spec)
     states = check_cells(plan, overwrite, retry_failed)
     if dry_run:
@@ -92,11 +97,6 @@ def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, o
         note(f"{len(states)} runs, {sum(s != 'done' for s in states.values())} to train (dry run: nothing trained)")
         return {}
     save_spec(spec)
-    labels = {c.architecture for c in [*plan.baselines, *plan.cells]}
-    unknown = sorted(set(only) - labels)
-    if unknown:
-        raise ValueError(f"--only {','.join(only)}: {unknown} is no architecture of the sweep; its labels: "
-                         f"{sorted(labels)}")
     records = run_cells(plan, states, note=note, shard=shard, only=only)
     if not is_main_rank():  # the other ranks of a torchrun job hold no metrics (rank 0 evaluates)
         return {}

@@ -181,8 +181,11 @@ def test_only_trains_the_runs_of_the_named_architectures(tmp_path, capsys):
     assert not (out_dir / "results.json").exists()
     assert run_cli("run", spec) == 0  # the rest, then the results
     assert len(records(out_dir)) == RUNS and (out_dir / "results.json").exists()
-    assert run_cli("run", spec, "--only", "nope") == 2
+    other = tmp_path / "other"
+    other.mkdir()
+    assert run_cli("run", write_spec(other, out_dir=str(tmp_path / "fresh")), "--only", "nope") == 2
     assert "--only nope: ['nope'] is no architecture of the sweep" in capsys.readouterr().err
+    assert not (tmp_path / "fresh").exists()  # refused before anything was written
 
 
 def test_a_run_refused_mid_way_with_a_value_error_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path, monkeypatch,
