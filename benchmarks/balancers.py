@@ -236,17 +236,12 @@ def main() -> None:
 
 def _small(args) -> None:
     """Paired per-step times on a small model (``mlp`` or ``toy``), mtlzoo and TorchJD in this one process."""
-    import platform
-
     import small_models
 
+    from mtlzoo.benchmark.results import machine_name
+
     methods = args.balancers or list(small_models.TORCHJD)
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = machine_name("cpu")
     print(f"{args.model}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu}, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, median of {args.steps} paired ratios "
           f"(each method step against a plain summed-loss step)\n")

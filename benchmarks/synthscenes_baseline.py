@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from mtlzoo.benchmark.results import seed_mean_std
 from mtlzoo.checkpoint import atomic_write_text
 from mtlzoo.data import GENERATOR_VERSION
 
@@ -50,11 +50,8 @@ def _run_seed(seed: int, root: Path) -> dict:
 
 def aggregate(results: list[dict]) -> tuple[dict, dict]:
     """Mean and sample std (ddof=1; 0 for one seed) of every metric over the seeds' results."""
-    tables = [r["metrics"] for r in results]
-    mean = {t: {m: round(statistics.fmean(x[t][m] for x in tables), 6) for m in ms} for t, ms in tables[0].items()}
-    std = {t: {m: round(statistics.stdev([x[t][m] for x in tables]), 6) if len(tables) > 1 else 0.0 for m in ms}
-           for t, ms in tables[0].items()}
-    return mean, std
+    mean, std = seed_mean_std([r["metrics"] for r in results])
+    return tuple({t: {m: round(v, 6) for m, v in ms.items()} for t, ms in table.items()} for table in (mean, std))
 
 
 def main() -> None:

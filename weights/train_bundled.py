@@ -147,11 +147,10 @@ def train_seed(arch: str, seed: int, steps: int | None, out_root: Path, cache_di
 
 def over_seeds(results: dict[int, dict]) -> dict:
     """Every seed's scores with their mean, sample std (ddof=1) and delta_m per seed (``results.over_seeds``)."""
+    from mtlzoo.benchmark.results import seed_mean_std
+
     seeds = sorted(results)
-    tables = [results[s]["metrics"] for s in seeds]
-    mean = {t: {m: statistics.fmean(x[t][m] for x in tables) for m in ms} for t, ms in tables[0].items()}
-    std = {t: {m: statistics.stdev([x[t][m] for x in tables]) if len(seeds) > 1 else 0.0 for m in ms}
-           for t, ms in tables[0].items()}
+    mean, std = seed_mean_std([results[s]["metrics"] for s in seeds])
     deltas = [results[s].get("delta_m") for s in seeds]
     summary = {"seeds": seeds, "mean": mean, "std": std, "per_seed": {str(s): results[s]["metrics"] for s in seeds},
                "delta_m": deltas, "baseline": results[seeds[0]].get("baseline")}

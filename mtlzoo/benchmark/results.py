@@ -35,6 +35,18 @@ def mean_std(values: Sequence[float | None]) -> dict[str, Any]:
     return {"mean": float(np.mean(kept)), "std": std, "n": len(kept)}
 
 
+def seed_mean_std(tables: Sequence[Metrics]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Per task and metric, the mean and sample std (ddof=1; 0.0 for one table) over per-seed ``{task: {metric:
+    value}}`` tables, as a model card or a shipped baseline records them."""
+    import statistics
+
+    keys = {task: list(metrics) for task, metrics in tables[0].items()}
+    mean = {t: {m: statistics.fmean(x[t][m] for x in tables) for m in ms} for t, ms in keys.items()}
+    std = {t: {m: statistics.stdev([x[t][m] for x in tables]) if len(tables) > 1 else 0.0 for m in ms}
+           for t, ms in keys.items()}
+    return mean, std
+
+
 def baseline_vector(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]] | None:
     """Every metric of the baseline runs averaged over their seeds (None without baseline runs)."""
     if not records:

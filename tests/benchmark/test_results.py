@@ -6,7 +6,7 @@ import pytest
 from conftest import CASES, SEEDS, fake_sweep
 
 from mtlzoo.benchmark.plan import Cell, Plan
-from mtlzoo.benchmark.results import aggregate, mean_std
+from mtlzoo.benchmark.results import aggregate, mean_std, seed_mean_std
 from mtlzoo.config import Config
 
 
@@ -76,3 +76,14 @@ def test_a_pair_whose_every_seed_failed_is_a_failed_row_after_the_others():
     rows = aggregate(Plan(tuple(cells), tuple(baselines), "synthscenes", CASES["synthscenes"][0]), records)["rows"]
     assert [(r["method"], r["status"]) for r in rows] == [("m2", "ok"), ("m1", "failed")]
     assert rows[1]["reason"] == "RuntimeError: diverged" and len(rows[1]["failed"]) == 3
+
+
+def test_seed_mean_std_is_numpys_mean_and_sample_std_with_zero_for_one_seed():
+    rng = np.random.default_rng(3)
+    tables = [{"depth": {"rmse": float(v), "abs_rel": float(w)}} for v, w in rng.uniform(0.1, 2, (3, 2))]
+    mean, std = seed_mean_std(tables)
+    for metric in ("rmse", "abs_rel"):
+        values = [t["depth"][metric] for t in tables]
+        assert mean["depth"][metric] == pytest.approx(np.mean(values), rel=1e-12)
+        assert std["depth"][metric] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+    assert seed_mean_std(tables[:1]) == (tables[0], {"depth": {"rmse": 0.0, "abs_rel": 0.0}})
