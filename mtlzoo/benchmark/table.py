@@ -74,13 +74,14 @@ def render_markdown(results: Mapping[str, Any], title: str, regenerate: str,
     elif base is not None:
         lines += ["## Single-task baseline", "", f"Every baseline run failed: {base['reason']}", ""]
     machines = _machines(results)
-    if len(set(machines.values())) > 1:  # steps/s compare only between runs on one machine
+    mixed = len(set(machines.values())) > 1  # steps/s compare only between runs on one machine
+    if mixed:
         lines += [f"Runs of the baseline: {machines.get(base['architecture'], 'not recorded')}.", ""] if base else []
     architectures = list(dict.fromkeys(r["architecture"] for r in aggregates["rows"]))
     for arch in architectures:
         rows = [r for r in aggregates["rows"] if r["architecture"] == arch]
         lines += [f"## {arch}", ""]
-        if len(set(machines.values())) > 1:
+        if mixed:
             lines += [f"Ran on {machines.get(arch, 'not recorded')}.", ""]
         ran = [_cells(r, results) for r in rows if r["status"] == "ok"]
         if ran:
