@@ -6,15 +6,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from mtlzoo.data._render import (
-    camera_intrinsics,
-    camera_rays,
-    intersect,
-    room_hits,
-    rowdot,
-    screen_window,
-    surface_normal,
-)
+from mtlzoo.data._numerics import Numerics, numerics_for
+from mtlzoo.data._render import camera_intrinsics, camera_rays, intersect, room_hits, screen_window, surface_normal
 from mtlzoo.data._scene import CEILING, FLOOR, SPHERE, WALL, Scene
 
 _ONES3 = np.ones(3, np.float32)
@@ -25,13 +18,14 @@ _ROOM_FACES = 6
 
 
 @lru_cache(maxsize=8)
-def _rays(size: tuple[int, int]) -> np.ndarray:
-    rays = camera_rays(size)
+def _rays(size: tuple[int, int], num: Numerics) -> np.ndarray:
+    rays = camera_rays(size, num)
     rays.setflags(write=False)
     return rays
 
 
-def _cast(scene: Scene, dirs: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _cast(scene: Scene, dirs: np.ndarray, size: tuple[int, int],
+          num: Numerics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest hit per ray: distance, surface id (0-5 room faces, 6+ solids) and room-frame normal.
 
     Each solid is only tested against the rays of its projected bounding box.
@@ -44,13 +38,14 @@ def _cast(scene: Scene, dirs: np.ndarray, size: tuple[int, int]) -> tuple[np.nda
     normals[np.arange(len(dirs)), axis] = np.float32(1.0) - np.float32(2.0) * side  # room faces point inwards
     grid_t, grid_ids, grid_dirs, grid_normals = t.reshape(h, w), ids.reshape(h, w), dirs.reshape(h, w, 3), \
         normals.reshape(h, w, 3)
-    k = camera_intrinsics(size)
+    k = camera_intrinsics(size, num)
     windows = []
     for j, solid in enumerate(scene.solids):
-        r0, r1, c0, c1 = screen_window(solid.primitive, scene.rotation, k, size)
+        r0, r1, c0, c1 = screen_window(solid.primitive, scene.rotation, k, size, num)
         if r0 >= r1 or c0 >= c1:
             continue
-        hit = intersect(origin, grid_dirs[r0:r1, c0:c1].reshape(-1, 3), solid.primitive).reshape(r1 - r0, c1 - c0)
+        hit = intersect(origin, grid_dirs[r0:r1, c0:c1].reshape(-1, 3), solid.primitive, num)
+        hit = hit.reshape(r1 - r0, c1 - c0)
         window_t = grid_t[r0:r1, c0:c1]
         closer = hit < window_t
         window_t[closer] = hit[closer]
@@ -60,7 +55,7 @@ def _cast(scene: Scene, dirs: np.ndarray, size: tuple[int, int]) -> tuple[np.nda
         mask = grid_ids[window] == _ROOM_FACES + j
         if mask.any():
             points = grid_dirs[window][mask] * grid_t[window][mask][:, None]
-            grid_normals[window][mask] = surface_normal(points, scene.solids[j].primitive)
+            grid_normals[window][mask] = surface_normal(points, scene.solids[j].primitive, num)
     return t, ids, normals
 
 
@@ -93,35 +88,35 @@ def _fraction(x: np.ndarray) -> np.ndarray:
     return x - np.floor(x)
 
 
-def _texture(points: np.ndarray, ids: np.ndarray, tab: dict[str, np.ndarray]) -> np.ndarray:
+def _texture(points: np.ndarray, ids: np.ndarray, tab: dict[str, np.ndarray], num: Numerics) -> np.ndarray:
     """Solid (3-D) textures: plain, checker, stripes or hashed value noise, as a brightness factor."""
     kind = tab["tex_kind"][ids]
     used = set(np.unique(tab["tex_kind"]).tolist())
     scale = tab["tex_scale"][ids]
     flat = np.full(len(ids), 0.5, np.float32)
     cells = np.floor(points / scale[:, None]) if used & {1, 3} else None
-    checker = _fraction(0.5 * (cells @ _ONES3)) * 2.0 if 1 in used else flat
-    stripes = 0.5 + 0.5 * np.sin(rowdot(points, tab["tex_axis"][ids]) * (2 * np.pi / scale)) if 2 in used else flat
-    noise = _fraction(np.sin(cells @ np.float32([12.9898, 78.233, 37.719])) * 43758.547) if 3 in used else flat
+    checker = _fraction(0.5 * num.matmul(cells, _ONES3)) * 2.0 if 1 in used else flat
+    stripes = num.stripes(num.rowdot(points, tab["tex_axis"][ids]), scale) if 2 in used else flat
+    noise = num.noise(cells) if 3 in used else flat
     pattern = np.where(kind == 1, checker, np.where(kind == 2, stripes, np.where(kind == 3, noise, flat)))
     amp = tab["tex_amp"][ids]
     return 1.0 - amp + 2.0 * amp * pattern
 
 
 def _shade(scene: Scene, points: np.ndarray, normals: np.ndarray, ids: np.ndarray, tab: dict,
-           rng: np.random.Generator) -> np.ndarray:
+           rng: np.random.Generator, num: Numerics) -> np.ndarray:
     """Lambert shading with ambient light, 1-2 tinted point lights, exposure, gamma 2 and sensor noise."""
-    sq_points = rowdot(points, points)
-    n_dot_p = rowdot(normals, points)
+    sq_points = num.rowdot(points, points)
+    n_dot_p = num.rowdot(normals, points)
     light = np.full((len(points), 3), scene.ambient, np.float32)
     for pos, power in scene.lights:  # |pos - P|^2 and n . (pos - P) from matrix-vector products
-        dist2 = np.maximum(sq_points - 2.0 * (points @ pos) + np.float32(pos @ pos), 1e-6)
-        cos = (normals @ pos - n_dot_p) / np.sqrt(dist2)
+        dist2 = np.maximum(sq_points - 2.0 * num.matmul(points, pos) + np.float32(num.matmul(pos, pos)), 1e-6)
+        cos = (num.matmul(normals, pos) - n_dot_p) / np.sqrt(dist2)
         tint = rng.uniform(0.8, 1.2, 3).astype(np.float32)
         light += np.outer(np.maximum(cos, 0.0) * (power / (1.0 + dist2)), tint)
-    shade = _texture(points, ids, tab) * np.float32(scene.exposure)
+    shade = _texture(points, ids, tab, num) * np.float32(scene.exposure)
     colour = np.sqrt(np.clip(tab["albedo"][ids] * light * shade[:, None], 0.0, 1.0))  # gamma 2
-    return colour + np.float32(scene.noise) * rng.standard_normal(colour.shape, dtype=np.float32)
+    return colour + np.float32(scene.noise) * num.gaussian(rng, colour.shape)
 
 
 def _edges(instance: np.ndarray) -> np.ndarray:
@@ -155,17 +150,18 @@ def render(scene: Scene, size: tuple[int, int], rng: np.random.Generator) -> dic
     """RGB (uint8 HxWx3) and labels: semseg / parts / saliency / edge (uint8, 255 void), depth (float32
     metres, 0 invalid), normals (float32 HxWx3 camera frame, zero invalid) and instance ids (int16)."""
     h, w = size
-    cam = _rays(size)
-    dirs = cam @ scene.rotation.T
-    t, ids, normals = _cast(scene, dirs, size)
+    num = numerics_for(scene.version)
+    cam = _rays(size, num)
+    dirs = num.matmul(cam, scene.rotation.T)
+    t, ids, normals = _cast(scene, dirs, size, num)
     points = dirs * t[:, None]
     tab = _tables(scene)
     void = _void_mask(scene, ids, points)
-    rgb = _shade(scene, points, normals, ids, tab, rng)
+    rgb = _shade(scene, points, normals, ids, tab, rng, num)
     sky = np.array([0.75, 0.85, 1.0], np.float32) * (0.9 + 0.1 * cam[:, 1:2])
     rgb = np.where(void[:, None], sky, rgb)
-    cam_normals = normals @ scene.rotation  # room -> camera frame
-    cosine = -rowdot(cam_normals, cam) / np.sqrt(rowdot(cam, cam))
+    cam_normals = num.matmul(normals, scene.rotation)  # room -> camera frame
+    cosine = -num.rowdot(cam_normals, cam) / np.sqrt(num.rowdot(cam, cam))
     invalid = void | (t > MAX_DEPTH) | (cosine < _GRAZING_COS) | _blob_mask(size, scene.invalid_blobs).ravel()
     semantic = np.where(void, VOID, tab["semantic"][ids]).astype(np.uint8)
     instance = np.where(void, -1, tab["instance"][ids]).astype(np.int16).reshape(h, w)

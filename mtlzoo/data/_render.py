@@ -8,44 +8,46 @@ is directly the z-depth of the hit in metres.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from mtlzoo.data._numerics import Numerics
+
 HFOV_DEGREES = 62.0
 _INF = np.float32(np.inf)
-_ONES3 = np.ones(3, np.float32)
 
 
-def rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products of two (N, 3) arrays (a matrix product: much faster than einsum or sum(axis=1))."""
-    return (a * b) @ _ONES3
-
-
-def camera_intrinsics(size: tuple[int, int]) -> np.ndarray:
+def camera_intrinsics(size: tuple[int, int], num: Numerics) -> np.ndarray:
     """3x3 pinhole matrix for an (H, W) image: fixed horizontal field of view, principal point at the centre."""
     h, w = size
-    f = 0.5 * w / np.tan(np.deg2rad(HFOV_DEGREES) / 2.0)
+    if num.portable:
+        half = HFOV_DEGREES * math.pi / 360.0
+        f = 0.5 * w * num.cos(half) / num.sin(half)
+    else:
+        f = 0.5 * w / np.tan(np.deg2rad(HFOV_DEGREES) / 2.0)
     return np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
-def camera_rays(size: tuple[int, int]) -> np.ndarray:
+def camera_rays(size: tuple[int, int], num: Numerics) -> np.ndarray:
     """Per-pixel ray directions (H*W, 3) in the camera frame through pixel centres, with z = 1."""
     h, w = size
-    k = camera_intrinsics(size)
+    k = camera_intrinsics(size, num)
     v, u = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     x = (u - k[0, 2]) / k[0, 0]
     y = (v - k[1, 2]) / k[1, 1]
     return np.stack([x.ravel(), y.ravel(), np.ones(h * w, np.float32)], axis=1).astype(np.float32)
 
 
-def rotation(pitch: float, yaw: float, roll: float) -> np.ndarray:
+def rotation(pitch: float, yaw: float, roll: float, num: Numerics) -> np.ndarray:
     """Camera-to-room rotation: pitch about x (positive looks down), yaw about y, roll about z."""
-    cp, sp, cy, sy, cr, sr = np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw), np.cos(roll), np.sin(roll)
+    cp, sp, cy, sy = num.cos(pitch), num.sin(pitch), num.cos(yaw), num.sin(yaw)
+    cr, sr = num.cos(roll), num.sin(roll)
     rx = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
     ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-    return (ry @ rx @ rz).astype(np.float32)
+    return num.matmul(num.matmul(ry, rx), rz).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -87,16 +89,16 @@ def _smallest_root(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndar
     return np.where(ok, near, _INF), np.where(ok, far, _INF)
 
 
-def _sphere(o: np.ndarray, d: np.ndarray, p: Primitive) -> np.ndarray:
+def _sphere(o: np.ndarray, d: np.ndarray, p: Primitive, num: Numerics) -> np.ndarray:
     oc = o - np.asarray(p.base, np.float32)
-    a = rowdot(d, d)
-    b = 2.0 * (d @ oc)
-    c = np.float32(oc @ oc - p.size[0] ** 2)
+    a = num.rowdot(d, d)
+    b = 2.0 * num.matmul(d, oc)
+    c = np.float32(num.matmul(oc, oc) - num.square(p.size[0]))
     near, _ = _smallest_root(a, b, c)
     return np.where(near > 0, near, _INF)
 
 
-def _upright(o: np.ndarray, d: np.ndarray, p: Primitive, cone: bool) -> np.ndarray:
+def _upright(o: np.ndarray, d: np.ndarray, p: Primitive, cone: bool, num: Numerics) -> np.ndarray:
     """Hit of a vertical cylinder or cone (apex up) standing on y = base[1], with its top cap."""
     radius, height = p.size
     x0, y0, z0 = o[0] - p.base[0], o[1] - p.base[1], o[2] - p.base[2]  # y measured from the bottom (y-down)
@@ -105,7 +107,7 @@ def _upright(o: np.ndarray, d: np.ndarray, p: Primitive, cone: bool) -> np.ndarr
     b = 2.0 * (x0 * dx + z0 * dz)
     c = np.full_like(a, x0 * x0 + z0 * z0)
     if cone:  # x^2 + z^2 = (k (y + height))^2 with y in [-height, 0]
-        k2 = (radius / height) ** 2
+        k2 = num.square(radius / height)
         yy = y0 + height
         a, b, c = a - k2 * dy * dy, b - 2.0 * k2 * yy * dy, c - k2 * yy * yy
     else:
@@ -124,17 +126,17 @@ def _upright(o: np.ndarray, d: np.ndarray, p: Primitive, cone: bool) -> np.ndarr
     return best.astype(np.float32)
 
 
-def _yaw_matrix(yaw: float) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
+def _yaw_matrix(yaw: float, num: Numerics) -> np.ndarray:
+    c, s = num.cos(yaw), num.sin(yaw)
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], np.float32)
 
 
-def _box(o: np.ndarray, d: np.ndarray, p: Primitive) -> np.ndarray:
+def _box(o: np.ndarray, d: np.ndarray, p: Primitive, num: Numerics) -> np.ndarray:
     hx, hy, hz = p.size
     centre = np.asarray(p.base, np.float32) - np.array([0.0, hy, 0.0], np.float32)
-    rot = _yaw_matrix(p.yaw)  # local -> room; rows of rot.T map room -> local
-    lo = rot.T @ (o - centre)
-    ld = d @ rot
+    rot = _yaw_matrix(p.yaw, num)  # local -> room; rows of rot.T map room -> local
+    lo = num.matmul(rot.T, o - centre)
+    ld = num.matmul(d, rot)
     half = np.array([hx, hy, hz], np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         t1 = (-half - lo) / ld
@@ -145,40 +147,41 @@ def _box(o: np.ndarray, d: np.ndarray, p: Primitive) -> np.ndarray:
     return np.where(ok, near, _INF).astype(np.float32)
 
 
-def intersect(o: np.ndarray, d: np.ndarray, p: Primitive) -> np.ndarray:
+def intersect(o: np.ndarray, d: np.ndarray, p: Primitive, num: Numerics) -> np.ndarray:
     """Distance t (z-depth) to the first hit of each ray with ``p``; inf where the ray misses."""
     if p.shape == "sphere":
-        return _sphere(o, d, p)
+        return _sphere(o, d, p, num)
     if p.shape == "box":
-        return _box(o, d, p)
+        return _box(o, d, p, num)
     if p.shape in ("cylinder", "cone"):
-        return _upright(o, d, p, cone=p.shape == "cone")
+        return _upright(o, d, p, p.shape == "cone", num)
     raise ValueError(f"unknown primitive shape {p.shape!r}; accepted: sphere, box, cylinder, cone")
 
 
 _CORNERS = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], bool)
 
 
-def bounding_corners(p: Primitive) -> np.ndarray:
+def bounding_corners(p: Primitive, num: Numerics) -> np.ndarray:
     """The 8 corners (8, 3) of an axis-aligned box in the room frame that contains ``p``."""
     base = np.asarray(p.base, np.float32)
     if p.shape == "sphere":
         r = p.size[0]
         lo, hi = base - r, base + r
     else:
-        reach = float(np.hypot(p.size[0], p.size[2])) if p.shape == "box" else p.size[0]
+        reach = float(num.hypot(p.size[0], p.size[2])) if p.shape == "box" else p.size[0]
         height = 2.0 * p.size[1] if p.shape == "box" else p.size[1]
         lo, hi = base - np.float32([reach, height, reach]), base + np.float32([reach, 0.0, reach])
     return np.where(_CORNERS, hi, lo)
 
 
-def screen_window(p: Primitive, rot: np.ndarray, k: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:
+def screen_window(p: Primitive, rot: np.ndarray, k: np.ndarray, size: tuple[int, int],
+                  num: Numerics) -> tuple[int, int, int, int]:
     """Pixel rows [r0, r1) and columns [c0, c1) that can see ``p`` (the whole image if it reaches behind).
 
     ``rot`` is the camera-to-room rotation and ``k`` the intrinsics of an image of ``size``.
     """
     h, w = size
-    cam = bounding_corners(p) @ rot  # room -> camera frame
+    cam = num.matmul(bounding_corners(p, num), rot)  # room -> camera frame
     if (cam[:, 2] <= 0.05).any():
         return 0, h, 0, w
     u = k[0, 0] * cam[:, 0] / cam[:, 2] + k[0, 2]
@@ -188,20 +191,20 @@ def screen_window(p: Primitive, rot: np.ndarray, k: np.ndarray, size: tuple[int,
     return r0, r1, c0, c1
 
 
-def surface_normal(points: np.ndarray, p: Primitive) -> np.ndarray:
+def surface_normal(points: np.ndarray, p: Primitive, num: Numerics) -> np.ndarray:
     """Outward unit normals (N, 3) of ``p`` at surface ``points`` (N, 3), in the room frame."""
     rel = points - np.asarray(p.base, np.float32)
     if p.shape == "sphere":
         n = rel
     elif p.shape == "box":
         hx, hy, hz = p.size
-        rot = _yaw_matrix(p.yaw)
-        local = (rel + np.array([0.0, hy, 0.0], np.float32)) @ rot
+        rot = _yaw_matrix(p.yaw, num)
+        local = num.matmul(rel + np.array([0.0, hy, 0.0], np.float32), rot)
         scaled = np.abs(local) / np.array([hx, hy, hz], np.float32)
         axis = scaled.argmax(axis=1)
         n_local = np.zeros_like(local)
         n_local[np.arange(len(local)), axis] = np.sign(local[np.arange(len(local)), axis])
-        n = n_local @ rot.T
+        n = num.matmul(n_local, rot.T)
     else:
         radius, height = p.size
         n = np.stack([rel[:, 0], np.zeros(len(rel), np.float32), rel[:, 2]], axis=1)
@@ -210,4 +213,4 @@ def surface_normal(points: np.ndarray, p: Primitive) -> np.ndarray:
         else:
             cap = rel[:, 1] <= -height + 1e-4
             n[cap] = np.array([0.0, -1.0, 0.0], np.float32)
-    return n / np.maximum(np.sqrt(rowdot(n, n)), 1e-12)[:, None]
+    return n / np.maximum(np.sqrt(num.rowdot(n, n)), 1e-12)[:, None]

@@ -29,8 +29,8 @@ from mtlzoo.data.transforms import image_to_tensor, targets_to_tensors
 from mtlzoo.registry import unknown_name_error
 from mtlzoo.tasks import Task
 
-GENERATOR_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)  # every version stays renderable: old runs and checkpoints reproduce
+GENERATOR_VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)  # every version stays renderable: old runs and checkpoints reproduce
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_LENGTHS = {"train": 2000, "val": 500, "test": 500}
 TASK_NAMES = ("semseg", "depth", "normals", "edge", "saliency", "parts")

@@ -7,6 +7,7 @@ import torch
 
 from mtlzoo.data import GENERATOR_VERSION, SynthScenes, create_dataset, list_datasets, render_scene
 from mtlzoo.data._image import _cast, _rays
+from mtlzoo.data._numerics import numerics_for
 from mtlzoo.data._render import camera_intrinsics, intersect
 from mtlzoo.data._scene import sample_scene
 from mtlzoo.metrics import create_meter
@@ -49,7 +50,7 @@ def test_label_conventions(scenes):
 
 
 def test_normals_face_the_camera_and_match_depth_on_planes(scenes):
-    k_inv = np.linalg.inv(camera_intrinsics(SIZE))
+    k_inv = np.linalg.inv(camera_intrinsics(SIZE, numerics_for(GENERATOR_VERSION)))
     v, u = np.mgrid[0:SIZE[0], 0:SIZE[1]] + 0.5
     rays = np.stack([u, v, np.ones_like(u)], -1) @ k_inv.T
     for s in scenes:
@@ -77,13 +78,15 @@ def test_edges_are_instance_boundaries(scenes):
         assert ((s["edge"] == 1) == (change & ~void)).all()
 
 
-def test_culling_by_projected_box_changes_nothing():
+@pytest.mark.parametrize("version", [1, 3])
+def test_culling_by_projected_box_changes_nothing(version):
+    num = numerics_for(version)
     for i in range(4):
-        scene = sample_scene(np.random.default_rng([0, 0, i, 1]))
-        dirs = _rays(SIZE) @ scene.rotation.T
-        t, ids, _ = _cast(scene, dirs, SIZE)
+        scene = sample_scene(np.random.default_rng([0, 0, i, version]), version)
+        dirs = num.matmul(_rays(SIZE, num), scene.rotation.T)
+        t, ids, _ = _cast(scene, dirs, SIZE, num)
         for j, solid in enumerate(scene.solids):  # a full-image test never finds a closer hit
-            full = intersect(np.zeros(3, np.float32), dirs, solid.primitive)
+            full = intersect(np.zeros(3, np.float32), dirs, solid.primitive, num)
             assert (full >= t - 1e-5).all()
             assert np.allclose(full[ids == 6 + j], t[ids == 6 + j], atol=1e-5)
 
