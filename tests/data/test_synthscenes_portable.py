@@ -3,8 +3,9 @@
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
-from mtlzoo.data import GENERATOR_VERSION
 from render_env import kernel_settings, scene_checksums
+
+from mtlzoo.data import GENERATOR_VERSION
 
 # every split, both sizes the docs use; each checksum covers every array render_scene returns
 SCENES = [(split, index, size) for split, indices in (("train", (0, 1, 17)), ("val", (7, 3)), ("test", (42,)))
