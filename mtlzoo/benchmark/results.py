@@ -8,6 +8,7 @@ so its delta_m spread shows the seed noise of the baselines themselves.
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import platform
 from collections.abc import Mapping, Sequence
@@ -140,7 +141,10 @@ def aggregate(plan: Plan, records: Mapping[str, Mapping[str, Any]]) -> dict[str,
 
 
 def machine_name(device: torch.device | str | None = None) -> str:
-    """The GPU's name for a CUDA device, else ``cpu (<processor model>)``: what a run's speed was measured on."""
+    """The GPU's name for a CUDA device, else ``cpu (<processor model>; torch <ISA>; numpy BLAS <kernel>)``.
+
+    Both kernel choices are named because CPU results are bit-identical only where they agree (docs/benchmark.md).
+    """
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -150,7 +154,31 @@ def machine_name(device: torch.device | str | None = None) -> str:
             model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"cpu ({model})"
+    return f"cpu ({model}; torch {torch.backends.cpu.get_cpu_capability()}; numpy BLAS {numpy_blas_kernel()})"
+
+
+_CORENAME_SYMBOLS = ("openblas_get_corename", "openblas_get_corename64_", "scipy_openblas_get_corename64_",
+                     "scipy_openblas_get_corename")
+
+
+def numpy_blas_kernel() -> str:
+    """The OpenBLAS core type numpy's BLAS runs (``Haswell``, ``SkylakeX``...), or ``unknown`` if not OpenBLAS."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return "unknown"
+    for path in sorted(paths):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in _CORENAME_SYMBOLS:
+            corename = getattr(library, symbol, None)
+            if corename is not None:
+                corename.restype = ctypes.c_char_p
+                return corename().decode()
+    return "unknown"
 
 
 def environment() -> dict[str, Any]:

@@ -87,3 +87,14 @@ def test_seed_mean_std_is_numpys_mean_and_sample_std_with_zero_for_one_seed():
         assert mean["depth"][metric] == pytest.approx(np.mean(values), rel=1e-12)
         assert std["depth"][metric] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
     assert seed_mean_std(tables[:1]) == (tables[0], {"depth": {"rmse": 0.0, "abs_rel": 0.0}})
+
+
+def test_a_cpu_machine_name_names_the_torch_isa_and_the_numpy_blas_kernel():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENBLAS_CORETYPE": "SkylakeX", "ATEN_CPU_CAPABILITY": "default"}
+    code = "from mtlzoo.benchmark.results import machine_name; print(machine_name('cpu'))"
+    name = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert name.startswith("cpu (") and "torch DEFAULT" in name and "numpy BLAS SkylakeX" in name, name
