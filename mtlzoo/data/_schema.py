@@ -17,6 +17,11 @@ Stored values: label maps (kinds with class ids) are PNG or .npy class ids; othe
 ((H, W) or (H, W, C)) or PNG (one channel times ``scale``; 8-bit RGB normals map by 2 v / 255 - 1). Image-level
 labels are a class id or name (class-id kinds), a number or a list of ``channels`` numbers, or a list of class
 names, which becomes a 0 / 1 vector (multilabel).
+
+Class ids lie in [0, classes - 1] or equal the task's ``ignore_index`` (unlabelled). -1 always reads as the
+ignore index: it is the "no label" of signed arrays (an int8 map cannot hold 255; ``datasets``' ClassLabel
+writes -1), and no class has a negative id, so nothing else can be meant. Any other value (a class 9 of a
+5-class task, a negative id, a non-whole float) is refused with an error naming it and the accepted range.
 """
 
 from __future__ import annotations
@@ -169,6 +174,8 @@ def _class_id(decl: DeclaredTask, value: Any) -> int:
         return task.ignore_index
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"label {value!r} is not a class id or name")
+    if value == -1:  # "no label", as in a label map (see the module docstring)
+        return task.ignore_index
     if not (0 <= value < task.channels or value == task.ignore_index):
         raise ValueError(f"label {value} lies outside [0, {task.channels - 1}] and is not the ignore index "
                          f"{task.ignore_index}")
@@ -202,12 +209,61 @@ def dense_shape_problem(decl: DeclaredTask, shape: tuple[int, ...], size: tuple[
     return f"shape {tuple(shape)} does not match the image {size}; expected {' or '.join(map(str, accepted))}"
 
 
+def label_problem(task: Task, values: np.ndarray) -> str | None:
+    """Why stored class ids (a label map, or its distinct values) do not fit ``task``; None when they do.
+
+    Accepted: whole numbers in [0, channels - 1], the ignore index, and -1 (read as the ignore index).
+    """
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            return f"label value(s) {_distinct(values[bad])} are not class ids (whole numbers)"
+    elif values.dtype.kind == "b":
+        values = values.astype(np.uint8)
+    elif values.dtype.kind not in "iu":
+        return f"labels of dtype {values.dtype}; class ids are integers"
+    bad = bad_labels(task, values)
+    if not bad.any():
+        return None
+    minus = "" if task.ignore_index == -1 else " or -1 (read as the ignore index)"
+    return (f"label value(s) {_distinct(values[bad])} lie outside [0, {task.channels - 1}] and are not the ignore "
+            f"index {task.ignore_index}{minus}")
+
+
+def bad_labels(task: Task, values: np.ndarray) -> np.ndarray:
+    """Where integer class ids ``values`` are none of: [0, channels - 1], the ignore index, -1 (a bool mask)."""
+    return ((values < 0) | (values >= task.channels)) & (values != task.ignore_index) & (values != -1)
+
+
+def _distinct(values: np.ndarray) -> str:
+    """The distinct values of an array, listed (the first few)."""
+    return listed([str(v) for v in np.unique(values).tolist()])
+
+
+def class_ids(task: Task, array: np.ndarray) -> np.ndarray:
+    """A stored label map as integer class ids for ``task``: -1 becomes the ignore index, a bad value a ValueError."""
+    array = np.asarray(array)
+    problem = label_problem(task, array)
+    if problem:
+        raise ValueError(problem)
+    if array.dtype.kind in "fb":
+        array = array.astype(np.int64)
+    if array.dtype.kind == "i" and task.ignore_index != -1:
+        unlabelled = array == -1
+        if unlabelled.any():
+            array = array.astype(np.int64)  # int8 cannot hold an ignore index of 255
+            array[unlabelled] = task.ignore_index
+    return array
+
+
 def dense_target(decl: DeclaredTask, array: np.ndarray, from_png: bool) -> np.ndarray:
     """A stored map as the (H, W) or (H, W, C) array the task's kind converts (label ids stay integers)."""
     from mtlzoo.data.nyud import png_normals
 
     array = np.asarray(array)
     if decl.labels:
+        array = class_ids(decl.task, array)
         return array.reshape(array.shape[:2])
     kind = decl.task.kind
     if from_png and kind == "normals" and array.ndim == 3:

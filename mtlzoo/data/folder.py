@@ -4,7 +4,8 @@ Layout::
 
     root/
       tasks.json                 the tasks: name, kind, classes, ignore index (see mtlzoo.data._schema)
-      images/<stem>.png          RGB images (.png, .jpg, .jpeg, or .npy (H, W, 3) arrays)
+      images/<stem>.png          RGB images (.png, .jpg, .jpeg, or .npy (H, W, 3) arrays; a grey (H, W) or
+                                 (H, W, 1) array is repeated on the three channels)
       <task>/<stem>.png | .npy   one map per image for a dense task (label PNG, 16-bit depth PNG, .npy arrays),
                                  or one .npy array per image for an image-level task
       <task>.json | <task>.csv   image-level labels: {"<stem>": label} or rows "<stem>,<label>[,<label>...]"
@@ -13,7 +14,11 @@ Layout::
                                  split is the whole folder (fine for evaluation, not for training)
 
 The folder is checked when the data set is built: every problem (a missing file, a map whose shape does not
-match its image, a bad label, an unknown kind in tasks.json) is listed in one ValueError.
+match its image, a bad label, a class id out of range in a label map, an image over the pixel limit, an unknown
+kind in tasks.json) is listed in one ValueError, each naming its file. Class ids lie in [0, classes - 1] or are
+the ignore index; -1 (e.g. in an int8 .npy map, which cannot hold 255) reads as the ignore index (see
+:mod:`mtlzoo.data._schema`). An image file declaring more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (a
+decompression bomb) is refused from its header, before any pixel is decoded.
 """
 
 from __future__ import annotations
@@ -28,7 +33,16 @@ from typing import Any
 import numpy as np
 
 from mtlzoo.data import _io
-from mtlzoo.data._io import pick_tasks, read_image, read_png
+from mtlzoo.data._io import (
+    ImageTooLargeError,
+    image_array_problem,
+    image_header,
+    open_image,
+    pick_tasks,
+    read_image,
+    read_png,
+    rgb_array,
+)
 from mtlzoo.data._schema import (
     MAX_LISTED,
     SCHEMA_FILE,
@@ -37,6 +51,7 @@ from mtlzoo.data._schema import (
     dense_shape_problem,
     dense_target,
     image_level_target,
+    label_problem,
     listed,
     problems_error,
     read_schema,
@@ -49,15 +64,41 @@ MAP_SUFFIXES = (".png", ".npy")
 LABEL_SUFFIXES = (".json", ".csv")
 
 
-def _stored_shape(path: Path) -> tuple[int, ...]:
-    """The shape of a stored map or image, read from the file header only."""
-    if path.suffix == ".npy":
-        return tuple(np.load(path, mmap_mode="r").shape)
-    from PIL import Image
+def _header(path: Path, rel: str) -> tuple[tuple[int, ...], np.dtype | None]:
+    """The shape of a stored map or image (and the dtype of a .npy array), read from the file header only.
 
-    with Image.open(path) as im:
-        bands = len(im.getbands())
-        return (im.height, im.width) if bands == 1 else (im.height, im.width, bands)
+    A ValueError names ``rel`` (the path inside the folder): a file that cannot be read, or an image over the
+    pixel limit (:func:`mtlzoo.data._io.open_image`).
+    """
+    try:
+        if path.suffix != ".npy":
+            return image_header(path, rel), None
+        array = np.load(path, mmap_mode="r")
+        return tuple(array.shape), array.dtype
+    except ImageTooLargeError:
+        raise
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{rel} is not a readable {'.npy array' if path.suffix == '.npy' else 'image'} "
+                         f"({type(error).__name__}: {error})") from None
+
+
+def _image_shape(path: Path, rel: str) -> tuple[int, ...]:
+    """The shape of an image file from its header; a .npy array must be (H, W, 3), (H, W) or (H, W, 1)."""
+    shape, dtype = _header(path, rel)
+    problem = None if dtype is None else image_array_problem(shape, dtype)
+    if problem:
+        raise ValueError(f"{rel}: an image array of {problem}")
+    return shape
+
+
+def _distinct_values(path: Path, rel: str) -> np.ndarray:
+    """The distinct values of a stored label map (an 8-bit PNG's from its histogram, without an array)."""
+    if path.suffix == ".npy":
+        return np.unique(np.load(path, mmap_mode="r"))
+    with open_image(path, rel) as im:
+        if im.mode in ("L", "P"):
+            return np.flatnonzero(im.histogram()[:256])
+        return np.unique(np.array(im))
 
 
 def _cell(text: str) -> Any:
@@ -99,15 +140,20 @@ class FolderDataset(_io.ListedDataset):
     """A data set on disk in the ``folder:`` layout (module docstring), split by ``splits/<split>.txt``.
 
     ``tasks`` picks the declared tasks to return (default: all); ``size`` (H, W) resizes every sample (needed
-    when the images differ in size); ``transform`` is a joint transform applied after that.
+    when the images differ in size); ``transform`` is a joint transform applied after that. ``check_labels``
+    (default True) reads every label map once when the data set is built, so a class id out of range is listed
+    with the other problems; False skips that scan (one decode per map) and the same check then runs as each
+    sample loads.
     """
 
     dataset_name = "folder"
     default_protocol = "generic"
 
     def __init__(self, root: str | os.PathLike, split: str = "train", tasks: Iterable[str | Task] | None = None,
-                 transform: Callable[[dict], dict] | None = None, size: tuple[int, int] | None = None) -> None:
+                 transform: Callable[[dict], dict] | None = None, size: tuple[int, int] | None = None,
+                 check_labels: bool = True) -> None:
         self.root = Path(root).expanduser()
+        self.check_labels = bool(check_labels)
         self.title, declared = self._schema(self.root)
         self.declared = {n: declared[n] for n in pick_tasks(tasks, {n: d.task.kind for n, d in declared.items()},
                                                             f"folder {self.root}")}
@@ -176,14 +222,27 @@ class FolderDataset(_io.ListedDataset):
                                     f"(split lists found: {found})")
         return _io.read_split(path)
 
+    def _image_sizes(self) -> tuple[list[tuple[int, int] | None], list[str]]:
+        """(H, W) of each image, read from its header (None where it is unusable), and the problems found."""
+        sizes, problems = [], []
+        for path in self._paths:
+            try:
+                sizes.append(_image_shape(path, f"images/{path.name}")[:2])
+            except ValueError as error:
+                sizes.append(None)
+                problems.append(str(error))
+        return sizes, problems[:MAX_LISTED] + (
+            [f"{len(problems) - MAX_LISTED} more unusable images"] if len(problems) > MAX_LISTED else [])
+
     def _check(self, ids: list[str]) -> list[str]:
         """Every problem of the folder for this split (empty when it is usable)."""
-        sizes = [_stored_shape(p)[:2] for p in self._paths]
-        problems = []
-        if self.size is None and len(set(sizes)) > 1:
+        sizes, problems = self._image_sizes()
+        known = [hw for hw in sizes if hw is not None]
+        if self.size is None and len(set(known)) > 1:
             first = {}
             for path, hw in zip(self._paths, sizes, strict=True):
-                first.setdefault(hw, path.name)
+                if hw is not None:
+                    first.setdefault(hw, path.name)
             shown = ", ".join(f"{name} {h}x{w}" for (h, w), name in list(first.items())[:3])
             problems.append(f"images differ in size ({shown}); pass size=[H, W] (--data-opt size=[H,W]) to "
                             "resize them")
@@ -206,14 +265,26 @@ class FolderDataset(_io.ListedDataset):
         if not (self.root / name).is_dir():
             return [f"task {name!r} ({decl.task.kind}): folder {name}/ is missing (one map per image)"]
         files, problems = self._find(name, ids, MAP_SUFFIXES)
-        bad = []
-        for path, hw in zip(files, sizes, strict=True):
-            problem = None if path is None else dense_shape_problem(decl, _stored_shape(path), hw)
-            if problem:
-                bad.append(f"task {name!r}: {name}/{path.name}: {problem}")
+        bad = [f"task {name!r}: {problem}" for path, hw in zip(files, sizes, strict=True)
+               if path is not None and (problem := self._map_problem(decl, path, hw))]
         self._files[name] = files
         return problems + bad[:MAX_LISTED] + (
-            [f"task {name!r}: {len(bad) - MAX_LISTED} more shape mismatches"] if len(bad) > MAX_LISTED else [])
+            [f"task {name!r}: {len(bad) - MAX_LISTED} more bad maps"] if len(bad) > MAX_LISTED else [])
+
+    def _map_problem(self, decl: DeclaredTask, path: Path, size: tuple[int, int] | None) -> str | None:
+        """What is wrong with one stored map: unreadable, too large, shape, class ids out of range (label maps)."""
+        rel = f"{decl.task.name}/{path.name}"
+        try:
+            shape = _header(path, rel)[0]
+        except ValueError as error:  # unreadable, or over the pixel limit: the message names the file
+            return str(error)
+        problem = None if size is None else dense_shape_problem(decl, shape, size)
+        if problem is None and decl.labels and self.check_labels:
+            try:
+                problem = label_problem(decl.task, _distinct_values(path, rel))
+            except (OSError, ValueError) as error:  # a header that reads but pixels that do not decode
+                problem = f"cannot be decoded ({type(error).__name__}: {error})"
+        return f"{rel}: {problem}" if problem else None
 
     def _check_labels(self, name: str, decl: DeclaredTask, ids: list[str]) -> list[str]:
         path = next((self.root / f"{name}{s}" for s in LABEL_SUFFIXES if (self.root / f"{name}{s}").is_file()), None)
@@ -249,15 +320,17 @@ class FolderDataset(_io.ListedDataset):
 
     def load_image(self, index: int) -> np.ndarray:
         path = self._paths[index]
-        return np.load(path) if path.suffix == ".npy" else read_image(path)
+        return rgb_array(np.load(path), str(path)) if path.suffix == ".npy" else read_image(path)
 
     def load(self, index: int, task: str) -> np.ndarray:
         if task in self._labels:
             return self._labels[task][index]
         path, decl = self._files[task][index], self.declared[task]
-        if path.suffix == ".npy":
-            return dense_target(decl, np.load(path), from_png=False)
-        return dense_target(decl, read_png(path), from_png=True)
+        array = np.load(path) if path.suffix == ".npy" else read_png(path)
+        try:
+            return dense_target(decl, array, from_png=path.suffix != ".npy")
+        except ValueError as error:
+            raise ValueError(f"folder data set {self.root}: task {task!r}: {task}/{path.name}: {error}") from None
 
 
 __all__ = ["FolderDataset", "read_labels"]

@@ -7,12 +7,18 @@ honours ``HF_HUB_OFFLINE`` and the local cache. The local sources need no networ
 
 Tasks come from ``schema`` (a tasks.json document or its path), else a tasks.json beside the data, else the
 columns' features: a ``ClassLabel`` column is a classification task, a list of ``ClassLabel`` a multilabel one.
-Values follow the conventions of :mod:`mtlzoo.data._schema` (an Image column reads as a PNG file would).
+Values follow the conventions of :mod:`mtlzoo.data._schema` (an Image column reads as a PNG file would; -1
+reads as the ignore index). Checked when the data set is built: the columns, every integer label column of an
+image-level task (class ids out of range are listed with their rows) and the first row; each later row as it
+loads (a label map's class ids, its shape), with an error naming the row, the task and the value. An image
+declaring more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded. An array image
+column may hold grey (H, W) arrays, repeated on the three channels.
 Needs the ``datasets`` extra: ``pip install 'mtlzoo[datasets]'``.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -21,14 +27,17 @@ from typing import Any
 import numpy as np
 
 from mtlzoo.data import _io
-from mtlzoo.data._io import pick_tasks
+from mtlzoo.data._io import ImageTooLargeError, image_header, pick_tasks, refuse_large_images, rgb_array
 from mtlzoo.data._schema import (
     SCHEMA_FILE,
     DeclaredTask,
+    bad_labels,
     checked_size,
     dense_shape_problem,
     dense_target,
     image_level_target,
+    label_problem,
+    listed,
     parse_schema,
     problems_error,
     read_schema,
@@ -161,6 +170,17 @@ def _column_problems(data: Any, declared: Mapping[str, DeclaredTask], image_colu
     return problems
 
 
+def _stored_dtype(feature: Any) -> np.dtype | None:
+    """The element dtype of an array column (Array2D / Array3D, nested lists of a Value); None if it has none."""
+    while getattr(feature, "feature", None) is not None:
+        feature = feature.feature
+    dtype = getattr(feature, "dtype", None)
+    try:
+        return np.dtype(dtype) if isinstance(dtype, str) else None
+    except TypeError:
+        return None
+
+
 def _multi_hot(ids: Iterable[int], channels: int) -> np.ndarray:
     """A 0 / 1 vector of ``channels`` entries with the listed class ids set."""
     ids = [int(i) for i in ids]
@@ -202,7 +222,7 @@ class HFDataset(_io.ListedDataset):
                           if isinstance(getattr(f, "feature", None), datasets.ClassLabel)}
         problems = _column_problems(self.data, self.declared, image_column)
         if not problems:
-            problems = self._row_problems(0)
+            problems = self._label_column_problems() + self._row_problems(0)
         if problems:
             raise problems_error(f"hf data set {self.source!r} (split {split!r})", problems)
 
@@ -219,12 +239,53 @@ class HFDataset(_io.ListedDataset):
         return f"hf:{self.source}"
 
     def _row(self, index: int) -> dict[str, Any]:
+        """Row ``index``, decoded; an image over the pixel limit is refused from its header, naming its column."""
         if self._cached is None or self._cached[0] != index:
-            self._cached = (index, self.data[index])
+            try:
+                with refuse_large_images(f"hf data set {self.source!r}: row {index}"):
+                    row = self.data[index]
+            except ImageTooLargeError:
+                self._name_large_image(index)
+                raise
+            self._cached = (index, row)
         return self._cached[1]
+
+    def _name_large_image(self, index: int) -> None:
+        """Raise the pixel-limit error naming the Image column of row ``index`` that is too large (headers only)."""
+        datasets = require_datasets()
+        row = self.data.with_format("arrow")[index]  # not decoded: {"bytes", "path"} per Image cell
+        for column, feature in self.data.features.items():
+            value = row.column(column)[0].as_py() if isinstance(feature, datasets.Image) else None
+            if isinstance(value, dict) and (value.get("bytes") or value.get("path")):
+                source = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
+                try:
+                    image_header(source, f"hf data set {self.source!r}: row {index}, column {column!r}")
+                except OSError:
+                    continue
+
+    def _label_column_problems(self) -> list[str]:
+        """Class ids out of range in the integer columns of image-level label tasks (each column read once)."""
+        datasets = require_datasets()
+        problems = []
+        for name, decl in self.declared.items():
+            feature = self.data.features[name]
+            integer = isinstance(feature, datasets.ClassLabel) or (
+                isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint")))
+            if decl.task.dense or not decl.labels or not integer:
+                continue
+            values = self.data.with_format("arrow")[name].fill_null(-1).to_numpy()  # None: no label, as -1
+            problem = label_problem(decl.task, values)
+            if problem:
+                rows = [str(i) for i in np.flatnonzero(bad_labels(decl.task, values)).tolist()]
+                problems.append(f"task {name!r} (column {name!r}): row(s) {listed(rows)}: {problem}")
+        return problems
 
     def _row_problems(self, index: int) -> list[str]:
         """Problems of one row (checked up front on the first): images and labels that do not fit the tasks."""
+        try:
+            self.load_image(index)
+        except ValueError as error:
+            return [str(error)]
         problems = []
         for name in self.declared:
             try:
@@ -239,7 +300,10 @@ class HFDataset(_io.ListedDataset):
 
     def load_image(self, index: int) -> np.ndarray:
         value = self._row(index)[self.image_column]
-        return np.array(value.convert("RGB")) if hasattr(value, "convert") else np.asarray(value)
+        if hasattr(value, "convert"):
+            return np.array(value.convert("RGB"))
+        array = np.asarray(value, _stored_dtype(self.data.features[self.image_column]))  # rows come back as lists
+        return rgb_array(array, f"hf data set {self.source!r}: row {index}, column {self.image_column!r}")
 
     def load(self, index: int, task: str) -> np.ndarray:
         decl, value = self.declared[task], self._row(index)[task]

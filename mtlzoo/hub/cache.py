@@ -27,6 +27,8 @@ from mtlzoo.hub.files import (
 
 HUB_PREFIX = "hf-hub:"
 _COMMIT = re.compile(r"[0-9a-f]{40}")
+_REF_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+_MAX_REVISION = 255
 
 
 def parse_hub_name(name: str) -> tuple[str, str | None]:
@@ -35,16 +37,46 @@ def parse_hub_name(name: str) -> tuple[str, str | None]:
         raise ValueError(f"a hub name starts with {HUB_PREFIX!r} (e.g. 'hf-hub:org/name@main'), got {name!r}")
     repo_id, _, revision = name[len(HUB_PREFIX):].partition("@")
     validate_repo_id(repo_id)
-    return repo_id, revision or None
+    return repo_id, validate_revision(revision) if revision else None
 
 
 def validate_repo_id(repo_id: str) -> None:
-    """Accept ``org/name`` repository ids only (the form every mtlzoo checkpoint uses)."""
+    """Accept ``org/name`` repository ids only (the form every mtlzoo checkpoint uses), as the Hub spells them."""
+    from huggingface_hub.utils import HFValidationError
     from huggingface_hub.utils import validate_repo_id as hf_validate
 
-    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
-        raise ValueError(f"a hub repository id looks like 'org/name', got {repo_id!r}")
-    hf_validate(repo_id)
+    try:
+        if isinstance(repo_id, str) and repo_id.count("/") == 1:
+            hf_validate(repo_id)
+            return
+    except HFValidationError:
+        pass
+    raise ValueError(f"a hub repository id looks like 'org/name' (letters, digits, '-', '_', '.'; no '--' or '..'; "
+                     f"neither part starting or ending with '-' or '.'; at most 96 characters), got {repo_id!r}")
+
+
+def validate_revision(revision: str) -> str:
+    """Accept a 40-hex commit or a branch / tag name (``main``, ``v1.0``, ``refs/pr/1``); returns it.
+
+    A name is made of letters, digits, ``.``, ``_`` and ``-``, in parts joined by ``/`` (as git and the Hub
+    allow; the HF cache keeps ``refs/pr/1`` as ``refs/refs/pr/1``), none empty or starting with ``.``: no
+    ``..``, no absolute path, no backslash, nothing that could name a file outside the cache.
+    """
+    if (isinstance(revision, str) and 0 < len(revision) <= _MAX_REVISION and ".." not in revision
+            and all(_REF_PART.fullmatch(part) for part in revision.split("/"))):
+        return revision
+    raise ValueError(f"a hub revision is a 40-hex commit or a branch / tag name (letters, digits, '.', '_', '-'; "
+                     f"parts joined by '/' as in 'refs/pr/1'; no '..', no leading '/' or '.', no '\\'), "
+                     f"got {revision!r}")
+
+
+def _inside(root: Path, *paths: Path) -> None:
+    """Refuse to write any of ``paths`` unless, resolved, it lies inside ``root`` (the cache folder)."""
+    base = root.resolve()
+    for path in paths:
+        if not path.resolve().is_relative_to(base):
+            raise ValueError(f"install_to_hf_cache would write {path.resolve()}, outside the Hugging Face cache "
+                             f"{base}; the repository id and revision must name a folder inside it")
 
 
 def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -77,6 +109,8 @@ def fetch_hub_checkpoint(repo_id: str, revision: str | None = None, *, cache_dir
     from huggingface_hub.utils import EntryNotFoundError, HfHubHTTPError
 
     validate_repo_id(repo_id)
+    if revision is not None:
+        validate_revision(revision)
     local_only = local_files_only or hub_offline()
     kwargs = {"repo_id": repo_id, "revision": revision, "cache_dir": cache_dir, "local_files_only": local_only}
     names = [WEIGHTS_NAME, *(PICKLE_WEIGHTS_NAMES if trust_pickle else ())]
@@ -130,17 +164,22 @@ def install_to_hf_cache(local_dir: str | os.PathLike, repo_id: str, revision: st
     """Copy a local checkpoint folder into the HF cache as ``repo_id@revision``; returns the snapshot folder.
 
     Files become ``blobs/<sha256>`` with ``snapshots/<commit>/<file>`` links and ``refs/<revision>``
-    naming the commit (a content hash, or ``revision`` itself when it is a 40-hex commit). Afterwards,
+    naming the commit (a content hash, or ``revision`` itself when it is a 40-hex commit). ``repo_id`` and
+    ``revision`` are checked (:func:`validate_repo_id`, :func:`validate_revision`) and every path written
+    must lie inside the cache, so no name can write elsewhere. Afterwards,
     with ``HF_HUB_OFFLINE=1``, ``from_pretrained("hf-hub:" + repo_id)`` loads it without network.
     """
     validate_repo_id(repo_id)
+    validate_revision(revision)
     folder = Path(local_dir)
     if not (folder / CONFIG_NAME).is_file():
         raise ValueError(f"{str(folder)!r} is not a checkpoint folder: it has no {CONFIG_NAME}")
     hashes = {p.relative_to(folder).as_posix(): sha256_file(p) for p in checkpoint_files(folder)}
     commit = revision if _COMMIT.fullmatch(revision) else _content_commit(hashes)
-    storage = hub_cache_dir(cache_dir) / f"models--{repo_id.replace('/', '--')}"
+    cache = hub_cache_dir(cache_dir)
+    storage = cache / f"models--{repo_id.replace('/', '--')}"
     snapshot = storage / "snapshots" / commit
+    _inside(cache, storage / "refs" / revision, *(snapshot / rel for rel in hashes))
     for rel, sha in hashes.items():
         blob = storage / "blobs" / sha
         if not blob.is_file():

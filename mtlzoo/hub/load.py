@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlzoo.checkpoint import published_directory, read_json
+from mtlzoo.checkpoint import published_directory
 from mtlzoo.hub.cache import bundled_weights_dir, fetch_hub_checkpoint, hub_offline
 from mtlzoo.hub.files import (
     CONFIG_NAME,
@@ -25,6 +25,7 @@ from mtlzoo.hub.files import (
     CheckpointNotFoundError,
     sha256_file,
 )
+from mtlzoo.hub.validate import check_safetensors, corrupt_weights, read_config
 
 _SHOWN_KEYS = 10
 
@@ -55,9 +56,13 @@ def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
     """The state dict in a safetensors file, or in a (trusted) pickle file read with ``weights_only=True``."""
     path = Path(path)
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device=str(torch.device(map_location)))
+        try:
+            return load_file(str(path), device=str(torch.device(map_location)))
+        except SafetensorError as err:
+            raise corrupt_weights(path, (str(err).splitlines() or ["unreadable"])[0]) from None
     state = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path} must hold a flat state dict {{name: tensor}}, got {type(state).__name__}"
@@ -87,15 +92,18 @@ class CheckpointFiles:
 
 def read_checkpoint(folder: str | os.PathLike, *, trust_pickle: bool = False,
                     map_location: str | torch.device = "cpu", sha256: str | None = None) -> CheckpointFiles:
-    """Read config.json and the weights of a checkpoint folder, checking ``sha256`` and the hash config.json records."""
+    """Read config.json and the weights of a checkpoint folder, checking ``sha256`` and the hash config.json records.
+
+    config.json and the safetensors header are checked first (:mod:`mtlzoo.hub.validate`): a malformed or
+    truncated file is a one-line ValueError naming it, before the weights are hashed or read.
+    """
     folder = published_directory(folder)  # a crash while replacing it may have left only the copy set aside
     if not (folder / CONFIG_NAME).is_file():
         raise CheckpointNotFoundError(f"{folder} is not a checkpoint folder: it has no {CONFIG_NAME}")
-    config = read_json(folder / CONFIG_NAME)
-    missing = [key for key in ("architecture", "tasks") if key not in config]
-    if missing:
-        raise ValueError(f"{folder / CONFIG_NAME} lacks {missing}; was it written by mtlzoo's save_pretrained?")
+    config = read_config(folder / CONFIG_NAME)
     path = find_weights(folder, trust_pickle=trust_pickle)
+    if path.suffix == ".safetensors":
+        check_safetensors(path)
     recorded = config.get("weights") or {}
     expected = {"the pretrained config": sha256}
     if recorded.get("file") == path.name:

@@ -18,12 +18,13 @@ import torch
 
 from mtlzoo.checkpoint import published_directory
 from mtlzoo.hub.cache import HUB_PREFIX, fetch_hub_checkpoint, parse_hub_name
+from mtlzoo.hub.files import CONFIG_NAME
 from mtlzoo.hub.load import CheckpointFiles, locate_pretrained, read_checkpoint
 from mtlzoo.models.builder import adapt_tasks, load_state
 from mtlzoo.models.pretrained import PRETRAINED_CFGS, PretrainedCfg, resolve_pretrained
 from mtlzoo.plugins import defining_package, load_entry_point_plugins
 from mtlzoo.registry import Registry, close_matches, unknown_name_error
-from mtlzoo.tasks import Task
+from mtlzoo.tasks import Task, resolve_tasks
 
 if TYPE_CHECKING:  # annotations only: models.base reaches this module (save_pretrained -> export)
     from mtlzoo.models.base import MultiTaskModel
@@ -121,10 +122,19 @@ def _build(files: CheckpointFiles, *, strict: bool, map_location: str | torch.de
     """Rebuild the checkpoint's model from its config, load the weights strictly, adapt the tasks."""
     config = files.config
     _require_registered(config, files.source)
-    args = {**config.get("model_args", {}), **model_kwargs}
+    where = files.source / CONFIG_NAME
+    try:
+        saved_tasks = resolve_tasks(config["tasks"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: its 'tasks' do not rebuild: {_first_line(err)}") from None
+    args = {**(config.get("model_args") or {}), **model_kwargs}
     if args.get("encoder_weights") is not None:
         args["encoder_weights"] = None  # the checkpoint holds the weights: never download ImageNet ones
-    model = create_model_from_config({"architecture": config["architecture"], "tasks": config["tasks"], **args})
+    try:
+        model = create_model_from_config({"architecture": config["architecture"], "tasks": saved_tasks, **args})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {config['architecture']!r} cannot be built with the model arguments "
+                         f"{sorted(args)} (saved model_args and keywords passed): {_first_line(err)}") from err
     load_state(model, files.state, strict=strict)
     model.checkpoint_info = {"source": str(files.source), "sha256": files.sha256,
                              "preprocessing": config.get("preprocessing"), "results": config.get("results"),
@@ -132,6 +142,11 @@ def _build(files: CheckpointFiles, *, strict: bool, map_location: str | torch.de
     if tasks is not None:
         adapt_tasks(model, tasks)
     return model.to(map_location).eval()
+
+
+def _first_line(err: BaseException) -> str:
+    """An exception as one line: its type when it has no message."""
+    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def load_checkpoint(folder: str | os.PathLike, *, strict: bool = True, trust_pickle: bool = False,

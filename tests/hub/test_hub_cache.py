@@ -101,3 +101,49 @@ def test_offline_environment_end_to_end(checkpoint: Path, tmp_path: Path, model,
         expected = model(x)
     got = torch.load(out, weights_only=True)
     assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in expected)
+
+
+@pytest.mark.parametrize("revision", ["../../..", "../outside", "..", "a/../../b", "/tmp/abs", "refs\\..\\x", "a//b",
+                                      ".hidden", "main/", "", "x@y", "v1..2"])
+def test_revisions_that_could_leave_the_cache_are_refused(checkpoint: Path, offline_hub: Path, tmp_path: Path,
+                                                          revision: str) -> None:
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(ValueError) as err:
+        install_to_hf_cache(checkpoint, "org/tiny", revision=revision)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and f"got {revision!r}" in message
+    assert "40-hex commit or a branch / tag name" in message
+    assert sorted(tmp_path.rglob("*")) == before and not offline_hub.exists()  # nothing written, anywhere
+    with pytest.raises(ValueError, match="40-hex commit or a branch / tag name"):
+        from_pretrained(f"hf-hub:org/tiny@{revision}" if revision else "hf-hub:org/tiny", revision=revision or "..")
+
+
+@pytest.mark.parametrize("repo_id", ["../x", "org/..", "org/../x", "/org/x", "org\\x", "org/x/y", "org/a--b", "org/ x",
+                                     "org/.x", "justaname", ""])
+def test_repo_ids_that_are_not_org_name_are_refused(checkpoint: Path, offline_hub: Path, repo_id: str) -> None:
+    with pytest.raises(ValueError) as err:
+        install_to_hf_cache(checkpoint, repo_id)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and f"got {repo_id!r}" in message and "looks like 'org/name'" in message
+    assert not offline_hub.exists()
+    with pytest.raises(ValueError, match="looks like 'org/name'"):
+        from_pretrained(f"hf-hub:{repo_id}")
+
+
+def test_branch_tag_and_pr_revisions_install_and_load(checkpoint: Path, offline_hub: Path, model,
+                                                      outputs_close) -> None:
+    for revision in ("v1.0", "release_2-rc.1", "refs/pr/1"):
+        snapshot = install_to_hf_cache(checkpoint, "org/tiny", revision=revision)
+        assert (offline_hub / "models--org--tiny" / "refs" / revision).read_text() == snapshot.name
+        assert outputs_close(model, from_pretrained("hf-hub:org/tiny", revision=revision))
+
+
+def test_a_path_outside_the_cache_is_refused_even_past_the_name_checks(checkpoint: Path, offline_hub: Path,
+                                                                       tmp_path: Path, monkeypatch) -> None:
+    """Defence in depth: were a bad revision to pass validate_revision, the resolved-path check still stops it."""
+    monkeypatch.setattr("mtlzoo.hub.cache.validate_revision", lambda revision: revision)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match=r"would write .*outside the Hugging Face cache") as err:
+        install_to_hf_cache(checkpoint, "org/tiny", revision="../../../escaped")
+    assert len(str(err.value).splitlines()) == 1
+    assert sorted(tmp_path.rglob("*")) == before
