@@ -42,8 +42,9 @@ RECIPES = {
 }
 # arch -> what changed since the previous release of its weights (the card's training table shows it).
 CHANGES = {
-    arch: "2026-11-26: retrained on synthscenes version 2 at 96x128 with the leaderboard's best method, over 3 "
-          "seeds (the card gives their mean and std); the earlier weights were trained on version 1"
+    arch: "2026-12-06: retrained on synthscenes version 3 (portable: the same bytes on every machine) at 96x128 "
+          "with the recipe of the version-2 leaderboard's best method; earlier weights were trained on version 1 "
+          "or 2, whose pixels depend on the CPU's BLAS kernel"
     for arch in RECIPES
 }
 
