@@ -26,20 +26,21 @@ def _cmd_list(args: argparse.Namespace) -> None:
         "datasets": mtlzoo.list_datasets,
         "configs": shipped_configs,
     }
+    if args.pretrained or args.what == "pretrained":  # a table: what each was trained on and what it scores
+        from mtlzoo.listing import pretrained_table
+
+        print(pretrained_table(args.pattern), end="")
+        return
     for what in [args.what] if args.what != "all" else list(listers):
         names = listers[what]()
         print(f"{what} ({len(names)}): {', '.join(names) if names else '-'}")
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from mtlzoo.models.info import format_info, model_info
+    from mtlzoo.listing import model_figures
+    from mtlzoo.models.info import format_info
 
-    tasks = args.tasks
-    if ":" in tasks:  # NAME:KIND[:CHANNELS],... (vector models such as mmoe_mlp take image-level tasks)
-        from mtlzoo.train.run import parse_task
-
-        tasks = [parse_task(spec.strip(), flag="--tasks") for spec in tasks.split(",")]
-    info = model_info(args.model, tasks=tasks, input_size=tuple(args.size))
+    info = model_figures(args.model, tasks=args.tasks, input_size=args.size)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
 
 
@@ -68,16 +69,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from mtlzoo.train.run import evaluate_checkpoint
+    from mtlzoo.scoring import score_checkpoint
 
-    if args.compare:  # an unknown table name fails before the evaluation, not after it
-        from mtlzoo.metrics import get_reference
-
-        get_reference(args.compare)
-    result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, protocol=args.protocol,
-                                 baseline=args.baseline, data_options=_options(args.data_opt),
-                                 batch_size=args.batch_size, device=args.device, random_init=args.random_init,
-                                 note=_note(args))
+    # the protocol, --baseline and --compare are checked before the evaluation, not after it
+    result = score_checkpoint(args.checkpoint, data=args.data, split=args.split, protocol=args.protocol,
+                              baseline=args.baseline, data_options=_options(args.data_opt), batch_size=args.batch_size,
+                              device=args.device, random_init=args.random_init, compare=args.compare,
+                              note=_note(args))
     text = json.dumps(result, indent=2)
     if args.json:
         from mtlzoo.checkpoint import atomic_write_text
@@ -98,22 +96,25 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     config = load_config(resolve_config_path(args.config) if args.config else None,
                          [*_data_overrides(args), *args.overrides], model_tasks=False)
     config.train.overwrite = config.train.overwrite or args.overwrite
+    if args.resume and config.train.overwrite:
+        raise ValueError("--resume and --overwrite (train.overwrite) exclude each other: --overwrite deletes the "
+                         "fine-tuning run that --resume would continue")
     result = finetune_from_checkpoint(args.checkpoint, config, add_tasks=args.add_task,
                                       freeze_encoder=args.freeze_encoder, only_new_tasks=args.only_new_tasks,
-                                      random_init=args.random_init, note=_note(args))
+                                      random_init=args.random_init, note=_note(args), resume=args.resume)
     print(json.dumps(result, indent=2))
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> None:
     from mtlzoo.diagnose import gradient_report, summarize, write_report
-    from mtlzoo.models.factory import split_model_name
-    from mtlzoo.train.run import default_tasks, load_model_or_checkpoint, make_loader
+    from mtlzoo.scoring import is_architecture_name, model_and_data
+    from mtlzoo.train.run import make_loader
 
-    options = _options(args.data_opt)
     # a bare architecture name means a fresh model here: gradient conflict at initialisation is a question of its own
-    model = load_model_or_checkpoint(args.model, tasks=args.tasks or default_tasks(args.data, options),
-                                     random_init=split_model_name(args.model)[1] is None, note=_note(args))
-    loader = make_loader(args.data, args.split, model, options, args.batch_size, shuffle=True)
+    random_init = args.random_init or is_architecture_name(args.model)
+    model, options, tasks = model_and_data(args.model, args.data, _options(args.data_opt), tasks=args.tasks,
+                                           random_init=random_init, note=_note(args))
+    loader = make_loader(args.data, args.split, model, options, args.batch_size, shuffle=True, tasks=tasks)
     report = gradient_report(model, loader, max_batches=args.batches, layer_depth=args.layer_depth)
     paths = write_report(report, args.out)
     print(summarize(report))
@@ -176,6 +177,17 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
                   only=[a for a in (args.only or "").split(",") if a], note=_note(args))
 
 
+def _sentence(error: BaseException, command: str) -> str:
+    """The error's message; for the commands in ``_SENTENCE_COMMANDS``, ending with a period."""
+    text = str(error)
+    if command in _SENTENCE_COMMANDS and not text.endswith((".", "?", "!")):
+        text += "."
+    return text
+
+
+_SENTENCE_COMMANDS = ("eval", "diagnose", "info", "list")
+
+
 def _note(args: argparse.Namespace) -> Callable[[str], None]:
     """Tell the user (on stderr, so stdout stays machine-readable) which weights a command uses."""
     return lambda message: print(f"mtlzoo {args.command}: {message}", file=sys.stderr)
@@ -223,7 +235,10 @@ def _import_plugins(modules: Sequence[str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mtlzoo`` command (exposed for docs and tests)."""
+    from mtlzoo.version import __version__
+
     parser = argparse.ArgumentParser(prog="mtlzoo", description="Multi-task learning model zoo.")
+    parser.add_argument("--version", action="version", version=f"mtlzoo {__version__}")
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                         help="import this module first (repeatable), so the models, balancers, task kinds, data sets "
                              "and protocols it registers can be named; also: a config's imports: list and the "
@@ -235,13 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["all", "models", "pretrained", "balancers", "rules", "presets", "protocols", "datasets",
                             "configs", "baselines", "references"])
     p.add_argument("--pattern", default="*", help="fnmatch filter for model names")
+    p.add_argument("--pretrained", action="store_true",
+                   help="the pretrained weights as a table: tag, data and version, input size, headline metrics, "
+                        "delta_m (also `mtlzoo list pretrained`)")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("info", help="parameters and FLOPs of a model for a task preset and input size")
-    p.add_argument("model")
-    p.add_argument("--tasks", default="nyud",
-                   help="task preset (default: nyud) or NAME:KIND[:CHANNELS],... e.g. a:regression,b:regression")
-    p.add_argument("--size", type=int, nargs=2, default=[288, 384], metavar=("H", "W"))
+    p.add_argument("model", help="an architecture name, a pretrained name.tag, a checkpoint or run folder, or hf-hub:")
+    p.add_argument("--tasks", default=None, help="for an architecture name: task preset (default: nyud) or "
+                   "NAME:KIND[:CHANNELS],... e.g. a:regression,b:regression")
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="input size (default: the checkpoint's recorded one, else 288 384)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_cmd_info)
 
@@ -265,9 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint folder on a data set under a protocol")
     _add_data_args(p)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint folder, a run folder (its checkpoints/latest), checkpoints/latest, "
+                   "a pretrained name(.tag) or hf-hub:ORG/NAME; scored on the data settings it recorded (--data-opt "
+                   "overrides) and on the tasks the data labels")
     p.add_argument("--protocol", default=None, help="protocol preset (default: the data set's)")
-    p.add_argument("--baseline", default=None, help="'auto', a shipped baseline name, or a JSON file")
+    p.add_argument("--baseline", default=None, help="'auto', a shipped baseline name, a JSON result file (--json) or "
+                   "a run / checkpoint folder; none measured on other data (another data set or version)")
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None, help="also write the result to this JSON file")
     p.add_argument("--compare", default=None, metavar="NAME",
@@ -284,15 +306,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train only the added heads (with --freeze-encoder the old outputs stay unchanged)")
     p.add_argument("--config", help="YAML file or shipped config name for data, optimizer and loop")
     p.add_argument("--overwrite", action="store_true", help="delete the run already in train.out_dir first")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the fine-tuning run in train.out_dir from its latest checkpoint (same checkpoint, "
+                        "--add-task and freeze flags as when it started)")
     _add_run_data_args(p)
     _add_random_init(p)
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("diagnose", help="gradient-conflict report of a model or checkpoint on some batches")
-    p.add_argument("model", help="a registered model name or a checkpoint folder")
+    p.add_argument("model", help="a registered model name (random weights), a checkpoint folder, a run folder (its "
+                   "checkpoints/latest) or checkpoints/latest")
     _add_data_args(p)
     p.add_argument("--tasks", default=None, help="task preset for a model name (default: the data set's)")
+    p.add_argument("--random-init", action="store_true",
+                   help="random weights (what a bare architecture name gets here anyway); refused for a checkpoint")
     p.add_argument("--batches", type=int, default=4)
     p.add_argument("--layer-depth", type=int, default=3, help="name levels that make one layer of the map")
     p.add_argument("--out", default="outputs/diagnose")
@@ -396,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _import_plugins(args.imports)
         args.func(args)
     except (ValueError, FileNotFoundError, MissingExtraError) as error:
-        print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)
+        print(f"mtlzoo {args.command}: error: {_sentence(error, args.command)}", file=sys.stderr)
         return 2
     except DistTimeoutError as error:  # a runtime failure (exit 1), but one line says which rank and what to do
         print(f"mtlzoo {args.command}: error: {error}", file=sys.stderr)

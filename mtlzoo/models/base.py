@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 from torch import Tensor, nn
 
 from mtlzoo.models.heads import build_head
-from mtlzoo.tasks import Task, resolve_tasks
+from mtlzoo.registry import close_matches
+from mtlzoo.tasks import Task, list_task_presets, resolve_tasks, task_preset
 
 
 class Representation(NamedTuple):
@@ -18,6 +19,30 @@ class Representation(NamedTuple):
 
     features: tuple[Tensor, ...]
     size: tuple[int, int]
+
+
+def _preset_task(name: str, current: list[Task]) -> Task:
+    """The task preset's Task called ``name``: the one definition the presets give it, or that of the preset(s)
+    holding every task in ``current``; a ValueError that says to pass a Task otherwise."""
+    presets = {preset: {t.name: t for t in task_preset(preset)} for preset in list_task_presets()}
+    defined = {preset: tasks[name] for preset, tasks in presets.items() if name in tasks}
+    home = {p: t for p, t in defined.items() if all(presets[p].get(c.name) == c for c in current)}
+    for candidates in (home, defined):
+        if candidates and len(set(candidates.values())) == 1:
+            return next(iter(candidates.values()))
+    example = next(iter(defined.values()), None)
+    how = (f"mtlzoo.Task({name!r}, {example.kind!r}, channels=...)" if example is not None
+           else f"mtlzoo.Task({name!r}, KIND, channels=...) with KIND e.g. 'segmentation', 'depth', 'classification'")
+    if defined:
+        ways = "; ".join(f"{p}: {t.kind}, {t.channels} channels, loss {t.loss}, ignore_index {t.ignore_index}"
+                         for p, t in defined.items())
+        why = f"the task presets define {name!r} differently ({ways})"
+    else:
+        known = sorted({n for tasks in presets.values() for n in tasks})
+        near = close_matches(name, known)
+        why = f"no task preset has a task {name!r} (preset tasks: {', '.join(known)}" + \
+            (f"; did you mean {', '.join(near)}?)" if near else ")")
+    raise ValueError(f"add_task({name!r}): {why}; pass {how}")
 
 
 class MultiTaskModel(nn.Module):
@@ -113,9 +138,20 @@ class MultiTaskModel(nn.Module):
         return []
 
     # ---- editing ----------------------------------------------------------------------------
-    def add_task(self, task: Task | Mapping[str, Any]) -> nn.Module:
-        """Add a task and a freshly initialised head for it (on the model's device and dtype)."""
-        task = task if isinstance(task, Task) else Task.from_dict(task)
+    def add_task(self, task: Task | Mapping[str, Any] | str) -> nn.Module:
+        """Add a task and a freshly initialised head for it (on the model's device and dtype).
+
+        ``task`` is a :class:`mtlzoo.Task`, its dict, or the bare name of a task preset's task when that name has
+        one definition (``"saliency"``; for a name the presets define differently, such as ``"semseg"``, the
+        definition of the preset this model's tasks come from).
+        """
+        if isinstance(task, str):
+            task = _preset_task(task, self.tasks)
+        elif isinstance(task, Mapping):
+            task = Task.from_dict(task)
+        elif not isinstance(task, Task):
+            raise TypeError(f"add_task takes a mtlzoo.Task(name, kind, ...), its dict or a preset task's name, "
+                            f"got {type(task).__name__} {task!r}")
         if task.name in self.task_names:
             raise ValueError(f"task {task.name!r} already exists; tasks: {self.task_names}")
         self.tasks.append(task)

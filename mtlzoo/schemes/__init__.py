@@ -31,22 +31,28 @@ def create_update_rule(method: Any, model: nn.Module, optimizer: OptimizerSpec, 
     several optimizers or parameter groups use an instance as a template). ``kwargs`` go to the
     scheme, or to ``create_balancer`` for a balancer name.
     """
-    if isinstance(method, str) and method in UPDATE_RULES:
-        return UPDATE_RULES.get(method)(model, optimizer, **kwargs)
     if isinstance(method, str):
-        try:
-            from mtlzoo.balancers import create_balancer, list_balancers
-        except ImportError:
-            raise unknown_name_error("update rule", method, UPDATE_RULES.names()) from None
-        if method not in list_balancers():
-            raise unknown_name_error("update rule or balancer", method, UPDATE_RULES.names() + list_balancers())
-        return SingleStep(create_balancer(method, **kwargs), model, optimizer)
+        rule = _named_rule(method, model, optimizer, **kwargs)
+        rule.method = method
+        return rule
     if not hasattr(method, "backward"):
         raise TypeError(f"method must be a rule name, a balancer name or an object with backward(losses, model); "
                         f"got {type(method).__name__}")
     if kwargs:
         raise TypeError(f"keyword arguments {sorted(kwargs)} apply to names only; configure the balancer object")
     return SingleStep(method, model, optimizer)
+
+
+def _named_rule(method: str, model: nn.Module, optimizer: OptimizerSpec, **kwargs: Any) -> UpdateRule:
+    if method in UPDATE_RULES:
+        return UPDATE_RULES.get(method)(model, optimizer, **kwargs)
+    try:
+        from mtlzoo.balancers import create_balancer, list_balancers
+    except ImportError:
+        raise unknown_name_error("update rule", method, UPDATE_RULES.names()) from None
+    if method not in list_balancers():
+        raise unknown_name_error("update rule or balancer", method, UPDATE_RULES.names() + list_balancers())
+    return SingleStep(create_balancer(method, **kwargs), model, optimizer)
 
 
 __all__ = ["UPDATE_RULES", "AlternatingSteps", "ConnectionStrengthTwoPhase", "SingleStep", "StepInfo", "UpdateRule",

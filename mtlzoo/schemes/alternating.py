@@ -67,6 +67,7 @@ class AlternatingSteps(UpdateRule):
             raise ValueError(f"group_size must be an int in [1, {len(names)}] (the number of tasks), "
                              f"got {group_size!r}")
         self.mode, self.group_size, self.release_semantics = mode, group_size, release_semantics
+        self.method = mode
         self.weights = task_weights(model, weights)
         order = torch.randperm(len(names), generator=self.generator).tolist()
         self.groups = [[names[i] for i in order[s:s + group_size]] for s in range(0, len(names), group_size)]

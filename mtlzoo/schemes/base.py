@@ -5,10 +5,16 @@ returns a :class:`StepInfo`; ``rule.optimizers`` lists the optimizers it owns (f
 ``rule.state_dict()`` holds their state, the rule's RNG and anything else a resumed run needs.
 Under AMP the caller runs ``step`` inside autocast and calls ``scaler.update()`` once afterwards;
 a rule taking several optimizer steps updates the scaler between them itself.
+
+A step that skipped an update (``StepInfo.skipped``: a NaN / inf loss or gradient, an fp16 overflow) also
+leaves the running statistics of the norm layers as they were: every rule's ``step`` is wrapped (once, by
+:class:`UpdateRule` itself) so that they are copied before its forward and put back after a skip. Otherwise
+one NaN pixel would poison BatchNorm's running mean for good, and with it evaluation and every checkpoint.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,11 +40,53 @@ class StepInfo:
     skipped: int = 0
 
 
+def norm_statistics(model: nn.Module) -> list[Tensor]:
+    """The running statistics of every norm layer that keeps them (BatchNorm, SyncBatchNorm, InstanceNorm with
+    ``track_running_stats``): ``running_mean``, ``running_var`` and ``num_batches_tracked``."""
+    return [buffer for module in model.modules()
+            if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats
+            for buffer in (module.running_mean, module.running_var, module.num_batches_tracked) if buffer is not None]
+
+
+def _keeps_norm_statistics(step: Callable[..., StepInfo]) -> Callable[..., StepInfo]:
+    """Wrap a rule's ``step``: copy the norm statistics first, put them back when the step skipped an update."""
+
+    @functools.wraps(step)
+    def guarded(self: UpdateRule, *args: Any, **kwargs: Any) -> StepInfo:
+        if getattr(self, "_guarding_norm_statistics", False):  # a subclass step calling super().step()
+            return step(self, *args, **kwargs)
+        buffers = norm_statistics(self.model)
+        saved = [buffer.clone() for buffer in buffers]
+        self._guarding_norm_statistics = True
+        try:
+            result = step(self, *args, **kwargs)
+        finally:
+            self._guarding_norm_statistics = False
+        if getattr(result, "skipped", 0) and buffers:
+            with torch.no_grad():
+                torch._foreach_copy_(buffers, saved)
+        return result
+
+    guarded.keeps_norm_statistics = True
+    return guarded
+
+
 class UpdateRule:
-    """Base of every update rule; subclasses implement :meth:`step` and list their optimizers."""
+    """Base of every update rule; subclasses implement :meth:`step` and list their optimizers.
+
+    A subclass's ``step`` is wrapped when the class is created, so that a step reporting a skipped update
+    leaves the norm layers' running statistics unchanged (see the module docstring).
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "keeps_norm_statistics", False):
+            cls.step = _keeps_norm_statistics(step)
 
     def __init__(self, model: nn.Module, seed: int = 0) -> None:
         self.model = model
+        self.method = type(self).__name__  # the name the recipe of a run records (a registered name when built by one)
         self.optimizers: list[Optimizer] = []
         self.generator = torch.Generator().manual_seed(seed)
 

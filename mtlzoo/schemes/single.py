@@ -27,6 +27,7 @@ class SingleStep(UpdateRule):
         if hasattr(balancer, "bind"):
             balancer.bind(model.task_names)
         self.balancer = balancer
+        self.method = type(balancer).__name__
         extra = [p for p in balancer.parameters() if p.requires_grad] if isinstance(balancer, nn.Module) else []
         if not isinstance(optimizer, Optimizer):
             optimizer = optimizer(list(model.parameters()) + extra)

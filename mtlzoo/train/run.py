@@ -16,6 +16,7 @@ from mtlzoo.config import Config, check_best_metric, config_tasks
 from mtlzoo.tasks import Task
 from mtlzoo.train.distributed import explain_timeouts
 from mtlzoo.train.optim import optimizer_factory
+from mtlzoo.train.recipe import config_recipe
 from mtlzoo.train.trainer import EvalSetup, Trainer, seed_everything
 
 _AUGMENT_KEYS = ("scales", "flip")
@@ -105,9 +106,11 @@ def build_rule(config: Config, model: Any) -> Any:
         return mtlzoo.create_update_rule(name, model, optimizer_factory(config.optim), **config.method.kwargs)
 
 
-def build_trainer(config: Config, model: Any = None, unlabelled: Sequence[str] = ()) -> Trainer:
+def build_trainer(config: Config, model: Any = None, unlabelled: Sequence[str] = (),
+                  recipe: Mapping[str, Any] | None = None) -> Trainer:
     """Everything a run needs, seeded; ``model`` replaces the config's model (fine-tuning), and the data set
-    need not label the tasks named in ``unlabelled`` (they train on no label, see :mod:`mtlzoo.data.partial`)."""
+    need not label the tasks named in ``unlabelled`` (they train on no label, see :mod:`mtlzoo.data.partial`).
+    The checkpoints' recipe is the config's (:func:`mtlzoo.train.recipe.config_recipe`) updated with ``recipe``."""
     from mtlzoo.data.partial import WithUnlabelled
 
     seed_everything(config.train.seed)
@@ -128,7 +131,7 @@ def build_trainer(config: Config, model: Any = None, unlabelled: Sequence[str] =
     evaluation = EvalSetup(eval_data, protocol, config.eval.baseline, config.data.eval_batch_size)
     return Trainer(model, rule, train_data, options=config.train, evaluation=evaluation, schedule=config.schedule,
                    batch_size=config.data.batch_size, num_workers=config.data.num_workers,
-                   run_config=config.to_dict())
+                   run_config=config.to_dict(), recipe={**config_recipe(config), **(recipe or {})})
 
 
 def _check_evaluation(config: Config) -> str:
@@ -271,15 +274,18 @@ def load_model_or_checkpoint(name_or_path: str, tasks: str | Sequence[Task] | No
 
 def finetune_from_checkpoint(checkpoint: str, config: Config, add_tasks: Sequence[str | Task] = (),
                              freeze_encoder: bool = False, only_new_tasks: bool = False, random_init: bool = False,
-                             note: Callable[[str], None] | None = None) -> dict[str, Any]:
+                             note: Callable[[str], None] | None = None, resume: bool = False) -> dict[str, Any]:
     """Load a checkpoint, add task heads and train what is asked.
 
     ``freeze_encoder`` freezes the shared part; ``only_new_tasks`` also freezes the old tasks' heads,
     so with both the old tasks' predictions stay exactly as they were. ``checkpoint``, ``random_init`` and
-    ``note`` as in :func:`load_model_or_checkpoint`.
+    ``note`` as in :func:`load_model_or_checkpoint`. ``resume`` continues the fine-tuning run in
+    ``train.out_dir`` (pass the same checkpoint, tasks and flags as when it started). The new heads start
+    from ``train.seed``; the checkpoints' card names the parent checkpoint, the tasks added and what was frozen.
     """
     from mtlzoo.data import dataset_tasks
 
+    seed_everything(config.train.seed)  # before add_task: the new heads' initial weights follow the seed
     model = load_model_or_checkpoint(checkpoint, tasks=config_tasks(config), random_init=random_init, note=note)
     old_tasks = list(model.task_names)
     with config_key("data.name"):
@@ -298,9 +304,11 @@ def finetune_from_checkpoint(checkpoint: str, config: Config, add_tasks: Sequenc
         if note:
             note(f"data set {config.data.name!r} has no labels for {unlabelled}: they get no loss and their "
                  "heads stay frozen")
-    trainer = build_trainer(config, model=model, unlabelled=unlabelled)
+    recipe = {"parent_checkpoint": None if random_init else checkpoint, "random_init": random_init,
+              "added_tasks": model.task_names[len(old_tasks):]}  # what was frozen: see training_record
+    trainer = build_trainer(config, model=model, unlabelled=unlabelled, recipe=recipe)
     with explain_timeouts(config.train.dist_timeout):
-        metrics = trainer.fit()
+        metrics = trainer.fit(resume=resume)
     return {"out_dir": str(Path(config.train.out_dir).resolve()), "step": trainer.step, **metrics}
 
 

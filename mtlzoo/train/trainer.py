@@ -21,6 +21,7 @@ from mtlzoo.train.bad_steps import BadStepGuard, check_finite_weights
 from mtlzoo.train.distributed import DistInfo, init_distributed, pick_device
 from mtlzoo.train.ema import ModelEMA
 from mtlzoo.train.interrupt import StopSignals, TrainingInterrupted
+from mtlzoo.train.recipe import training_record
 from mtlzoo.train.runlog import RunLog, to_plain
 from mtlzoo.train.sampler import EpochSeeded, ResumableSampler
 from mtlzoo.train.schedule import build_schedulers
@@ -50,13 +51,18 @@ class Trainer:
     resumable order, runs it under autocast, keeps schedules, EMA, logs and checkpoints, and
     evaluates with the protocol's metrics every ``options.eval_every`` steps. ``rule`` may also be
     a balancer or a method name, wrapped with ``optimizer`` (an Optimizer or a factory) by
-    ``mtlzoo.create_update_rule``.
+    ``mtlzoo.create_update_rule``. ``recipe`` (JSON-able) describes the run in each checkpoint's config.json
+    and model card, under what the trainer records itself (method, lr, steps, frozen parts, parent checkpoint,
+    the input size it trained at; see :func:`mtlzoo.train.recipe.training_record`).
     """
 
     def __init__(self, model: nn.Module, rule: Any, train_data: Dataset, options: TrainConfig | None = None,
                  evaluation: EvalSetup | None = None, schedule: ScheduleConfig | None = None,
                  batch_size: int = 8, num_workers: int = 0, run_config: Mapping[str, Any] | None = None,
-                 optimizer: Any = None) -> None:
+                 optimizer: Any = None, recipe: Mapping[str, Any] | None = None) -> None:
+        self.recipe = dict(recipe or {})
+        if isinstance(rule, str):
+            self.recipe.setdefault("method", rule)
         if not hasattr(rule, "step"):
             from mtlzoo.schemes import create_update_rule
 
@@ -104,6 +110,7 @@ class Trainer:
         self.last_metrics: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         self.bad_steps = BadStepGuard(self.options.max_bad_steps)
+        self.input_size: tuple[int, ...] | None = None  # (C, H, W) of the images the model was trained on
         self._saved: tuple[int, Path] | None = None  # (step, folder) of the last checkpoint this trainer wrote
 
     # ---- one step -------------------------------------------------------------------------------
@@ -123,6 +130,7 @@ class Trainer:
         """One update of the rule on one batch, then schedules and EMA."""
         epoch = self.step // self.steps_per_epoch
         epochs = max(1, math.ceil(self.options.steps / self.steps_per_epoch))
+        self.input_size = tuple(batch["image"].shape[1:])
         with self._autocast():
             result = self.rule.step(self._to_device(batch), epoch=epoch, epochs=epochs, scaler=self.scaler,
                                     clip_grad=self.options.clip_grad)
@@ -272,6 +280,7 @@ class Trainer:
             "rng": rng.get_state(),
             "best": self.best,
             "last_metrics": self.last_metrics,
+            "input_size": list(self.input_size) if self.input_size else None,
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -280,8 +289,13 @@ class Trainer:
             return None
         is_best = self._is_best()  # before the state is written, so a resumed run knows its best so far
         check_finite_weights(self.model, self.step)
+        training = training_record(self.model, self.rule, self.options, self.loader.batch_size, self.recipe,
+                                   self.step, self.input_size)
+        image = self.input_size is not None and len(self.input_size) == 3 and \
+            self.input_size[0] == getattr(self.model, "in_chans", None)  # (C, H, W), not a vector model's (D,)
         path = checkpoints.save(self.out_dir, self.step, self.model, self.state(), self.run_config,
-                                self.last_metrics, keep_last=self.options.keep_last)
+                                self.last_metrics, keep_last=self.options.keep_last, training=training,
+                                preprocessing={"input_size": list(self.input_size)} if image else None)
         if is_best:
             checkpoints.mark_best(self.out_dir, path)
         self._saved = (self.step, path)
@@ -314,3 +328,4 @@ class Trainer:
         rng.set_state(state["rng"])
         self.best = dict(state["best"])
         self.last_metrics = dict(state["last_metrics"])
+        self.input_size = tuple(state["input_size"]) if state.get("input_size") else self.input_size

@@ -94,3 +94,22 @@ def test_scaled_rule_skips_a_nan_step_and_lowers_the_scale():
     for name, p in model.named_parameters():
         assert torch.isfinite(p).all(), name
     assert not all(torch.equal(before[0][k], v) for k, v in model.named_parameters())  # the good group stepped
+
+
+@pytest.mark.parametrize("method,arch,kwargs", CASES)
+def test_a_nan_pixel_leaves_the_norm_statistics_of_the_skipped_step_unchanged(method, arch, kwargs):
+    """One NaN input pixel makes every loss NaN; the step is skipped and BatchNorm's running mean / var and
+    counters stay bit-identical (they would otherwise hold NaN for good)."""
+    torch.manual_seed(0)
+    model = create_model(arch, tasks="nyud").train()
+    rule = create_update_rule(method, model, lambda params: torch.optim.Adam(params, lr=1e-2), **kwargs)
+    assert rule.step(make_batch(), 0, 1).skipped == 0
+    before = {name: value.clone() for name, value in model.named_buffers()}
+    assert any(name.endswith("running_mean") for name in before)
+    batch = make_batch(seed=1)
+    batch["image"][0, 1, 3, 4] = float("nan")
+    assert rule.step(batch, 0, 1).skipped >= 1
+    for name, value in model.named_buffers():
+        assert torch.equal(value, before[name]), name
+    assert rule.step(make_batch(seed=2), 0, 1).skipped == 0  # a good step after it updates them again
+    assert any(not torch.equal(value, before[name]) for name, value in model.named_buffers())

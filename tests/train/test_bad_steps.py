@@ -1,5 +1,7 @@
 """NaN / inf steps in a Trainer run: skipped, warned, logged, stopped after train.max_bad_steps; no NaN checkpoint."""
 
+import math
+
 import pytest
 import torch
 
@@ -84,3 +86,49 @@ def test_max_bad_steps_must_be_a_positive_integer(value):
     with pytest.raises(ValueError, match="train.max_bad_steps"):
         config_from_dict({"train": {"max_bad_steps": value}})
     assert config_from_dict({"train": {"max_bad_steps": 5}}).train.max_bad_steps == 5
+
+
+class _OneNanPixel(torch.utils.data.Dataset):
+    """``data`` with one NaN pixel in the image of sample ``index`` (a broken file, an fp16 overflow upstream)."""
+
+    def __init__(self, data, index):
+        self.data, self.index = data, index
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        sample = dict(self.data[i])
+        if i == self.index:
+            sample["image"] = sample["image"].clone()
+            sample["image"][1, 5, 7] = float("nan")
+        return sample
+
+
+def test_a_nan_pixel_step_keeps_the_norm_statistics_so_eval_checkpoint_and_resume_work(tmp_path, toy_data,
+                                                                                       make_trainer):
+    data = (_OneNanPixel(toy_data[0], index=5), toy_data[1])
+    trainer = make_trainer(tmp_path / "run", data, steps=6)
+    seen, original = [], trainer.train_step
+
+    def train_step(batch):
+        poisoned = bool(batch["image"].isnan().any())
+        before = {name: value.clone() for name, value in trainer.model.named_buffers()}
+        result = original(batch)
+        if poisoned:
+            seen.append(result.skipped)
+            for name, value in trainer.model.named_buffers():
+                assert torch.equal(value, before[name]), name  # running mean / var and counters: bit-identical
+        return result
+
+    trainer.train_step = train_step
+    with pytest.warns(RuntimeWarning, match="NaN or inf"):
+        trainer.fit()  # evaluates and checkpoints at steps 3 and 6
+    assert seen and all(seen) and trainer.bad_steps.total == len(seen)
+    assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values() if v.is_floating_point())
+    metrics = trainer.evaluate()["metrics"]
+    assert all(math.isfinite(v) for values in metrics.values() for v in values.values()), metrics
+    assert latest(tmp_path / "run").name == "step_0000006"
+    resumed = make_trainer(tmp_path / "run", toy_data, steps=9)
+    resumed.fit(resume=True)
+    assert resumed.step == 9

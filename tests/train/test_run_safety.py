@@ -3,10 +3,18 @@
 import errno
 import json
 import os
+import re
+import shutil
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
+import mtlzoo
+from mtlzoo import Task
 from mtlzoo.checkpoint import load_state
+from mtlzoo.hub.files import sha256_file
+from mtlzoo.schemes import create_update_rule
 from mtlzoo.train import checkpoints
 from mtlzoo.train.checkpoints import CheckpointWriteError, latest
 
@@ -73,11 +81,96 @@ def test_a_truncated_trainer_state_names_the_file(tmp_path, toy_data, make_train
     make_trainer(tmp_path / "run", toy_data, steps=3, eval_every=100).fit()
     folder = tmp_path / "run" / "checkpoints" / "step_0000003"
     (folder / name).write_bytes(damage((folder / name).read_bytes()))
-    (folder / "checksums.json").unlink()  # as a checkpoint without recorded hashes would be
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "weights": None}))
+    _record_hashes(folder)  # as if the file had been damaged before it was hashed
     with pytest.raises(ValueError, match=rf"{name} is truncated or (corrupt|malformed)"):
         make_trainer(tmp_path / "run", toy_data, steps=6).fit(resume=True)
+
+
+def _record_hashes(folder):
+    """Rewrite checksums.json with the files' present hashes (so only the checks after the hashes can object)."""
+    files = ["model.safetensors", "trainer_state.safetensors", "trainer_state.json"]
+    (folder / "checksums.json").write_text(json.dumps({f: sha256_file(folder / f) for f in files}))
+
+
+def _one_line_error(make, match):
+    with pytest.raises(ValueError, match=match) as raised:
+        make().fit(resume=True)
+    assert "\n" not in str(raised.value)
+    return str(raised.value)
+
+
+def _stepped_run(tmp_path, toy_data, make_trainer):
+    make_trainer(tmp_path / "run", toy_data, steps=3, eval_every=100).fit()
+    return tmp_path / "run" / "checkpoints" / "step_0000003"
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute", "symlink"])
+def test_a_latest_pointing_outside_the_run_is_refused(tmp_path, toy_data, make_trainer, how):
+    folder = _stepped_run(tmp_path, toy_data, make_trainer)
+    elsewhere = tmp_path / "elsewhere" / "step_0000009"
+    shutil.copytree(folder, elsewhere)  # a complete checkpoint, only not this run's
+    pointer = folder.parent / "latest"
+    pointer.unlink()
+    if how == "symlink":
+        pointer.symlink_to(elsewhere, target_is_directory=True)
+    else:
+        pointer.write_text(str(elsewhere) if how == "absolute" else "../../elsewhere/step_0000009")
+    message = _one_line_error(lambda: make_trainer(tmp_path / "run", toy_data, steps=6),
+                              r"checkpoints/latest points at .*elsewhere/step_0000009, which is not a step_N folder "
+                              r"of this run")
+    assert "delete it" in message
+    pointer.unlink()
+    (folder.parent / "step_0000012").symlink_to(elsewhere, target_is_directory=True)  # a linked-in step: never taken
+    assert latest(tmp_path / "run") == folder
+
+
+def test_resume_refuses_a_checkpoint_without_checksums(tmp_path, toy_data, make_trainer):
+    folder = _stepped_run(tmp_path, toy_data, make_trainer)
+    (folder / "checksums.json").unlink()
+    _one_line_error(lambda: make_trainer(tmp_path / "run", toy_data, steps=6),
+                    r"step_0000003/checksums.json is missing, so the checkpoint's files cannot be verified")
+    (folder / "checksums.json").write_text(json.dumps({"trainer_state.json": "0" * 64}))
+    _one_line_error(lambda: make_trainer(tmp_path / "run", toy_data, steps=6),
+                    r"checksums.json records no sha256 for 'trainer_state.safetensors'")
+    _record_hashes(folder)
+    recorded = json.loads((folder / "checksums.json").read_text())
+    (folder / "checksums.json").write_text(json.dumps({**recorded, "../../../etc/hostname": "0" * 64}))
+    _one_line_error(lambda: make_trainer(tmp_path / "run", toy_data, steps=6),
+                    r"checksums.json names '../../../etc/hostname', which is not a file of .*step_0000003")
+
+
+def test_resume_refuses_nan_weights_naming_the_file_and_tensor(tmp_path, toy_data, make_trainer):
+    folder = _stepped_run(tmp_path, toy_data, make_trainer)
+    weights = load_file(folder / "model.safetensors")
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key].view(-1)[0] = float("nan")
+    save_file(weights, folder / "model.safetensors")
+    _record_hashes(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "weights": None}))
+    _one_line_error(lambda: make_trainer(tmp_path / "run", toy_data, steps=6),
+                    rf"step_0000003/model.safetensors holds NaN or inf in '{re.escape(key)}'")
+
+
+@pytest.mark.parametrize("tasks, match", [
+    ([Task("semseg", "segmentation", 7), Task("depth", "depth"), Task("normals", "normals"), Task("edge", "edge")],
+     r"model.safetensors holds 'heads.semseg\.[\w.]+' with shape \(40, .*\), where this model has shape \(7, "),
+    ([Task("semseg", "segmentation", 40), Task("depth", "depth"), Task("normals", "normals")],
+     r"model.safetensors holds 'heads.edge\.[\w.]+' with shape \(.*\), which this model lacks"),
+    ([Task("semseg", "segmentation", 40), Task("depth", "depth"), Task("normals", "normals"), Task("edge", "edge"),
+      Task("saliency", "saliency")],
+     r"model.safetensors has no 'heads.saliency\.[\w.]+', where this model has shape \("),
+])
+def test_resume_into_another_model_names_the_first_mismatched_key_before_any_work(tmp_path, toy_data, make_trainer,
+                                                                                  tasks, match):
+    _stepped_run(tmp_path, toy_data, make_trainer)
+    trainer = make_trainer(tmp_path / "run", toy_data, steps=6)
+    trainer.model = mtlzoo.create_model("hps_tiny", tasks=tasks)
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.rule = create_update_rule("ew", trainer.model, lambda params: torch.optim.Adam(params, lr=3e-3))
+    _one_line_error(lambda: trainer, match + ".*another model")
+    assert trainer.step == 0 and _steps(tmp_path / "run") == ["step_0000003"]
+    assert all(torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items())
 
 
 def _scripted_rmse(trainer, values):
