@@ -88,6 +88,8 @@ def _table(results: dict[str, dict], tasks: list[Task]) -> str:
         metrics = result["metrics"]
         cells = [label] + [f"{metrics[t.name][shown[t.name]]:.3f}" if t.name in metrics else "-" for t in tasks]
         cells.append(f"{result['delta_m']:+.2f}" if result.get("delta_m") is not None else "-")
+        if result.get("dominated_by"):  # one task's relative change outweighs the others': say so beside it
+            cells[-1] += f" (dominated by {result['dominated_by']})"
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -150,12 +152,13 @@ def _slug(run: DemoRun) -> str:
 
 def _report(out: Path, runs: list[DemoRun], trainers: dict, models: dict, results: dict, baseline: dict,
             tasks: list[Task], val_data: list, start: float) -> dict[str, Any]:
-    from mtlzoo.metrics import delta_m
+    from mtlzoo.metrics import delta_m_breakdown
 
     mtl = [r.label for r in runs if len(r.tasks) > 1]
     for label in mtl:
-        results[label]["delta_m"] = delta_m(results[label]["metrics"], baseline, style="vandenhende",
-                                            protocol="synthscenes", tasks=tasks)
+        parts = delta_m_breakdown(results[label]["metrics"], baseline, style="vandenhende", protocol="synthscenes",
+                                  tasks=tasks)
+        results[label].update(delta_m=parts.value, delta_m_by_task=parts.by_task, dominated_by=parts.dominated_by)
     stl_row = {"metrics": baseline, "delta_m": 0.0}
     table = _table({**{label: results[label] for label in mtl}, "single-task baselines": stl_row}, tasks)
     squad = models[mtl[0]]

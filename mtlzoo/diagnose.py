@@ -36,21 +36,28 @@ def _condition_number(gram: Tensor) -> Tensor:
 
 
 def _batch_gramians(model: nn.Module, batch: Mapping[str, Tensor], layers: dict[str, list[int]],
-                    shared: list[Tensor]) -> dict[str, Tensor]:
-    losses = list(model.losses(model(batch["image"]), batch).values())
+                    shared: list[Tensor]) -> tuple[list[str], dict[str, Tensor]]:
+    """The tasks the batch labels and, per layer, the Gramian of their loss gradients on the shared parameters."""
+    outputs = model(batch["image"])
+    if any(name not in batch for name in outputs):  # labelled tasks only (kept whole otherwise: it may carry more)
+        outputs = {name: out for name, out in outputs.items() if name in batch}
+    named = model.losses(outputs, batch)
+    losses = list(named.values())
     rows = []
     for t, loss in enumerate(losses):
         grads = torch.autograd.grad(loss, shared, retain_graph=t < len(losses) - 1, allow_unused=True)
         rows.append([torch.zeros_like(p) if g is None else g for g, p in zip(grads, shared, strict=True)])
     blocks = [torch.stack([row[i].reshape(-1) for row in rows]).double() for i in range(len(shared))]
-    return {layer: sum(blocks[i] @ blocks[i].T for i in indices) for layer, indices in layers.items()}
+    return list(named), {layer: sum(blocks[i] @ blocks[i].T for i in indices) for layer, indices in layers.items()}
 
 
 def gradient_report(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], max_batches: int = 8,
                     layer_depth: int = 3, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Average per-batch task-gradient statistics on the shared parameters over up to ``max_batches`` batches.
 
-    ``layer_depth`` is how many levels of parameter names make one layer of the conflict map.
+    ``layer_depth`` is how many levels of parameter names make one layer of the conflict map. The tasks are
+    those the batches label (a fine-tuned model's old tasks on its original data, say); every batch must label
+    the same ones.
     """
     model = model.to(device).train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -66,11 +73,17 @@ def gradient_report(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], m
     totals: dict[str, Tensor] = {}
     conditions, count = [], 0
     usage: dict[str, dict[str, dict[str, float]]] = {}
+    tasks: list[str] | None = None
     for batch in batches:
         if count >= max_batches:
             break
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        grams = _batch_gramians(model, batch, layers, shared)
+        labelled, grams = _batch_gramians(model, batch, layers, shared)
+        if not labelled or (tasks is not None and labelled != tasks):
+            raise ValueError(f"batch {count} labels the tasks {labelled}, "
+                             + (f"batch 0 labelled {tasks}" if tasks is not None else f"none of {model.task_names}")
+                             + "; every batch must label the same tasks of the model.")
+        tasks = labelled
         _add_usage(usage, model)
         full = sum(grams.values())
         conditions.append(_condition_number(full))
@@ -81,7 +94,7 @@ def gradient_report(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], m
         model.zero_grad(set_to_none=True)
     if count == 0:
         raise ValueError("no batch to diagnose: the data is empty")
-    report = _assemble(model.task_names, totals, conditions, count, full)
+    report = _assemble(tasks, totals, conditions, count, full)
     if usage:
         report["expert_usage"] = {gate: {level: {e: w / count for e, w in weights.items()}
                                          for level, weights in levels.items()} for gate, levels in usage.items()}

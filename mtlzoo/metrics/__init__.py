@@ -16,10 +16,10 @@ from mtlzoo.metrics.base import Meter
 from mtlzoo.metrics.baselines import BASELINES, Baseline, get_baseline, list_baselines
 from mtlzoo.metrics.classification import AccuracyMeter, RegressionMeter
 from mtlzoo.metrics.compare import Comparison, compare_with_reference
-from mtlzoo.metrics.delta_m import delta_m, delta_m_terms
+from mtlzoo.metrics.delta_m import DeltaBreakdown, delta_m, delta_m_breakdown, delta_m_terms
 from mtlzoo.metrics.depth import DepthMeter
 from mtlzoo.metrics.edge import EdgeMeter
-from mtlzoo.metrics.evaluate import EvalResult, evaluate
+from mtlzoo.metrics.evaluate import DataMismatchWarning, EvalResult, evaluate
 from mtlzoo.metrics.keypoints import PCKMeter
 from mtlzoo.metrics.multilabel import MultilabelMeter
 from mtlzoo.metrics.normals import NormalsMeter, angular_error
@@ -29,9 +29,10 @@ from mtlzoo.metrics.saliency import SaliencyMeter
 from mtlzoo.metrics.segmentation import PartsMeter, SegmentationMeter
 
 __all__ = [
-    "AccuracyMeter", "BASELINES", "Baseline", "Comparison", "DepthMeter", "EdgeMeter", "EvalResult", "Meter",
-    "MultilabelMeter", "NormalsMeter", "PCKMeter", "PROTOCOLS", "PartsMeter", "Protocol", "REFERENCES",
-    "ReferenceTable", "RegressionMeter", "SaliencyMeter", "SegmentationMeter", "angular_error", "average_results",
-    "compare_with_reference", "create_meter", "delta_m", "delta_m_terms", "evaluate", "get_baseline", "get_protocol",
-    "get_reference", "list_baselines", "list_protocols", "list_references",
+    "AccuracyMeter", "BASELINES", "Baseline", "Comparison", "DataMismatchWarning", "DeltaBreakdown", "DepthMeter",
+    "EdgeMeter", "EvalResult", "Meter", "MultilabelMeter", "NormalsMeter", "PCKMeter", "PROTOCOLS", "PartsMeter",
+    "Protocol", "REFERENCES", "ReferenceTable", "RegressionMeter", "SaliencyMeter", "SegmentationMeter",
+    "angular_error", "average_results", "compare_with_reference", "create_meter", "delta_m", "delta_m_breakdown",
+    "delta_m_terms", "evaluate", "get_baseline", "get_protocol", "get_reference", "list_baselines", "list_protocols",
+    "list_references",
 ]

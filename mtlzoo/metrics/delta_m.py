@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 
 from mtlzoo.metrics.baselines import Baseline, get_baseline
 from mtlzoo.metrics.protocols import DELTA_STYLES, PROTOCOLS, Protocol, get_protocol
@@ -11,7 +12,8 @@ from mtlzoo.tasks import TASK_KINDS, Task, list_task_presets, task_preset
 
 Metrics = Mapping[str, Mapping[str, float]]
 TasksArg = None | str | Mapping[str, Task | str] | Iterable[Task]
-
+DOMINANCE_POINTS = 10.0  # a task's share of delta_m (percentage points) from which it can dominate the value
+SMALL_BASELINE = 0.01  # a ratio metric's baseline below this makes its relative change unstable (0.005 -> 0.02: +300%)
 
 
 def _metric_directions() -> dict[str, int | None]:
@@ -120,15 +122,10 @@ def _as_metrics(baseline: Metrics | Baseline | str) -> Metrics:
     return result_parts(baseline)[0]
 
 
-def delta_m_terms(metrics: Metrics, baseline: Metrics | Baseline | str, style: str = "vandenhende",
-                  tasks: TasksArg = None, select: Mapping[str, str | Iterable[str]] | None = None,
-                  covered: Collection[str] | None = None) -> dict[str, dict[str, float]]:
-    """Per task and metric, the relative change ``100 * s * (M - B) / B`` (positive = better) behind delta_m.
-
-    Tasks present in both ``metrics`` and ``baseline`` enter (only those in ``select`` if given, plus any
-    task outside ``covered``, the task names ``select`` speaks for); per task the ``select``-ed metrics, else
-    the kind's Vandenhende metric for ``vandenhende``, else every metric both share.
-    """
+def _terms(metrics: Metrics, baseline: Metrics | Baseline | str, style: str, tasks: TasksArg,
+           select: Mapping[str, str | Iterable[str]] | None,
+           covered: Collection[str] | None) -> tuple[dict[str, dict[str, float]], set[str]]:
+    """:func:`delta_m_terms`, plus the tasks with a ratio metric whose baseline is below ``SMALL_BASELINE``."""
     if style not in DELTA_STYLES:
         raise unknown_name_error("delta_m style", style, list(DELTA_STYLES))
     base = _as_metrics(baseline)
@@ -140,6 +137,7 @@ def delta_m_terms(metrics: Metrics, baseline: Metrics | Baseline | str, style: s
         raise ValueError(f"no task is in both the results {sorted(metrics)} and the baseline {sorted(base)}"
                          + (f" among the selected {sorted(select)}" if select is not None else ""))
     terms: dict[str, dict[str, float]] = {}
+    small: set[str] = set()
     for task in names:
         kind = _kind_of(task, kinds, list(metrics[task]) + list(base[task]))
         if select is not None and task in select:
@@ -157,7 +155,79 @@ def delta_m_terms(metrics: Metrics, baseline: Metrics | Baseline | str, style: s
             value, ref = float(metrics[task][m]), float(base[task][m])
             _check_units(task, m, value, ref, kind)
             terms[task][m] = 100.0 * _direction(m, kind) * (value - ref) / ref
-    return terms
+            if _is_fraction(m, kind) and abs(ref) < SMALL_BASELINE:
+                small.add(task)
+    return terms, small
+
+
+def delta_m_terms(metrics: Metrics, baseline: Metrics | Baseline | str, style: str = "vandenhende",
+                  tasks: TasksArg = None, select: Mapping[str, str | Iterable[str]] | None = None,
+                  covered: Collection[str] | None = None) -> dict[str, dict[str, float]]:
+    """Per task and metric, the relative change ``100 * s * (M - B) / B`` (positive = better) behind delta_m.
+
+    Tasks present in both ``metrics`` and ``baseline`` enter (only those in ``select`` if given, plus any
+    task outside ``covered``, the task names ``select`` speaks for); per task the ``select``-ed metrics, else
+    the kind's Vandenhende metric for ``vandenhende``, else every metric both share.
+    """
+    return _terms(metrics, baseline, style, tasks, select, covered)[0]
+
+
+@dataclass(frozen=True)
+class DeltaBreakdown:
+    """delta_m (``value``, in ``style``), each task's share of it (``by_task``: they add up to ``value``) and the
+    task whose relative change dominates it (``dominated_by``, None when none does; see :func:`dominant_task`)."""
+
+    value: float
+    style: str
+    by_task: dict[str, float]
+    dominated_by: str | None
+
+
+def dominant_task(by_task: Mapping[str, float], small_baseline: Collection[str] = ()) -> str | None:
+    """The task whose share of delta_m outweighs the other tasks' shares together (absolute values) and is
+    either at least ``DOMINANCE_POINTS`` percentage points or comes from a ratio baseline below
+    ``SMALL_BASELINE`` (``small_baseline``: such tasks); None when no task does or there is only one task."""
+    if len(by_task) < 2:
+        return None
+    task = max(by_task, key=lambda name: abs(by_task[name]))
+    rest = sum(abs(share) for name, share in by_task.items() if name != task)
+    if abs(by_task[task]) > rest and (abs(by_task[task]) >= DOMINANCE_POINTS or task in small_baseline):
+        return task
+    return None
+
+
+def delta_m_breakdown(metrics: Metrics, baseline: Metrics | Baseline | str, style: str | None = None,
+                      tasks: TasksArg = None, select: Mapping[str, str | Iterable[str]] | None = None,
+                      protocol: str | Protocol | None = None) -> DeltaBreakdown:
+    """:func:`delta_m` with each task's share of it and the task that dominates it, if one does (a near-zero
+    baseline, e.g. an mIoU of 0.005, turns a small change into hundreds of percent). The value is the
+    published formula, unchanged; the flag only says how far to trust it as a summary."""
+    metrics, carried = result_parts(metrics)
+    if protocol is None and carried in PROTOCOLS:
+        protocol = carried
+    covered = None
+    if protocol is not None:
+        proto = get_protocol(protocol)
+        style = style or proto.delta_style
+        if select is None and proto.delta_metrics is not None:
+            select, covered = proto.delta_metrics, _protocol_tasks(proto)
+        tasks = tasks if tasks is not None else proto.task_preset
+    style = style or "vandenhende"
+    terms, small = _terms(metrics, baseline, style, tasks, select, covered)
+    if style == "vandenhende":
+        several = {t: list(v) for t, v in terms.items() if len(v) != 1}
+        if several:
+            raise ValueError(f"style 'vandenhende' takes one metric per task, got {several}; use 'libmtl'")
+        value = sum(v for task in terms.values() for v in task.values()) / len(terms)
+        by_task = {t: sum(v.values()) / len(terms) for t, v in terms.items()}
+    elif style == "nash":
+        flat = [v for task in terms.values() for v in task.values()]
+        value = -sum(flat) / len(flat)
+        by_task = {t: -sum(v.values()) / len(flat) for t, v in terms.items()}
+    else:
+        value = sum(sum(task.values()) / len(task) for task in terms.values()) / len(terms)
+        by_task = {t: sum(v.values()) / len(v) / len(terms) for t, v in terms.items()}
+    return DeltaBreakdown(value, style, by_task, dominant_task(by_task, small))
 
 
 def delta_m(metrics: Metrics, baseline: Metrics | Baseline | str, style: str | None = None,
@@ -173,25 +243,6 @@ def delta_m(metrics: Metrics, baseline: Metrics | Baseline | str, style: str | N
     ``evaluate`` (or their saved ``to_dict()`` form); ``baseline`` may name a shipped baseline. ``protocol``
     (default: the one ``metrics`` carries) supplies the style and the metrics when they are not given; a task
     outside the protocol's task preset (a new task, a user kind) then enters with its kind's default.
+    :func:`delta_m_breakdown` also says whether one task's change dominates the value.
     """
-    metrics, carried = result_parts(metrics)
-    if protocol is None and carried in PROTOCOLS:
-        protocol = carried
-    covered = None
-    if protocol is not None:
-        proto = get_protocol(protocol)
-        style = style or proto.delta_style
-        if select is None and proto.delta_metrics is not None:
-            select, covered = proto.delta_metrics, _protocol_tasks(proto)
-        tasks = tasks if tasks is not None else proto.task_preset
-    style = style or "vandenhende"
-    terms = delta_m_terms(metrics, baseline, style, tasks, select, covered)
-    if style == "vandenhende":
-        several = {t: list(v) for t, v in terms.items() if len(v) != 1}
-        if several:
-            raise ValueError(f"style 'vandenhende' takes one metric per task, got {several}; use 'libmtl'")
-        return sum(v for task in terms.values() for v in task.values()) / len(terms)
-    if style == "nash":
-        flat = [v for task in terms.values() for v in task.values()]
-        return -sum(flat) / len(flat)
-    return sum(sum(task.values()) / len(task) for task in terms.values()) / len(terms)
+    return delta_m_breakdown(metrics, baseline, style, tasks, select, protocol).value

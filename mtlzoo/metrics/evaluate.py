@@ -17,30 +17,60 @@ from torch import Tensor, nn
 from mtlzoo.checkpoint import published_directory
 from mtlzoo.metrics.base import Meter
 from mtlzoo.metrics.baselines import Baseline, get_baseline
-from mtlzoo.metrics.delta_m import delta_m, result_parts
+from mtlzoo.metrics.delta_m import delta_m_breakdown, result_parts
 from mtlzoo.metrics.protocols import Protocol, create_meter, get_protocol
+from mtlzoo.metrics.provenance import (
+    MeasuredOn,
+    baseline_measured_on,
+    data_measured_on,
+    data_name,
+    data_version,
+    result_measured_on,
+)
 from mtlzoo.registry import close_matches
 from mtlzoo.tasks import Task
 
 AMP_DTYPES: dict[str, torch.dtype | None] = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
+class DataMismatchWarning(UserWarning):
+    """The baseline was measured on other data than the data scored, so no delta_m was computed."""
+
+
 class EvalResult(dict):
-    """``{task: {metric: value}}`` that also says which ``protocol`` made it and, with a baseline, its delta_m."""
+    """``{task: {metric: value}}`` that also says which ``protocol`` made it, on which data (``dataset``, its
+    ``data_version``) and, with a baseline, its delta_m: each task's share of it (``delta_m_by_task``) and the
+    task that dominates it (``dominated_by``), or why it was refused (``delta_m_refused``)."""
 
     def __init__(self, metrics: Mapping[str, Mapping[str, float]], protocol: str, delta_m: float | None = None,
-                 delta_style: str | None = None, baseline: str | None = None) -> None:
+                 delta_style: str | None = None, baseline: str | None = None, *, dataset: str | None = None,
+                 data_version: int | str | None = None, delta_m_by_task: Mapping[str, float] | None = None,
+                 dominated_by: str | None = None, delta_m_refused: str | None = None) -> None:
         super().__init__({task: dict(values) for task, values in metrics.items()})
         self.protocol = protocol
         self.delta_m = delta_m
         self.delta_style = delta_style
         self.baseline = baseline
+        self.dataset = dataset
+        self.data_version = data_version
+        self.delta_m_by_task = dict(delta_m_by_task) if delta_m_by_task is not None else None
+        self.dominated_by = dominated_by
+        self.delta_m_refused = delta_m_refused
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict: protocol, metrics and (when computed) delta_m with its style and baseline."""
-        out: dict[str, Any] = {"protocol": self.protocol, "metrics": {t: dict(v) for t, v in self.items()}}
+        """A JSON-able dict: protocol, the data (when it says), metrics and (when computed) delta_m with its style,
+        baseline, per-task shares and dominating task, or (when refused) why."""
+        out: dict[str, Any] = {"protocol": self.protocol}
+        if self.dataset is not None:
+            out["dataset"] = self.dataset
+        if self.data_version is not None:
+            out["data_version"] = self.data_version
+        out["metrics"] = {t: dict(v) for t, v in self.items()}
         if self.delta_m is not None:
-            out.update(delta_m=self.delta_m, delta_style=self.delta_style, baseline=self.baseline)
+            out.update(delta_m=self.delta_m, delta_style=self.delta_style, baseline=self.baseline,
+                       delta_m_by_task=self.delta_m_by_task, dominated_by=self.dominated_by)
+        if self.delta_m_refused is not None:
+            out["delta_m_refused"] = self.delta_m_refused
         return out
 
     def __repr__(self) -> str:
@@ -80,18 +110,18 @@ def recorded_results(path: str | os.PathLike) -> dict[str, Any]:
     return dict(results)
 
 
-def _resolve_baseline(baseline: Any, proto: Protocol) -> tuple[Mapping | None, str | None, Any]:
-    """(metrics, name, data version it was measured on or None) of the baseline argument: None, "auto" (the
-    protocol's), a name, a Baseline, a ``{task: {metric: value}}`` dict, a saved result (``EvalResult.to_dict()``,
-    as ``mtlzoo eval --json`` writes), or the path of a run folder, checkpoint folder or such JSON file (see
+def _resolve_baseline(baseline: Any, proto: Protocol) -> tuple[Mapping | None, str | None, MeasuredOn]:
+    """(metrics, name, the data it was measured on) of the baseline argument: None, "auto" (the protocol's), a
+    name, a Baseline, a ``{task: {metric: value}}`` dict, a saved result (``EvalResult.to_dict()``, as ``mtlzoo
+    eval --json`` writes), or the path of a run folder, checkpoint folder or such JSON file (see
     :func:`recorded_results`)."""
     if baseline is None:
-        return None, None, None
+        return None, None, MeasuredOn()
     if isinstance(baseline, str) and baseline == "auto":
         if proto.baseline is None:
             warnings.warn(f"protocol {proto.name!r} has no shipped baseline, so no delta_m is computed; pass "
                           "baseline= a baseline name, a {task: {metric: value}} dict or a saved result", stacklevel=3)
-            return None, None, None
+            return None, None, MeasuredOn()
         baseline = proto.baseline
     saved_at = None
     if isinstance(baseline, os.PathLike) or (isinstance(baseline, str) and Path(baseline).exists()):
@@ -100,20 +130,22 @@ def _resolve_baseline(baseline: Any, proto: Protocol) -> tuple[Mapping | None, s
         baseline = get_baseline(baseline)
     if isinstance(baseline, Baseline):
         metrics, name, measured = baseline.metrics, baseline.name, baseline.protocol
+        data = baseline_measured_on(baseline)
     else:
         (metrics, measured), name = result_parts(baseline), saved_at or "custom"
+        data = result_measured_on(baseline)
     if measured is not None and measured != proto.name:
         warnings.warn(f"baseline {name!r} was measured under protocol {measured!r}, "
                       f"not {proto.name!r}; the delta_m mixes protocols", stacklevel=3)
-    return metrics, name, getattr(baseline, "data_version", None)
+    return metrics, name, data
 
 
-def _warn_other_data_version(data: Any, baseline: str | None, measured_on: Any) -> None:
-    """Warn when the data set says its generator version and the baseline was measured on another one."""
-    version = getattr(getattr(data, "dataset", data), "version", None)
-    if measured_on is not None and version is not None and str(version) != str(measured_on):
-        warnings.warn(f"baseline {baseline!r} was measured on version {measured_on} of the data, these batches come "
-                      f"from version {version}; the delta_m mixes data versions", stacklevel=3)
+def _refusal(baseline: str | None, measured: MeasuredOn, scored: MeasuredOn) -> str | None:
+    """Why no delta_m is computed against a baseline measured on other data than the data scored, or None."""
+    if not measured.differs_from(scored):
+        return None
+    return (f"no delta_m: baseline {baseline!r} was measured on {measured.describe()}, the data scored is "
+            f"{scored.describe()}; score the baseline's data or pass a baseline measured on this data.")
 
 
 def _autocast(amp: bool | str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -185,12 +217,15 @@ def evaluate(model: nn.Module, data: Iterable[Mapping[str, Tensor]], protocol: s
     Each task present in a batch is scored from ``task.postprocess(output)``; tasks a batch lacks are
     skipped for that batch, and a batch key that names no task warns once. ``baseline`` (None, "auto" for
     the protocol's own, a shipped baseline name, a ``{task: {metric: value}}`` dict or a saved result) adds
-    delta_m in the protocol's style. ``device`` moves the model there for the run (and back afterwards);
-    ``amp`` is "bf16", "fp16", "none" or a bool (True: fp16 on CUDA, bf16 elsewhere); ``channels_last``
-    converts the model and inputs. A non-finite raw output warns naming the task, the batch and ``step``.
-    The model is put in eval mode and restored afterwards.
+    delta_m in the protocol's style, with each task's share and the task that dominates it (if one does); a
+    baseline measured on other data (another data set, or another generator version) gives no delta_m but a
+    :class:`DataMismatchWarning` and ``delta_m_refused``. ``device`` moves the model there for the run (and
+    back afterwards); ``amp`` is "bf16", "fp16", "none" or a bool (True: fp16 on CUDA, bf16 elsewhere);
+    ``channels_last`` converts the model and inputs. A non-finite raw output warns naming the task, the batch
+    and ``step``. The model is put in eval mode and restored afterwards.
     """
     proto = get_protocol(protocol if protocol is not None else _data_protocol(data))
+    base, base_name, measured = _resolve_baseline(baseline, proto)  # a bad baseline fails before any work
     tasks: list[Task] = list(model.tasks)
     home = _model_device(model)
     moved = device is not None
@@ -229,9 +264,13 @@ def evaluate(model: nn.Module, data: Iterable[Mapping[str, Tensor]], protocol: s
         raise ValueError(f"no batch held a target for any task of the model {[t.name for t in tasks]}")
     _warn_non_finite(flags, step)
     metrics = {t.name: meters[t.name].compute() for t in tasks if t.name in seen}
-    base, base_name, base_version = _resolve_baseline(baseline, proto)
-    _warn_other_data_version(data, base_name, base_version)
+    found = {"dataset": data_name(data), "data_version": data_version(data)}
     if base is None:
-        return EvalResult(metrics, proto.name)
-    value = delta_m(metrics, base, protocol=proto, tasks=tasks)
-    return EvalResult(metrics, proto.name, value, proto.delta_style, base_name)
+        return EvalResult(metrics, proto.name, **found)
+    refused = _refusal(base_name, measured, data_measured_on(data))
+    if refused is not None:
+        warnings.warn(refused, DataMismatchWarning, stacklevel=2)
+        return EvalResult(metrics, proto.name, **found, delta_m_refused=refused)
+    parts = delta_m_breakdown(metrics, base, protocol=proto, tasks=tasks)
+    return EvalResult(metrics, proto.name, parts.value, proto.delta_style, base_name, **found,
+                      delta_m_by_task=parts.by_task, dominated_by=parts.dominated_by)

@@ -22,7 +22,8 @@ class Protocol:
     that replaces the kind's own (a callable ``(task, **options) -> Meter`` or its ``"module:attr"`` path);
     kinds in neither use their TaskKind's meter with its defaults. ``delta_metrics`` maps a task name to the
     metrics that enter delta_m (absent: every metric both results share, or the headline for
-    ``vandenhende``); ``task_preset`` and ``baseline`` name the matching task preset and shipped baseline.
+    ``vandenhende``); ``task_preset`` and ``baseline`` name the matching task preset and shipped baseline, and
+    ``dataset`` the registered data set its numbers are measured on (None: any data set).
     """
 
     name: str
@@ -34,6 +35,7 @@ class Protocol:
     delta_metrics: Mapping[str, tuple[str, ...]] | None = None
     task_preset: str | None = None
     baseline: str | None = None
+    dataset: str | None = None
 
     def meter_options(self, kind: str) -> dict[str, Any]:
         """The options this protocol gives the meter of ``kind`` (empty: the meter's defaults)."""
@@ -66,7 +68,7 @@ _add(Protocol(
             "edge": {"max_dist": 0.011}},
     delta_style="vandenhende",
     delta_metrics={"semseg": ("miou",), "depth": ("rmse",), "normals": ("mean",)},
-    task_preset="nyud", baseline="mtinet_hrnet18_nyud",
+    task_preset="nyud", baseline="mtinet_hrnet18_nyud", dataset="nyud",
 ))
 _add(Protocol(
     "mtinet_pascal", "MTI-Net / ATRC (Vandenhende et al.)",
@@ -78,7 +80,7 @@ _add(Protocol(
             "normals": _MTINET_NORMALS, "edge": {"max_dist": 0.0075}},
     delta_style="vandenhende",
     delta_metrics={"semseg": ("miou",), "parts": ("miou",), "saliency": ("miou",), "normals": ("mean",)},
-    task_preset="pascal_context", baseline="mtinet_hrnet18_pascal",
+    task_preset="pascal_context", baseline="mtinet_hrnet18_pascal", dataset="pascal_context",
 ))
 _add(Protocol(
     "mtan_nyuv2", "MTAN / gradient balancers (CAGrad, Nash-MTL, FAMO)",
@@ -89,7 +91,7 @@ _add(Protocol(
     delta_style="nash",
     delta_metrics={**_MTAN_SEG_DEPTH,
                    "normals": ("mean", "median", "within_11_25", "within_22_5", "within_30")},
-    task_preset="nyuv2_mtan", baseline="cagrad_segnet_nyuv2",
+    task_preset="nyuv2_mtan", baseline="cagrad_segnet_nyuv2", dataset="nyuv2_mtan",
 ))
 _add(Protocol(
     "mtan_cityscapes", "MTAN / gradient balancers (CAGrad, Nash-MTL, FAMO)",
@@ -98,7 +100,7 @@ _add(Protocol(
     meters=_MTAN,
     delta_style="nash",
     delta_metrics=_MTAN_SEG_DEPTH,
-    task_preset="cityscapes2", baseline="cagrad_segnet_cityscapes",
+    task_preset="cityscapes2", baseline="cagrad_segnet_cityscapes", dataset="cityscapes_mtan",
 ))
 _ATRC = {"segmentation": {"absent": "zero"}, "parts": {"absent": "zero"}, "depth": {"reduce": "pixel"},
          "normals": _MTINET_NORMALS, "saliency": {"reduce": "pixel", "beta2": 0.3}}
@@ -110,7 +112,7 @@ _add(Protocol(
     meters={**_ATRC, "edge": {"max_dist": 0.011}},
     delta_style="vandenhende",
     delta_metrics={"semseg": ("miou",), "depth": ("rmse",), "normals": ("mean",)},
-    task_preset="nyud",
+    task_preset="nyud", dataset="nyud",
 ))
 _add(Protocol(
     "atrc_pascal", "ATRC / InvPT / TaskPrompter (ViT era, MTI-Net data)",
@@ -120,7 +122,7 @@ _add(Protocol(
     meters={**_ATRC, "edge": {"max_dist": 0.0075}},
     delta_style="vandenhende",
     delta_metrics={"semseg": ("miou",), "parts": ("miou",), "saliency": ("maxf",), "normals": ("mean",)},
-    task_preset="pascal_context",
+    task_preset="pascal_context", dataset="pascal_context",
 ))
 _add(Protocol(
     "synthscenes", "mtlzoo synthscenes (pooled, MTI-Net-like)",
@@ -132,7 +134,7 @@ _add(Protocol(
     delta_style="vandenhende",
     delta_metrics={"semseg": ("miou",), "depth": ("rmse",), "normals": ("mean",), "saliency": ("maxf",),
                    "parts": ("miou",)},
-    task_preset="synthscenes", baseline="synthscenes_hps_tiny",
+    task_preset="synthscenes", baseline="synthscenes_hps_tiny", dataset="synthscenes",
 ))
 
 _add(Protocol(

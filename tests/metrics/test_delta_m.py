@@ -2,7 +2,8 @@
 
 import pytest
 
-from mtlzoo.metrics import delta_m, delta_m_terms, get_baseline, list_baselines, list_protocols
+from mtlzoo.metrics import delta_m, delta_m_breakdown, delta_m_terms, get_baseline, list_baselines, list_protocols
+from mtlzoo.metrics.delta_m import dominant_task
 from mtlzoo.tasks import Task
 
 # Nash-MTL Table 2 (NYUv2, SegNet-MTAN): mIoU, PixAcc, AbsErr, RelErr, Mean, Median, <11.25, <22.5, <30, Delta m
@@ -135,3 +136,44 @@ def test_a_result_carries_its_protocol_into_delta_m():
     assert delta_m(result.to_dict(), get_baseline("cagrad_segnet_cityscapes")) == pytest.approx(published, abs=0.1)
     # a saved result used as the baseline: itself against itself is 0
     assert delta_m(result, result.to_dict()) == pytest.approx(0.0)
+
+
+# --- which task a delta_m is made of: per-task shares and a dominating task, the published value unchanged ---
+
+NEAR_ZERO = {"semseg": {"miou": 0.5}, "depth": {"rmse": 0.5}, "parts": {"miou": 0.005}}  # parts barely learnt
+
+
+def test_a_near_zero_baseline_is_flagged_without_changing_the_published_value():
+    result = {"semseg": {"miou": 0.51}, "depth": {"rmse": 0.49}, "parts": {"miou": 0.023}}
+    parts = delta_m_breakdown(result, NEAR_ZERO, protocol="synthscenes")
+    assert parts.value == delta_m(result, NEAR_ZERO, protocol="synthscenes")  # the formula as published
+    assert parts.value == pytest.approx((2.0 + 2.0 + 360.0) / 3)
+    assert parts.by_task == pytest.approx({"semseg": 2 / 3, "depth": 2 / 3, "parts": 120.0})
+    assert parts.dominated_by == "parts" and parts.style == "vandenhende"
+
+
+@pytest.mark.parametrize("style", ["vandenhende", "libmtl", "nash"])
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
+def test_the_shares_add_up_to_delta_m_in_every_style_and_do_not_depend_on_units_or_order(style, scale):
+    base = {"semseg": {"miou": 0.4, "pixel_acc": 0.6}, "depth": {"abs_err": 0.5 * scale, "abs_rel": 0.2 * scale}}
+    result = {"semseg": {"miou": 0.44, "pixel_acc": 0.63}, "depth": {"abs_err": 0.52 * scale, "abs_rel": 0.1 * scale}}
+    select = {"semseg": "miou", "depth": "abs_rel"} if style == "vandenhende" else \
+        {"semseg": ("miou", "pixel_acc"), "depth": ("abs_err", "abs_rel")}
+    parts = delta_m_breakdown(result, base, style=style, tasks="cityscapes2", select=select)
+    assert sum(parts.by_task.values()) == pytest.approx(parts.value)
+    assert parts.value == pytest.approx(delta_m(result, base, style=style, tasks="cityscapes2", select=select))
+    flipped = delta_m_breakdown(dict(reversed(result.items())), base, style=style, tasks="cityscapes2",
+                                select=select)
+    assert flipped.by_task == pytest.approx(parts.by_task) and flipped.dominated_by == parts.dominated_by
+
+
+def test_dominance_needs_more_than_the_others_together_and_a_large_share_or_a_tiny_baseline():
+    assert dominant_task({"a": 30.0, "b": -10.0, "c": 15.0}) == "a"  # 30 > 25 and >= 10 points
+    assert dominant_task({"a": 30.0, "b": -10.0, "c": 25.0}) is None  # 30 < 35: a mean of several changes
+    assert dominant_task({"a": 5.0, "b": 1.0}) is None  # small changes are a balanced summary
+    assert dominant_task({"a": 5.0, "b": 1.0}, small_baseline={"a"}) == "a"  # ... unless from a near-zero baseline
+    assert dominant_task({"a": 500.0}) is None  # one task has nothing to dominate
+    assert dominant_task({"a": -40.0, "b": 2.0}) == "a"  # losses dominate too
+    result = {"semseg": {"miou": 0.5}, "depth": {"rmse": 0.5}, "parts": {"miou": 0.006}}
+    small = delta_m_breakdown(result, NEAR_ZERO, protocol="synthscenes")  # parts +20 %: a share of 6.7 points
+    assert small.by_task["parts"] == pytest.approx(20 / 3) and small.dominated_by == "parts"

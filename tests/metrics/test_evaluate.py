@@ -214,7 +214,7 @@ def test_cli_eval_reads_the_json_it_wrote_as_a_baseline(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "model"), *data, "--baseline", str(saved)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["delta_m"] == pytest.approx(0.0) and result["baseline"] == "custom"
+    assert result["delta_m"] == pytest.approx(0.0) and result["baseline"] == str(saved)  # named by its file
 
 
 def test_labels_outside_the_class_range_warn_naming_the_task():
@@ -237,3 +237,39 @@ def test_targets_for_tasks_the_model_lacks_stay_silent():
         b["edge"] = torch.zeros(2, 1, 6, 8)  # the data set has a task this model does not
     _, messages = _caught(lambda: evaluate(_Oracle(), batches, progress=False))
     assert not [m for m in messages if "edge" in m]
+
+
+def test_the_result_says_which_task_dominates_its_delta_m():
+    batches = _batches()
+    for b in batches:
+        del b["normals"]
+    baseline = {"semseg": {"miou": 0.005}, "depth": {"rmse": 0.2}}  # a near-zero mIoU: any change is huge
+    result = evaluate(_Oracle(noise=0.1), batches, protocol="synthscenes", baseline=baseline, progress=False)
+    assert result.delta_m == pytest.approx(((1.0 - 0.005) / 0.005 * 100 + 50.0) / 2, rel=1e-5)  # value unchanged
+    saved = result.to_dict()
+    assert saved["dominated_by"] == "semseg" and result.dominated_by == "semseg"
+    assert saved["delta_m_by_task"] == pytest.approx({"semseg": 9950.0, "depth": 25.0}, rel=1e-5)
+    fair = evaluate(_Oracle(noise=0.1), batches, protocol="synthscenes",
+                    baseline={"semseg": {"miou": 0.9}, "depth": {"rmse": 0.11}}, progress=False)
+    assert fair.to_dict()["dominated_by"] is None
+
+
+def test_a_baseline_of_another_data_set_gives_no_delta_m():
+    from torch.utils.data import DataLoader
+
+    from mtlzoo.data import SynthScenes
+    from mtlzoo.metrics import DataMismatchWarning
+    from mtlzoo.models import create_model
+
+    model = create_model("hps_tiny", tasks="nyuv2_mtan")
+    data = DataLoader(SynthScenes("val", size=(24, 32), length=2, tasks=model.task_names, version=2), batch_size=2)
+    with pytest.warns(DataMismatchWarning, match="baseline 'cagrad_segnet_nyuv2' was measured on nyuv2_mtan, the "
+                                                 "data scored is synthscenes version 2"):
+        result = evaluate(model, data, protocol="mtan_nyuv2", baseline="auto", progress=False)
+    assert result.delta_m is None and "nyuv2_mtan" in result.to_dict()["delta_m_refused"]
+    saved = {"protocol": "mtan_nyuv2", "dataset": "synthscenes-v1", "metrics": dict(result)}  # a saved v1 result
+    with pytest.warns(DataMismatchWarning, match="measured on synthscenes version 1, the data scored is "
+                                                 "synthscenes version 2"):
+        evaluate(model, data, protocol="mtan_nyuv2", baseline=saved, progress=False)
+    same = {**saved, "dataset": data.dataset.name, "metrics": {"depth": result["depth"]}}
+    assert evaluate(model, data, protocol="mtan_nyuv2", baseline=same, progress=False).delta_m is not None

@@ -339,3 +339,28 @@ def test_cli_eval_compare_prints_the_table_and_refuses_another_protocol(tmp_path
     assert "protocol 'synthscenes' but reference 'nash_mtl_nyuv2' is under 'mtan_nyuv2'" in capsys.readouterr().err
     assert main([*command, "--compare", "nash_mtl"]) == 2
     assert "Did you mean: nash_mtl_nyuv2" in capsys.readouterr().err
+
+
+def test_compare_refuses_a_result_on_another_data_set():
+    table = get_reference("nash_mtl_nyuv2")
+    synth = EvalResult(table.rows["Nash-MTL"], protocol="mtan_nyuv2", dataset="synthscenes-v3", data_version=3)
+    message = "data set 'synthscenes' is not the data of reference 'nash_mtl_nyuv2', which is on 'nyuv2_mtan'"
+    for result in (synth, synth.to_dict(), json.loads(json.dumps(synth.to_dict()))):
+        with pytest.raises(ValueError, match=message):
+            compare_with_reference(result, "nash_mtl_nyuv2")
+    on_nyuv2 = EvalResult(table.rows["Nash-MTL"], protocol="mtan_nyuv2", dataset="nyuv2_mtan")
+    assert compare_with_reference(on_nyuv2, "nash_mtl_nyuv2").delta_m["yours"] == pytest.approx(-4.04, abs=0.1)
+
+
+def test_compare_flags_a_row_whose_delta_m_one_task_dominates():
+    table = get_reference("nash_mtl_nyuv2")
+    mine = {task: dict(values) for task, values in table.rows["Nash-MTL"].items()}
+    mine["depth"]["abs_rel"] = 2.0  # nine times the single-task error: one metric swamps the other eight
+    comparison = compare_with_reference(mine, "nash_mtl_nyuv2")
+    assert comparison.dominated_by["yours"] == "depth" and comparison.dominated_by["Nash-MTL"] is None
+    assert comparison.to_dict()["dominated_by"]["yours"] == "depth" and comparison.dominated_by["STL"] is None
+    assert "- delta_m dominated by depth (" in comparison.to_markdown()
+    assert comparison.to_markdown().split("- delta_m dominated by depth")[1].splitlines()[0].endswith(": yours")
+    # Cityscapes' relative depth error swamps the Nash-style mean (as the protocol's description warns)
+    cityscapes = compare_with_reference(get_reference("nash_mtl_cityscapes").rows["MGDA"], "nash_mtl_cityscapes")
+    assert cityscapes.dominated_by["MGDA"] == "depth" and cityscapes.dominated_by["Nash-MTL"] is None

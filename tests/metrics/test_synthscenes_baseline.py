@@ -3,12 +3,13 @@
 import math
 import warnings
 
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
 import mtlzoo
 from mtlzoo.data import GENERATOR_VERSION, SynthScenes
-from mtlzoo.metrics import get_baseline, get_protocol
+from mtlzoo.metrics import DataMismatchWarning, get_baseline, get_protocol
 from mtlzoo.tasks import task_preset
 
 NAME = "synthscenes_hps_tiny"
@@ -47,22 +48,27 @@ def test_every_value_is_in_its_metric_range():
 def test_evaluate_with_the_auto_baseline_gives_a_finite_delta_m():
     torch.manual_seed(0)
     model = mtlzoo.create_model("hps_tiny", tasks="synthscenes")
-    data = DataLoader(SynthScenes("val", size=(24, 32), length=4), batch_size=2)
+    version = get_baseline(NAME).data_version  # the data it was measured on: other versions get no delta_m
+    data = DataLoader(SynthScenes("val", size=(24, 32), length=4, version=version), batch_size=2)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no "no shipped baseline" nor a protocol mismatch
+        warnings.simplefilter("error")  # no "no shipped baseline" nor a protocol or data mismatch
         result = mtlzoo.evaluate(model, data, protocol="synthscenes", baseline="auto", progress=False)
     assert result.baseline == NAME and math.isfinite(result.delta_m)
     assert result.delta_m < 0  # an untrained network is worse than the trained single-task ones
+    assert result.to_dict()["dataset"] == f"synthscenes-v{version}" and result.to_dict()["data_version"] == version
 
 
-
-def test_data_of_another_generator_version_than_the_baseline_warns():
+def test_data_of_another_generator_version_than_the_baseline_gets_no_delta_m():
     torch.manual_seed(0)
     model = mtlzoo.create_model("hps_tiny", tasks="synthscenes")
-    data = DataLoader(SynthScenes("val", size=(24, 32), length=2, version=1), batch_size=2)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        mtlzoo.evaluate(model, data, protocol="synthscenes", baseline="auto", progress=False)
-    messages = [str(w.message) for w in caught]
-    assert any(f"{NAME!r} was measured on version {GENERATOR_VERSION} of the data, these batches come from "
-               "version 1" in m for m in messages), messages
+    measured = get_baseline(NAME).data_version
+    other = 1 if measured != 1 else 2
+    data = DataLoader(SynthScenes("val", size=(24, 32), length=2, version=other), batch_size=2)
+    with pytest.warns(DataMismatchWarning) as caught:
+        result = mtlzoo.evaluate(model, data, protocol="synthscenes", baseline="auto", progress=False)
+    expected = (f"no delta_m: baseline {NAME!r} was measured on synthscenes version {measured}, the data scored is "
+                f"synthscenes version {other}")
+    assert any(str(w.message).startswith(expected) and "\n" not in str(w.message) for w in caught)
+    assert result.delta_m is None and result.delta_m_refused.startswith(expected)
+    saved = result.to_dict()
+    assert "delta_m" not in saved and saved["delta_m_refused"].startswith(expected) and saved["data_version"] == other
