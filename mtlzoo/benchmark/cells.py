@@ -70,9 +70,9 @@ def _saved_hash(folder: Path) -> str | None:
 
 def cell_state(folder: Path, config: Config, overwrite: bool = False, retry_failed: bool = False) -> str:
     """``done`` (finished with this config, or failed with it), ``resume`` (its checkpoints continue) or ``fresh``
-    (start; then ``config.train.overwrite`` may be set to clear what an earlier run left). A folder holding another
-    config's run is refused (ValueError naming the folder) unless ``overwrite``, which deletes that run;
-    ``retry_failed`` starts a failed run again."""
+    (start it with :func:`start_fresh`). A folder holding another config's run is refused (ValueError naming the
+    folder) unless ``overwrite`` (then ``fresh``); ``retry_failed`` makes a failed run ``fresh``. It only looks:
+    files a run does not write (a user's notes, an editor's swap file, the lock file) do not count."""
     folder = Path(folder)
     wanted = config_hash(config)
     try:
@@ -90,8 +90,33 @@ def cell_state(folder: Path, config: Config, overwrite: bool = False, retry_fail
         raise ValueError(f"{folder} holds a run of another config (config hash {str(found)[:12]} != "
                          f"{wanted[:12]}): the spec or a config it names changed; pass --overwrite to train it again "
                          "with the new config, or pick another out_dir")
-    record_path(folder).unlink(missing_ok=True)
-    entries = [p.name for p in folder.iterdir()] if folder.is_dir() else []
-    # nothing worth keeping: another config's run (with --overwrite), or a run killed before its first checkpoint
-    config.train.overwrite = bool(entries) and set(entries) <= set(checkpoints.RUN_FILES)
     return FRESH
+
+
+def start_fresh(folder: Path, config: Config, writer: bool = True) -> None:
+    """Clear what a ``fresh`` run replaces: its completion record now (``writer``: the process that writes records),
+    what a run writes (``checkpoints.RUN_FILES``) when the trainer starts (``config.train.overwrite``). Nothing
+    else in the folder is touched, so a user's file there neither fails the run nor goes away."""
+    if writer:
+        record_path(folder).unlink(missing_ok=True)
+    config.train.overwrite = True
+
+
+def record_stamp(folder: Path) -> tuple[int, int, int] | None:
+    """Which completion record the folder holds now (inode, size, mtime), to tell whether another process wrote
+    or removed it meanwhile; None without one."""
+    try:
+        stat = record_path(folder).stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def finished_record(folder: Path, config: Config) -> dict[str, Any] | None:
+    """The completion record of a run of ``config`` that finished (or failed); None while it has none, or one of
+    another config or a corrupt one (the process that trains it decides about those)."""
+    try:
+        record = read_record(folder)
+    except ValueError:
+        return None
+    return record if record is not None and record["config_hash"] == config_hash(config) else None

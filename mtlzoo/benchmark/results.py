@@ -89,17 +89,19 @@ def headline_columns(protocol: str, tasks: Mapping[str, str], recorded: Metrics)
 
 def _row(architecture: str, method: str, records: Sequence[Mapping[str, Any]], base: Metrics | None,
          protocol: str) -> dict[str, Any]:
+    """One row: its stats over the seeds that ran (``n`` of them, of the ``seeds_planned`` the spec asked for)."""
     failed = [{"seed": r["seed"], "error": r["reason"]} for r in records if r.get("status") == FAILED]
+    planned = len(records)
     records = [r for r in records if r.get("status") != FAILED]
     if not records:
         return {"architecture": architecture, "method": method, "status": FAILED, "reason": failed[0]["error"],
-                "failed": failed}
+                "failed": failed, "n": 0, "seeds_planned": planned}
     metrics = {task: {m: mean_std([r["metrics"][task][m] for r in records]) for m in values}
                for task, values in records[0]["metrics"].items()}
     deltas = [_delta(r["metrics"], base, protocol) for r in records]
     changes = [task_changes(r["metrics"], base, protocol) for r in records]
     return {"architecture": architecture, "method": method, "status": "ok", "reason": None, "failed": failed,
-            "seeds": [r["seed"] for r in records], "metrics": metrics,
+            "seeds": [r["seed"] for r in records], "n": len(records), "seeds_planned": planned, "metrics": metrics,
             "delta_m": {**mean_std(deltas), "values": deltas},
             "task_change": {task: mean_std([c.get(task) for c in changes])
                             for task in dict.fromkeys(t for c in changes for t in c)},

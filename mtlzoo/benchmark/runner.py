@@ -2,7 +2,10 @@
 (resumed from its checkpoints when interrupted, skipped when its completion record matches its config).
 
 Under ``torchrun`` every rank runs the same loop and each cell trains with DDP through the trainer; rank 0 alone
-writes completion records and the results.
+writes completion records and the results, and takes the locks.
+
+Every run is trained under its folder's lock (:mod:`mtlzoo.benchmark.locks`) and its folder is looked at again once
+locked, so two processes sharing an out_dir (shards, or a stray second process) never train one run twice.
 """
 
 from __future__ import annotations
@@ -11,13 +14,27 @@ import datetime
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mtlzoo.benchmark.cells import DONE, FAILED, RESUME, cell_state, config_hash, read_record, write_record
+from mtlzoo.benchmark.cells import (
+    DONE,
+    FAILED,
+    FRESH,
+    RESUME,
+    cell_state,
+    config_hash,
+    finished_record,
+    read_record,
+    record_stamp,
+    start_fresh,
+    write_record,
+)
+from mtlzoo.benchmark.locks import CELL_LOCK, FileLock
 from mtlzoo.benchmark.measure import PeakMemory, StepClock
 from mtlzoo.benchmark.plan import Cell, Plan
 from mtlzoo.benchmark.results import machine_name
@@ -142,47 +159,137 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(k), int(n)
 
 
+def record_stamps(plan: Plan) -> dict[str, Any]:
+    """Which completion record every run folder holds now (see :func:`record_stamp`); taken before the checks, so
+    that :func:`run_cells` can tell a record another process wrote after them."""
+    return {cell.key: record_stamp(Path(cell.config.train.out_dir)) for cell in _runs(plan)}
+
+
+POLL_S = 1.0  # how often a process waiting for a run another process trains looks again
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclass
+class _Settle:
+    """What one invocation brings its runs to completion with (see :func:`run_cells`)."""
+
+    states: Mapping[str, str]
+    stamps: Mapping[str, Any]
+    overwrite: bool
+    retry_failed: bool
+    note: Callable[[str], None]
+    signals: StopSignals
+    total: int
+
+    def run(self, index: int, cell: Cell, wait: bool) -> dict[str, Any] | None:
+        """The run's record, trained under its folder's lock when not finished; None when another process holds
+        that lock and ``wait`` is False."""
+        folder = Path(cell.config.train.out_dir)
+        planned, stamp = self.states[cell.key], self.stamps.get(cell.key)
+        if planned == DONE and (not is_main_rank() or (stamp is not None and record_stamp(folder) == stamp)):
+            record = read_record(folder)  # the record the checks saw: no lock needed to read it
+            if record is not None:
+                return record
+        lock = FileLock(folder / CELL_LOCK) if is_main_rank() else None
+        if lock is not None and not lock.acquire():
+            if _world_size() > 1:  # the ranks of a torchrun job must all take the same path
+                raise ValueError(f"{folder}: another process (pid {lock.holder()}) is training this run; a torchrun "
+                                 "sweep shares its out_dir with no other process: wait for it, or stop it")
+            if not wait:
+                self.note(f"{cell.key}: another process (pid {lock.holder()}) is training it; left to it")
+                return None
+            self._wait(lock, cell)
+        try:
+            state = self._recheck(folder, cell, planned, stamp) if lock is not None else planned
+            if state == DONE:
+                return read_record(folder)
+            if state == FRESH:
+                start_fresh(folder, cell.config, writer=is_main_rank())
+            return self._train(index, cell, folder, state)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _wait(self, lock: FileLock, cell: Cell) -> None:
+        self.note(f"{cell.key}: waiting for pid {lock.holder()}, which is training it")
+        while not lock.acquire():
+            if self.signals.signum is not None:
+                raise SweepInterrupted(self.signals.signum, f"waiting for {cell.key}")
+            _pause(POLL_S)
+
+    def _recheck(self, folder: Path, cell: Cell, planned: str, stamp: Any) -> str:
+        """The run's state once locked: another process may have finished it since the checks. A record written
+        (or removed) meanwhile is taken as it is: --overwrite / --retry-failed applied to what the checks saw."""
+        unchanged = record_stamp(folder) == stamp
+        state = cell_state(folder, cell.config, self.overwrite and unchanged, self.retry_failed and unchanged)
+        if state != planned and _world_size() > 1:
+            raise ValueError(f"{folder} changed while this torchrun sweep ran (another process worked on it); run the "
+                             "command again")
+        return state
+
+    def _train(self, index: int, cell: Cell, folder: Path, state: str) -> dict[str, Any]:
+        self.note(f"[{index}/{self.total}] {cell.key}" + (" (resuming)" if state == RESUME else ""))
+        try:
+            record = train_cell(cell, resume=state == RESUME)
+        except TrainingInterrupted as stop:
+            if getattr(stop, "record", None) is not None and is_main_rank():
+                write_record(folder, stop.record)
+            raise SweepInterrupted(stop.signum, f"at step {stop.step} of {cell.key} (checkpoint saved)") from None
+        except DistTimeoutError:
+            raise
+        except (RuntimeError, ValueError) as error:  # diverged, out of memory, refused: recorded, sweep goes on
+            record = failure_record(cell, error)
+            self.note(f"{cell.key}: failed: {record['reason']} (kept as failed; --retry-failed runs it again)")
+        if is_main_rank():
+            write_record(folder, record)
+        return record
+
+
 def run_cells(plan: Plan, states: dict[str, str], note: Callable[[str], None] = print,
-              shard: tuple[int, int] | None = None, only: Sequence[str] = ()) -> dict[str, dict]:
+              shard: tuple[int, int] | None = None, only: Sequence[str] = (), overwrite: bool = False,
+              retry_failed: bool = False, stamps: Mapping[str, Any] | None = None) -> dict[str, dict]:
     """Bring every runnable run of ``plan`` to completion (baselines first) from its ``states`` (of
-    :func:`check_cells`); returns the records by cell key. With ``shard=(K, N)`` only runs K, K+N... are trained
+    :func:`check_cells`, with ``overwrite`` / ``retry_failed`` as given to it; ``stamps`` of :func:`record_stamps`
+    taken before it); returns the records by cell key. With ``shard=(K, N)`` only runs K, K+N... are trained
     (N processes share one out_dir, each run folder trained by one of them), with ``only`` only the runs of
     those architecture labels (the baseline's included); the others are read when done.
 
-    A signal between cells or inside one (the trainer checkpoints first) raises :class:`SweepInterrupted`.
+    Each run is trained under its folder's lock and looked at again once locked. A run another live process holds
+    is left to it by a shard or ``only`` process, and waited for (then read, or trained if that process died first)
+    by a full one once its other runs are done. A signal between cells, while waiting or inside one (the trainer
+    checkpoints first) raises :class:`SweepInterrupted`.
     """
     runs = _runs(plan)
+    stamps = record_stamps(plan) if stamps is None else stamps
+    partial = shard is not None or bool(only)
     records: dict[str, dict] = {}
+    held: list[tuple[int, Cell]] = []
     with StopSignals() as signals:
+        settle = _Settle(states, stamps, overwrite, retry_failed, note, signals, len(runs))
         for index, cell in enumerate(runs, 1):
             if signals.signum is not None:
                 raise SweepInterrupted(signals.signum, f"before {cell.key}")
             barrier()
-            folder, state = Path(cell.config.train.out_dir), states[cell.key]
             if (shard is not None and (index - 1) % shard[1] != shard[0] - 1) or (only and cell.architecture
                                                                                   not in only):
                 continue
-            if state == DONE:
-                records[cell.key] = read_record(folder)
+            record = settle.run(index, cell, wait=False)
+            if record is None:
+                held.append((index, cell))
                 continue
-            note(f"[{index}/{len(runs)}] {cell.key}" + (" (resuming)" if state == RESUME else ""))
-            try:
-                record = train_cell(cell, resume=state == RESUME)
-            except TrainingInterrupted as stop:
-                if getattr(stop, "record", None) is not None and is_main_rank():
-                    write_record(folder, stop.record)
-                raise SweepInterrupted(stop.signum, f"at step {stop.step} of {cell.key} (checkpoint saved)") from None
-            except DistTimeoutError:
-                raise
-            except (RuntimeError, ValueError) as error:  # diverged, out of memory, refused: recorded, sweep goes on
-                record = failure_record(cell, error)
-                note(f"{cell.key}: failed: {record['reason']} (kept as failed; --retry-failed runs it again)")
-            if is_main_rank():
-                write_record(folder, record)
             records[cell.key] = record
             barrier()
-    for cell in runs if shard is not None or only else ():  # the runs of other processes that have finished
-        folder = Path(cell.config.train.out_dir)
-        if cell.key not in records and cell_state(folder, cell.config) == DONE:
-            records[cell.key] = read_record(folder)
+        for index, cell in held if not partial else ():
+            records[cell.key] = settle.run(index, cell, wait=True)
+    for cell in runs if partial else ():  # the runs of other processes that have finished
+        record = records.get(cell.key) or finished_record(Path(cell.config.train.out_dir), cell.config)
+        if record is not None:
+            records[cell.key] = record
     return records

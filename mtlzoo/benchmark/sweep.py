@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from mtlzoo.benchmark.plan import plan_sweep
+from mtlzoo.benchmark.locks import SWEEP_LOCK, FileLock, lock_out_dir
+from mtlzoo.benchmark.plan import Plan, plan_sweep
 from mtlzoo.benchmark.results import build_results
-from mtlzoo.benchmark.runner import check_cells, check_saved_spec, is_main_rank, run_cells, save_spec
+from mtlzoo.benchmark.runner import check_cells, check_saved_spec, is_main_rank, record_stamps, run_cells, save_spec
 from mtlzoo.benchmark.spec import SweepSpec
 from mtlzoo.benchmark.table import read_results, render_markdown, write_results
 from mtlzoo.checkpoint import atomic_write_text
@@ -62,20 +64,9 @@ def _silent(message: str) -> None:
     """Where the other ranks of a torchrun job say things."""
 
 
-def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, overwrite: bool = False,
-                  update_spec: bool = False, title: str | None = None, compare: Sequence[str] = (),
-                  tradeoff: str | None = None, dry_run: bool = False, retry_failed: bool = False,
-                  shard: tuple[int, int] | None = None, only: Sequence[str] = (),
-                  note: Callable[[str], None] = print) -> dict[str, Any]:
-    """Plan, check, train what is missing and write ``results.json``, ``results.csv``, ``results.md`` and plots
-    into the spec's out_dir; returns the results (rank 0; other ranks of a torchrun job get ``{}``).
-    ``dry_run`` stops after the checks and says what each run would do (``{}`` is returned); ``retry_failed``
-    trains the runs that failed (diverged, out of memory) again. ``shard=(K, N)`` trains every N-th run only
-    (see :func:`run_cells`) and ``only`` the runs of those architecture labels; either writes the results only
-    when every other run has finished too (``{}`` otherwise)."""
-    if not is_main_rank():
-        note = _silent  # one voice per torchrun job
-    plan = plan_sweep(spec, spec_dir)
+def _check_options(plan: Plan, tradeoff: str | None, compare: Sequence[str], only: Sequence[str],
+                   note: Callable[[str], None]) -> None:
+    """Refuse a bad --tradeoff / --compare / --only before anything is written; name the pairs that do not apply."""
     _check_tradeoff(tradeoff, plan.tasks)
     if compare:
         from mtlzoo.benchmark.compare import check_compare
@@ -86,26 +77,67 @@ def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, o
         note(f"{cell[0]} x {cell[1]}: not applicable: {cell[2]}")
     labels = {c.architecture for c in [*plan.baselines, *plan.cells]}
     unknown = sorted(set(only) - labels)
-    if unknown:  # before anything is written into the out_dir
+    if unknown:
         raise ValueError(f"--only {','.join(only)}: {unknown} is no architecture of the sweep; its labels: "
                          f"{sorted(labels)}")
-    check_saved_spec(spec, update_spec)
-    states = check_cells(plan, overwrite, retry_failed)
+
+
+def run_benchmark(spec: SweepSpec, command: str, spec_dir: Path | None = None, overwrite: bool = False,
+                  update_spec: bool = False, title: str | None = None, compare: Sequence[str] = (),
+                  tradeoff: str | None = None, dry_run: bool = False, retry_failed: bool = False,
+                  shard: tuple[int, int] | None = None, only: Sequence[str] = (),
+                  note: Callable[[str], None] = print) -> dict[str, Any]:
+    """Plan, check, train what is missing and write ``results.json``, ``results.csv``, ``results.md`` and plots
+    into the spec's out_dir; returns the results (rank 0; other ranks of a torchrun job get ``{}``).
+    ``dry_run`` stops after the checks and says what each run would do (``{}`` is returned); ``retry_failed``
+    trains the runs that failed (diverged, out of memory) again. ``shard=(K, N)`` trains every N-th run only
+    (see :func:`run_cells`) and ``only`` the runs of those architecture labels; either writes the results only
+    when every other run has finished too (``{}`` otherwise).
+
+    A full run (neither ``shard`` nor ``only``) holds the out_dir's lock throughout: a second one is refused
+    (:class:`~mtlzoo.benchmark.locks.OutDirBusy`, naming the holder's pid); shard and ``only`` processes share
+    the out_dir, each run trained under its own lock, and take the out_dir's lock only to write the results."""
+    if not is_main_rank():
+        note = _silent  # one voice per torchrun job
+    plan = plan_sweep(spec, spec_dir)
+    _check_options(plan, tradeoff, compare, only, note)
     if dry_run:
+        check_saved_spec(spec, update_spec)
+        states = check_cells(plan, overwrite, retry_failed)
         for key, state in states.items():
             note(f"{key}: {_WOULD[state]}")
         note(f"{len(states)} runs, {sum(s != 'done' for s in states.values())} to train (dry run: nothing trained)")
         return {}
-    save_spec(spec)
-    records = run_cells(plan, states, note=note, shard=shard, only=only)
-    if not is_main_rank():  # the other ranks of a torchrun job hold no metrics (rank 0 evaluates)
-        return {}
-    missing = len(states) - len(records)
-    if missing:
+    partial = shard is not None or bool(only)
+    with ExitStack() as locks:
+        if not partial and is_main_rank():
+            locks.callback(lock_out_dir(spec.out_dir).release)
+        check_saved_spec(spec, update_spec)
+        stamps = record_stamps(plan)
+        states = check_cells(plan, overwrite, retry_failed)
+        save_spec(spec)
+        records = run_cells(plan, states, note=note, shard=shard, only=only, overwrite=overwrite,
+                            retry_failed=retry_failed, stamps=stamps)
+        if not is_main_rank():  # the other ranks of a torchrun job hold no metrics (rank 0 evaluates)
+            return {}
         mine = f"shard {shard[0]}/{shard[1]}" if shard else f"--only {','.join(only)}"
-        note(f"{mine} done; {missing} runs of other shards are not finished yet: run the command again without "
-             "--shard / --only once they are, to write the results")
-        return {}
+        missing = len(states) - len(records)
+        if missing:
+            note(f"{mine} done; {missing} runs of other shards are not finished yet: run the command again without "
+                 "--shard / --only once they are, to write the results")
+            return {}
+        if partial:  # the last shards to finish may get here together: one writes
+            lock = FileLock(Path(spec.out_dir) / SWEEP_LOCK)
+            if not lock.acquire():
+                note(f"{mine} done; every run has finished and pid {lock.holder()} holds the out_dir: it writes "
+                     "the results")
+                return {}
+            locks.callback(lock.release)
+        return _write_results(spec, plan, records, command, title, compare, tradeoff, note)
+
+
+def _write_results(spec: SweepSpec, plan: Plan, records: dict[str, dict], command: str, title: str | None,
+                   compare: Sequence[str], tradeoff: str | None, note: Callable[[str], None]) -> dict[str, Any]:
     results = json.loads(json.dumps(build_results(spec.to_dict(), plan, records, command)))
     out_dir = Path(spec.out_dir)
     paths = write_results(out_dir, results)

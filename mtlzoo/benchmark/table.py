@@ -32,9 +32,28 @@ def _header(results: Mapping[str, Any]) -> list[str]:
     return ["method", "n", *metrics, "delta_m (%)", "steps/s", "peak memory (MiB)"]
 
 
+def _planned(row: Mapping[str, Any], results: Mapping[str, Any]) -> int:
+    """The seeds the spec asked of a row (results files of older versions: the spec's seeds)."""
+    return row.get("seeds_planned", len(results.get("spec", {}).get("seeds") or ()))
+
+
+def _n(row: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+    """The n column: the seeds that ran, ``2 of 3`` when fewer than planned."""
+    n, planned = len(row["seeds"]), _planned(row, results)
+    return f"{n} of {planned}" if n < planned else str(n)
+
+
+def _short(row: Mapping[str, Any], results: Mapping[str, Any]) -> list[str]:
+    """A note under the table when a row averages fewer seeds than planned (nothing otherwise)."""
+    if len(row["seeds"]) >= _planned(row, results):
+        return []
+    return [f"- `{row['architecture']}` x `{row['method']}`: n={len(row['seeds'])} of {_planned(row, results)} "
+            f"seeds; its row averages seeds {row['seeds']} only"]
+
+
 def _cells(row: Mapping[str, Any], results: Mapping[str, Any]) -> list[str]:
     metrics = [_value(row["metrics"].get(task, {}).get(metric)) for task, metric in results["columns"]]
-    return [row["method"], str(len(row["seeds"])), *metrics,
+    return [row["method"], _n(row, results), *metrics,
             _value(row["delta_m"], 2, signed=True), _value(row["steps_per_s"], 2), _value(row["peak_memory_mib"], 0)]
 
 
@@ -69,8 +88,8 @@ def render_markdown(results: Mapping[str, Any], title: str, regenerate: str,
     base = aggregates["baseline"]
     if base is not None and base["status"] == "ok":
         lines += ["## Single-task baseline", "", *markdown_table(_header(results), [_cells(base, results)]), ""]
-        lines += [*[f"- seed {f['seed']} failed: {f['error']}" for f in base.get("failed", ())], ""] \
-            if base.get("failed") else []
+        notes = [*_short(base, results), *[f"- seed {f['seed']} failed: {f['error']}" for f in base.get("failed", ())]]
+        lines += [*notes, ""] if notes else []
     elif base is not None:
         lines += ["## Single-task baseline", "", f"Every baseline run failed: {base['reason']}", ""]
     machines = _machines(results)
@@ -87,6 +106,7 @@ def render_markdown(results: Mapping[str, Any], title: str, regenerate: str,
         if ran:
             lines += [*markdown_table(_header(results), ran), ""]
         notes = [f"- `{r['method']}`: {r['status']}: {r['reason']}" for r in rows if r["status"] != "ok"]
+        notes += [line for r in rows if r["status"] == "ok" for line in _short(r, results)]
         notes += [f"- `{r['method']}`: seed {f['seed']} failed: {f['error']}" for r in rows if r["status"] == "ok"
                   for f in r.get("failed", ())]
         lines += [*notes, ""] if notes else []

@@ -77,9 +77,10 @@ def _metrics(rng, tasks, used):
             for t in tasks}
 
 
-def fake_sweep(protocol):
+def fake_sweep(protocol, failed=()):
     """Results of a made-up sweep (2 architectures x 3 methods x 3 seeds, one pair not applicable) under
-    ``protocol``, from random metrics; returns (results, records)."""
+    ``protocol``, from random metrics; the runs keyed in ``failed`` (e.g. ``cells/a1/m2/seed1``) failed.
+    Returns (results, records)."""
     tasks, used = CASES[protocol]
     rng = np.random.default_rng(7)
     cells, records = [], {}
@@ -100,5 +101,8 @@ def fake_sweep(protocol):
         baselines.append(Cell("baseline", "stl", "single-task", seed, key, Config()))
         records[key] = {"architecture": "stl", "method": "single-task", "seed": seed, "key": key,
                         "metrics": _metrics(rng, tasks, used), "steps_per_s": 1.0, "peak_memory_mib": 1.0}
+    for key in failed:
+        records[key] = {**{k: records[key][k] for k in ("architecture", "method", "seed", "key")},
+                        "status": "failed", "reason": "RuntimeError: diverged", "metrics": {}}
     plan = Plan(tuple(cells), tuple(baselines), protocol, tasks)
     return build_results({"seeds": SEEDS}, plan, records, "cmd"), records

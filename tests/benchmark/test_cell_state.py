@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 from conftest import records, run_cli, write_spec
+
+from mtlzoo.train.trainer import Trainer
 
 ONE = {"architectures": ["hps_tiny"], "methods": ["ew"], "seeds": [0], "baselines": "none"}
 CELL = "cells/hps_tiny/ew/seed0"
@@ -77,3 +80,35 @@ def test_dry_run_says_what_each_run_would_do_and_trains_nothing(tmp_path, capsys
     assert "2 runs, 1 to train (dry run: nothing trained)" in err
     assert list(records(out_dir)) == [CELL]
     assert json.loads((out_dir / "spec.json").read_text())["seeds"] == [0]  # a dry run saves nothing
+
+
+@pytest.mark.parametrize("left", [["notes.txt"], ["notes.txt", ".log.jsonl.swp", "log.jsonl"]])
+def test_files_a_run_does_not_write_are_left_alone_and_do_not_fail_it(tmp_path, left):
+    """A user's notes or an editor's swap file in a run folder (fresh, or killed before its first checkpoint)."""
+    spec, out_dir = _sweep(tmp_path)
+    (out_dir / CELL).mkdir(parents=True)
+    for name in left:
+        (out_dir / CELL / name).write_text("mine\n")
+    assert run_cli("run", spec) == 0
+    record = json.loads((out_dir / CELL / "benchmark_cell.json").read_text())
+    assert record.get("status") != "failed" and record["step"] == 3, record.get("reason")
+    assert (out_dir / CELL / "notes.txt").read_text() == "mine\n"
+    assert (out_dir / CELL / "log.jsonl").read_text() != "mine\n"  # what a run writes is the new run's
+
+
+def test_retry_failed_trains_a_failed_run_again_beside_a_users_file(tmp_path, monkeypatch):
+    spec, out_dir = _sweep(tmp_path)
+    real_step = Trainer.train_step
+
+    def diverging(self, batch):
+        raise RuntimeError("step 1: 20 consecutive steps had non-finite losses or gradients")
+
+    monkeypatch.setattr(Trainer, "train_step", diverging)
+    assert run_cli("run", spec) == 0
+    assert json.loads((out_dir / CELL / "benchmark_cell.json").read_text())["status"] == "failed"
+    (out_dir / CELL / "notes.txt").write_text("why did it diverge?\n")
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert run_cli("run", spec, "--retry-failed") == 0
+    record = json.loads((out_dir / CELL / "benchmark_cell.json").read_text())
+    assert record.get("status") != "failed" and record["step"] == 3, record.get("reason")
+    assert (out_dir / CELL / "notes.txt").read_text() == "why did it diverge?\n"

@@ -114,3 +114,20 @@ def test_a_preface_goes_under_the_title_and_into_the_regenerate_command(sweep, t
     assert run_cli("report", out_dir / "results.json", "--preface", tmp_path / "missing.md") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--preface" in err and "missing.md" in err
+
+
+def test_a_row_averaging_fewer_seeds_than_the_spec_plans_says_so_in_the_json_and_on_the_page(tmp_path):
+    results, _ = fake_sweep("synthscenes", failed=("cells/a1/m2/seed1", "baselines/stl/seed2"))
+    path = write_results(tmp_path, results)["json"]
+    saved = json.loads(path.read_text())
+    rows = {(r["architecture"], r["method"]): r for r in saved["aggregates"]["rows"]}
+    assert (rows[("a1", "m2")]["n"], rows[("a1", "m2")]["seeds_planned"]) == (2, 3)
+    assert (rows[("a1", "m1")]["n"], rows[("a1", "m1")]["seeds_planned"]) == (3, 3)
+    base = saved["aggregates"]["baseline"]
+    assert (base["n"], base["seeds_planned"]) == (2, 3)
+    assert run_cli("report", path, "--markdown", tmp_path / "page.md") == 0
+    page = (tmp_path / "page.md").read_text()
+    assert "| m2 | 2 of 3 |" in page and "| m1 | 3 |" in page and "| single-task | 2 of 3 |" in page
+    assert "- `a1` x `m2`: n=2 of 3 seeds; its row averages seeds [0, 2] only" in page
+    assert "- `stl` x `single-task`: n=2 of 3 seeds; its row averages seeds [0, 1] only" in page
+    assert page.count("of 3 seeds") == 2  # the rows with every seed say nothing more

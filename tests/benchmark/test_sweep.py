@@ -139,7 +139,8 @@ def test_a_run_that_fails_is_recorded_the_sweep_goes_on_and_retry_failed_trains_
     row = next(r for r in results["aggregates"]["rows"] if r["method"] == "cs_two_phase" and r["status"] == "ok")
     assert row["seeds"] == [0] and row["failed"][0]["seed"] == 1
     page = (out_dir / "results.md").read_text()
-    assert "| cs_two_phase | 1 |" in page
+    assert "| cs_two_phase | 1 of 2 |" in page  # fewer seeds than the spec asks for
+    assert "- `cs_tiny` x `cs_two_phase`: n=1 of 2 seeds; its row averages seeds [0] only" in page
     assert "- `cs_two_phase`: seed 1 failed: RuntimeError: step 1: 20 consecutive steps" in page
     assert ",failed,RuntimeError: step 1" in (out_dir / "results.csv").read_text()
     assert run_cli("run", spec) == 0 and "[8/8]" not in capsys.readouterr().err  # failed is final by default
