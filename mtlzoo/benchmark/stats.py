@@ -90,3 +90,42 @@ def seeds_needed(std: float, effect: float = 1.0, level: float = LEVEL, most: in
         if t_quantile(level, n) * std / math.sqrt(n) < effect:
             return n
     return None
+
+
+def _per_seed(row: Mapping) -> dict[int, float | None]:
+    return dict(zip(row["seeds"], row["delta_m"]["values"], strict=True))
+
+
+def method_significance(rows: Sequence[Mapping], higher_is_better: bool = True, reference: str = "ew",
+                        level: float = LEVEL) -> dict[str, dict]:
+    """Per method of one architecture's rows (results rows with per-seed delta_m): its delta_m interval
+    (``ci``), its difference to ``reference`` paired by seed (``vs_reference``; None for the reference itself or
+    when the sweep has no such row), whether that difference is significant, and its rank with ties."""
+    ok = [r for r in rows if r.get("status") == "ok" and r["delta_m"].get("mean") is not None]
+    ref = next((r for r in ok if r["method"] == reference), None)
+    intervals = {r["method"]: t_interval(r["delta_m"]["values"], level) for r in ok}
+    ranks = ranks_with_ties(intervals, {r["method"]: r["delta_m"]["mean"] for r in ok}, higher_is_better)
+    found = {}
+    for row in ok:
+        versus = None if ref is None or row is ref else paired_difference(_per_seed(row), _per_seed(ref), level)
+        found[row["method"]] = {"ci": intervals[row["method"]], "vs_reference": versus, "rank": ranks[row["method"]],
+                                "significant": versus is not None and versus.excludes(0.0)}
+    return found
+
+
+def spread_of_differences(rows: Sequence[Mapping], reference: str = "ew") -> float | None:
+    """The median, over methods, of the sample std of their per-seed delta_m differences to ``reference``."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    ref = next((r for r in ok if r["method"] == reference), None)
+    if ref is None:
+        return None
+    spreads = []
+    for row in ok:
+        if row is ref:
+            continue
+        a, b = _per_seed(row), _per_seed(ref)
+        diffs = [a[s] - b[s] for s in a if s in b and a[s] is not None and b[s] is not None]
+        if len(diffs) > 1:
+            mean = math.fsum(diffs) / len(diffs)
+            spreads.append(math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)))
+    return sorted(spreads)[len(spreads) // 2] if spreads else None

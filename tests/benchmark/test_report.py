@@ -6,7 +6,7 @@ import sys
 
 from conftest import fake_sweep, run_cli
 
-from mtlzoo.benchmark.table import write_results
+from mtlzoo.benchmark.table import render_markdown, write_results
 from mtlzoo.metrics.references import get_reference
 
 
@@ -131,3 +131,19 @@ def test_a_row_averaging_fewer_seeds_than_the_spec_plans_says_so_in_the_json_and
     assert "- `a1` x `m2`: n=2 of 3 seeds; its row averages seeds [0, 2] only" in page
     assert "- `stl` x `single-task`: n=2 of 3 seeds; its row averages seeds [0, 1] only" in page
     assert page.count("of 3 seeds") == 2  # the rows with every seed say nothing more
+
+
+def test_each_table_ranks_with_ties_and_marks_differences_to_ew_that_scipy_calls_significant():
+    from scipy import stats
+
+    results, _ = fake_sweep("synthscenes")
+    rows = [r for r in results["aggregates"]["rows"] if r["architecture"] == "a1" and r["status"] == "ok"]
+    rows[0]["method"] = "ew"  # the reference every other method is paired with
+    reference = rows[0]["delta_m"]["values"]
+    page = render_markdown(results, "t", "cmd")
+    assert "| rank | method | n |" in page and "| 95% CI | vs ew (95% CI) |" in page
+    for row in rows[1:]:
+        line = next(x for x in page.splitlines() if x.startswith("| ") and f"| {row['method']} |" in x)
+        significant = stats.ttest_rel(row["delta_m"]["values"], reference).pvalue < 0.05
+        assert line.split(" | ")[-3].endswith(" *") == significant, line
+    assert "overlapping intervals share a rank" in page

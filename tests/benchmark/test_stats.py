@@ -63,3 +63,24 @@ def test_seeds_needed_is_the_first_n_whose_half_width_is_below_the_effect():
     assert seeds_needed(0.0) == 2 and seeds_needed(100.0, most=10) is None
     with pytest.raises(ValueError, match="effect > 0"):
         seeds_needed(1.0, effect=0.0)
+
+
+def _row(method, values, seeds=(0, 1, 2)):
+    return {"method": method, "status": "ok", "seeds": list(seeds),
+            "delta_m": {"mean": float(np.mean([v for v in values if v is not None])), "values": list(values)}}
+
+
+def test_method_significance_pairs_each_method_with_ew_by_seed():
+    from mtlzoo.benchmark.stats import method_significance, spread_of_differences
+
+    rows = [_row("ew", [1.0, 5.0, 9.0]), _row("good", [3.0, 7.2, 10.9]), _row("same", [0.0, 6.0, 9.5]),
+            {"method": "na", "status": "not applicable", "delta_m": {}}]
+    found = method_significance(rows)
+    assert set(found) == {"ew", "good", "same"} and found["ew"]["vs_reference"] is None
+    good = stats.ttest_rel([3.0, 7.2, 10.9], [1.0, 5.0, 9.0])
+    assert found["good"]["significant"] == (good.pvalue < 0.05) and found["good"]["significant"]
+    assert not found["same"]["significant"]
+    assert found["good"]["rank"] == found["ew"]["rank"] == 1  # unpaired intervals overlap: a shared rank
+    assert spread_of_differences(rows) == pytest.approx(sorted([np.std([2.0, 2.2, 1.9], ddof=1),
+                                                                np.std([-1.0, 1.0, 0.5], ddof=1)])[1])
+    assert method_significance([_row("a", [1.0, 2.0], seeds=(0, 1))])["a"]["vs_reference"] is None  # no ew row
