@@ -5,6 +5,9 @@
   model exposing ``task_parameters``, this is done in two stages: T backward passes through the
   heads only (to the features), then one batched (``is_grads_batched``) vector-Jacobian product
   through the encoder; without features, one batched call over the losses. Looped: one call per task.
+  ``jacobian_mode="auto"`` measures both in the first steps and keeps the faster of those whose peak
+  memory stays within 1.15x the plain step's (the loop is always eligible): see
+  :mod:`mtlzoo.balancers.auto_jacobian` for how memory is measured (CUDA) or estimated (CPU).
 * Feature level: per-task gradients w.r.t. the features through the heads only, combined, then
   one encoder backward with the combined feature gradient. A model may declare shared layers that
   sit after the features (``decoder_shared_parameters()``, e.g. a decoder where the tasks talk to
@@ -31,14 +34,13 @@ under ``no_sync``).
 
 from __future__ import annotations
 
-import time
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
+from mtlzoo.balancers.auto_jacobian import Probe, fall_back, pick_mode
 from mtlzoo.balancers.contract import BalanceInfo, StepContext
 from mtlzoo.balancers.jacobian import (
     TaskJacobian,
@@ -260,14 +262,13 @@ def _parameter_jacobian(balancer: Balancer, L: list[Tensor], shared: list[Tensor
                         feats: tuple[Tensor, ...] | None) -> tuple[TaskJacobian, list[list[Tensor | None]]]:
     """Per-task gradients on the shared parameters by the batched or the looped path.
 
-    ``jacobian_mode="auto"`` runs the batched path once as a warm-up, times one batched and one
-    looped call (the only host syncs, two in a run), then keeps the faster. A batched call that
-    fails (an op without a batching rule) falls back to the loop for good.
+    ``jacobian_mode="auto"`` chooses by memory first, then time (:mod:`mtlzoo.balancers.auto_jacobian`):
+    a warm-up of each path, one measured call of each (the only host syncs, two in a run), then the faster
+    of the paths whose peak memory stays within 1.15x the plain step's. A batched call that fails (an op
+    without a batching rule) falls back to the loop for good.
     """
-    mode, timed = _pick_mode(balancer)
-    if timed:
-        _sync(shared[0].device)
-        start = time.perf_counter()
+    mode, measured = pick_mode(balancer)
+    probe = Probe(L, shared, own, feats) if measured else None
     if feats is not None:  # batched: heads to the features, then one batched VJP through the encoder
         def two_stage(retain: bool) -> tuple[Any, list[list[Tensor | None]]]:
             zjac, heads = _feature_jacobian(L, feats, own)
@@ -285,47 +286,13 @@ def _parameter_jacobian(balancer: Balancer, L: list[Tensor], shared: list[Tensor
             (blocks, index), heads = compute["batched"](not getattr(balancer, "_batched_ok", False))
             balancer._batched_ok = True
         except RuntimeError as err:
-            _fall_back(balancer, err)
-            mode, timed = "loop", False
+            fall_back(balancer, err)
+            mode, probe = "loop", None
     if mode == "loop":
         (blocks, index), heads = compute["loop"](False)
-    if timed:
-        _sync(shared[0].device)
-        _record(balancer, mode, time.perf_counter() - start)
+    if probe is not None:
+        probe.finish(balancer, mode)
     return TaskJacobian(blocks, shared, index, len(L)), heads
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _pick_mode(balancer: Balancer) -> tuple[str, bool]:
-    """The Jacobian path for this call and whether to time it (auto mode's calibration)."""
-    if balancer.jacobian_mode != "auto":
-        return balancer.jacobian_mode, False
-    resolved = getattr(balancer, "_resolved_mode", None)
-    if resolved is not None:
-        return resolved, False
-    calls = getattr(balancer, "_auto_calls", 0)
-    balancer._auto_calls = calls + 1
-    return ("batched", False) if calls == 0 else ("batched" if calls == 1 else "loop", True)
-
-
-def _record(balancer: Balancer, mode: str, seconds: float) -> None:
-    times = balancer.__dict__.setdefault("_auto_times", {})
-    times[mode] = seconds
-    if len(times) == 2:
-        balancer._resolved_mode = min(times, key=times.get)
-
-
-def _fall_back(balancer: Balancer, err: RuntimeError) -> None:
-    """Use the looped Jacobian for good after a failed batched call (re-raise if batched was asked for)."""
-    if balancer.jacobian_mode == "batched":
-        raise err
-    warnings.warn(f"batched Jacobian failed ({str(err).splitlines()[0]}); using the looped path from now on",
-                  RuntimeWarning, stacklevel=4)
-    balancer._resolved_mode = "loop"
 
 
 def _diagnostics(gram: Tensor) -> tuple[Tensor, Tensor]:

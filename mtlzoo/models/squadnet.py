@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from mtlzoo.models.base import MultiTaskModel, Representation
 from mtlzoo.models.encoders import Encoder
@@ -61,8 +63,14 @@ def _pw_dw_pw(channels: int, norm: str, groups: int = 1) -> nn.Sequential:
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
-    """ShuffleNet channel shuffle: view the channels as (groups, C / groups), transpose, flatten."""
+    """ShuffleNet channel shuffle: view the channels as (groups, C / groups), transpose, flatten.
+
+    One copy in the input's memory format: a channels-last input gives a channels-last output.
+    """
     b, c, h, w = x.shape
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        nhwc = x.permute(0, 2, 3, 1).reshape(b, h, w, groups, c // groups).transpose(3, 4)
+        return nhwc.reshape(b, h, w, c).permute(0, 3, 1, 2)
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -152,16 +160,42 @@ class Downsample(nn.Module):
         return y + self.aggregate(y) if self.residual else self.aggregate(y)
 
 
+class _NormStatsKept:
+    """Context that restores the running statistics of ``module``'s batch norms on exit, so that a recomputation
+    does not update them again; re-entrant, as a retained graph recomputes once per backward."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.buffers = [b for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                        for b in m.buffers()]
+        self.saved: list[list[Tensor]] = []
+
+    def __enter__(self) -> None:
+        self.saved.append([b.clone() for b in self.buffers])
+
+    def __exit__(self, *exc: object) -> None:
+        with torch.no_grad():
+            for buffer, value in zip(self.buffers, self.saved.pop(), strict=True):
+                buffer.copy_(value)
+
+
+def _checkpointed(block: nn.Module, x: Tensor) -> Tensor:
+    """``block(x)`` keeping only ``x`` for backward; the block runs again in backward, its norm statistics kept."""
+    return checkpoint(block, x, use_reentrant=False, context_fn=lambda: (nullcontext(), _NormStatsKept(block)))
+
+
 class SquadNetEncoder(Encoder):
     """Stem (stride 2) and three stages of expert-squad blocks; returns every stage's output (strides 2, 4, 8).
 
     The downsampling layer after stage i shuffles when stage i does (``shuffle[i]``), as in the release.
+    ``checkpoint_experts=True`` checkpoints each expert-squad block while gradients are on: its
+    activations are recomputed in backward instead of kept (see :class:`SquadNet`).
     """
 
     def __init__(self, num_tasks: int, num_shared: int = 2, width: int = 32, depths: Sequence[int] = (4, 4, 4),
                  shuffle: Sequence[bool] = (True, True, False), norm: str = "bn", experts: str = "fused",
-                 in_chans: int = 3, downsample_residual: bool = False) -> None:
+                 in_chans: int = 3, downsample_residual: bool = False, checkpoint_experts: bool = False) -> None:
         super().__init__()
+        self.checkpoint_experts = bool(checkpoint_experts)
         parts = num_tasks + num_shared
         channels = parts * width
         self.stem = nn.Sequential(_conv_norm(in_chans, channels, 3, norm, stride=2),
@@ -184,7 +218,11 @@ class SquadNetEncoder(Encoder):
         for i, stage in enumerate(self.stages):
             if i > 0:
                 x = self.downsamples[i - 1](x)
-            x = stage(x)
+            if self.checkpoint_experts and torch.is_grad_enabled():
+                for block in stage:
+                    x = _checkpointed(block, x)
+            else:
+                x = stage(x)
             features.append(x)
         return features
 
@@ -198,12 +236,20 @@ class SquadNet(MultiTaskModel):
     :data:`RELEASE_ASPP_OPTIONS` (the release's DeepLab-v3 head); ``{}`` gives mtlzoo's lighter ASPP
     (rates 6/12/18, no pooling BN, no dropout). ``downsample_residual=True`` adds a residual around the
     downsampling aggregation (not in the release; off by default).
+
+    ``checkpoint_experts=True`` trades compute for memory: each expert-squad block keeps only its input for
+    backward and runs again there (``torch.utils.checkpoint``, non-reentrant), so a training step holds one
+    tensor per block instead of every activation inside the blocks, for about one more forward of the
+    blocks. Outputs, gradients and batch-norm running statistics are those of the default (the running
+    statistics are restored after each recomputation). Off by default; it changes no parameter, so
+    checkpoints load either way.
     """
 
     def __init__(self, tasks: TaskSpec, depths: Sequence[int] = (4, 4, 4), width: int = 32, num_shared: int = 2,
                  shuffle: bool | Sequence[bool] = (True, True, False), norm: str = "bn", experts: str = "fused",
                  head: str | None = "aspp", head_width: int | None = None, in_chans: int = 3,
-                 head_options: Mapping[str, Any] | None = None, downsample_residual: bool = False) -> None:
+                 head_options: Mapping[str, Any] | None = None, downsample_residual: bool = False,
+                 checkpoint_experts: bool = False) -> None:
         super().__init__(tasks, head=head, head_width=head_width, in_chans=in_chans)
         if head_options is None:
             head_options = RELEASE_ASPP_OPTIONS if head == "aspp" else {}
@@ -217,7 +263,7 @@ class SquadNet(MultiTaskModel):
             raise ValueError(f"shuffle must be a bool or three bools (one per stage), got {shuffle!r}")
         self.num_shared = num_shared
         self.encoder = SquadNetEncoder(len(self.tasks), num_shared, width, depths, shuffle, norm, experts, in_chans,
-                                       downsample_residual)
+                                       downsample_residual, checkpoint_experts)
         self.build_heads()
 
     def _new_head(self, task: Task) -> nn.Module:

@@ -139,16 +139,6 @@ def test_batched_failure_falls_back_to_loop(monkeypatch):
         create_balancer("pcgrad", jacobian_mode="batched").backward(losses, model, features=feats)
 
 
-def test_auto_mode_times_both_paths_then_keeps_the_faster():
-    model, (x, y) = ToyModel(), toy_batch()
-    b = create_balancer("mgda")
-    for _ in range(4):
-        losses, feats = model.losses(x, y)
-        b.backward(losses, model, features=feats)
-    assert set(b._auto_times) == {"batched", "loop"}
-    assert b._resolved_mode == min(b._auto_times, key=b._auto_times.get)
-
-
 def test_scaler_unscales_before_combining_and_skips_on_inf():
     model, (x, y) = ToyModel(), toy_batch()
     losses, feats = model.losses(x, y)

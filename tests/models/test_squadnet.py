@@ -136,6 +136,30 @@ def test_channel_shuffle_interleaves_groups():
     assert channel_shuffle(x, 3).flatten().tolist() == [0, 2, 4, 1, 3, 5]
 
 
+def test_channel_shuffle_keeps_channels_last():
+    x = torch.randn(2, 12, 5, 7).contiguous(memory_format=torch.channels_last)
+    out = channel_shuffle(x, 3)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, channel_shuffle(x.contiguous(), 3))
+
+
+def test_channels_last_model_computes_the_same_and_stays_channels_last():
+    """``model.to(memory_format=torch.channels_last)``: the same outputs (float64), every stage channels-last."""
+    torch.manual_seed(0)
+    model = create_model("squadnet_tiny", tasks="nyud", width=8, head_width=32).double().eval()
+    _randomise_norms(model)
+    x = torch.randn(2, 3, 32, 40, dtype=torch.float64)
+    with torch.no_grad():
+        expected = model(x)
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        features = model.encode(x).features
+        outputs = model(x)
+    assert all(f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous() for f in features)
+    for task, out in expected.items():
+        assert _max_diff(outputs[task], out) < 1e-10, task
+
+
 @pytest.mark.parametrize("norm", ["gn", "syncbn"])
 def test_norm_options_and_no_shared_chunks(norm):
     model = create_model("squadnet_tiny", tasks="nyud", norm=norm, num_shared=0, width=8, head="light",
@@ -318,10 +342,13 @@ def test_downsample_matches_release_transcription(shuffle, residual):
 
 @pytest.mark.parametrize("shuffle", [None, False])
 @pytest.mark.parametrize("train", [False, True])
-def test_squadnet_tiny_forward_matches_release_transcription(shuffle, train):
-    """Whole squadnet_tiny with its default (release DeepLab-v3) heads, BN and dropout in both modes."""
+@pytest.mark.parametrize("checkpoint_experts", [False, True])
+def test_squadnet_tiny_forward_matches_release_transcription(shuffle, train, checkpoint_experts):
+    """Whole squadnet_tiny with its default (release DeepLab-v3) heads, BN and dropout in both modes (and with the
+    expert blocks checkpointed, which must not change what is computed)."""
     torch.manual_seed(0)
     kwargs = {} if shuffle is None else {"shuffle": shuffle}
+    kwargs["checkpoint_experts"] = checkpoint_experts
     model = create_model("squadnet_tiny", tasks="nyud", width=8, head_width=32, **kwargs).double()
     _randomise_norms(model)
     flags = (True, True, False) if shuffle is None else (shuffle,) * 3
