@@ -10,6 +10,14 @@ tasks, the paper's (alpha_S, alpha_D) = (0.9, 0.1) for two tasks). Every task's 
 column through the units, so columns and units are shared parameters; the heads are the task
 parameters. :meth:`CrossStitchNetwork.from_single_task` starts from trained single-task encoders,
 as the paper does.
+
+Where the units sit: after every stage of the staged encoder (:mod:`mtlzoo.models.staged`). On a timm
+ResNet the first stage is the stem (conv1-BN-ReLU at stride 2, before the max pooling), so ``cross_stitch``
+and ``cross_stitch_resnet18`` have five units: one on the stem (C = 64, 64 T^2 parameters, near identity at
+the start) and one after each of the four residual layers. The paper (AlexNet) puts units after pool1, pool2,
+pool5, fc6 and fc7; ResNet re-implementations mix only after residual layers (LibMTL: after layers 1-3, one
+scalar per task pair). The unit on the pre-pooling stem output is mtlzoo's extra. The tiny encoder has four
+stages, hence four units (its first stage is a stride-4 stem of two conv blocks).
 """
 
 from __future__ import annotations
@@ -66,7 +74,8 @@ class CrossStitchNetwork(MixedColumnModel):
 
 @register_model
 def cross_stitch(tasks: TaskSpec, encoder: str = "resnet50", **kwargs: Any) -> CrossStitchNetwork:
-    """Cross-stitch network on any timm CNN encoder: one column per task, a cross-stitch unit after each stage."""
+    """Cross-stitch network on any timm CNN encoder: one column per task, a cross-stitch unit after each stage (on a
+    ResNet: after the stem and after each of the four layers, see the module docstring)."""
     return CrossStitchNetwork(tasks, encoder=encoder, **kwargs)
 
 
@@ -79,5 +88,6 @@ def cross_stitch_tiny(tasks: TaskSpec, **kwargs: Any) -> CrossStitchNetwork:
 
 @register_model
 def cross_stitch_resnet18(tasks: TaskSpec, **kwargs: Any) -> CrossStitchNetwork:
-    """Cross-stitch network: one ResNet-18 column per task (dilated, output stride 8) + DeepLab ASPP heads."""
+    """Cross-stitch network: one ResNet-18 column per task (dilated, output stride 8), five cross-stitch units (stem
+    and four layers) + DeepLab ASPP heads."""
     return CrossStitchNetwork(tasks, encoder="resnet18", **{"output_stride": 8, **kwargs})

@@ -1,13 +1,21 @@
 """Building blocks of the decoder-interaction families (PAD-Net, MTI-Net): task feature branches, multi-modal
 distillation, and the deep-supervision record that lets ``model.losses`` add the auxiliary terms.
 
-Multi-modal distillation refines the feature F_k of a receiving task k with messages from every other task l:
+Multi-modal distillation refines the feature F_k of a receiving task k with messages from every other task l,
+with 3x3 convolutions W (messages) and A (attention):
 
-    F^o_k = F_k + sum_{l != k} G_{k,l} * (W_{k,l} conv F_l),   G_{k,l} = sigmoid(A_{k,l} conv F_gate),
+* ``gate="receiver"``: one attention map per receiving task, from its own feature, the attention-guided
+  distillation of PAD-Net (Xu et al., CVPR 2018, Sec. 3.3, distillation module (c)):
 
-with 3x3 convolutions W and A; ``gate="receiver"`` reads F_gate = F_k (one gate per receiving task, PAD-Net's
-attention-guided variant, Xu et al. CVPR 2018), ``gate="source"`` reads F_gate = F_l (a spatial attention per
-task pair, MTI-Net's unit, Vandenhende et al. ECCV 2020). All parameters belong to the receiving task.
+      G_k = sigmoid(A_k conv F_k),   F^o_k = F_k + sum_{l != k} G_k * (W_{l,k} conv F_l);
+
+* ``gate="pair"``: one attention map per (receiving, source) pair, still from F_k,
+  G_{k,l} = sigmoid(A_{k,l} conv F_k) (mtlzoo's PAD-Net default before 2026-12-06; T - 2 more 3x3 convolutions per
+  receiving task than the paper's unit);
+* ``gate="source"``: one spatial attention per pair from the source feature, G_{k,l} = sigmoid(A_{k,l} conv F_l)
+  (MTI-Net's unit, Vandenhende et al., ECCV 2020).
+
+All parameters belong to the receiving task.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from torch import Tensor, nn
 from mtlzoo.models.mtan import conv_block
 from mtlzoo.tasks import Task
 
-GATES = ("receiver", "source")
+GATES = ("receiver", "pair", "source")
 
 
 def task_branch(cin: int, cout: int) -> nn.Sequential:
@@ -38,8 +46,15 @@ def check_dense(tasks: Sequence[Task], architecture: str) -> None:
                              "is not dense (use hps / mtan / the gated models for it)")
 
 
+def _conv3x3(channels: int, like: Tensor | None) -> nn.Conv2d:
+    conv = nn.Conv2d(channels, channels, 3, padding=1)
+    return conv if like is None else conv.to(device=like.device, dtype=like.dtype)
+
+
 class Distillation(nn.Module):
-    """Messages from the ``sources`` (other tasks, in order) into one receiving task (see the module docstring)."""
+    """Messages from the ``sources`` (other tasks, in order) into one receiving task (see the module docstring).
+
+    ``messages[l]`` is W_{l,k}; the attention is ``attention`` (A_k) for ``gate="receiver"``, else ``gates[l]``."""
 
     def __init__(self, channels: int, sources: Sequence[str], gate: str = "receiver") -> None:
         super().__init__()
@@ -48,24 +63,32 @@ class Distillation(nn.Module):
         self.channels, self.gate = channels, gate
         self.messages = nn.ModuleDict()
         self.gates = nn.ModuleDict()
+        self.attention = _conv3x3(channels, None) if gate == "receiver" else None
         for source in sources:
             self.add_source(source)
 
     def add_source(self, source: str) -> None:
-        """Add the message (and gate) convolutions of a new source task."""
-        self.messages[source] = nn.Conv2d(self.channels, self.channels, 3, padding=1)
-        self.gates[source] = nn.Conv2d(self.channels, self.channels, 3, padding=1)
+        """Add the message (and, per pair, gate) convolutions of a new source task, on the unit's device and dtype."""
+        like = next(self.parameters(), None)
+        self.messages[source] = _conv3x3(self.channels, like)
+        if self.gate != "receiver":
+            self.gates[source] = _conv3x3(self.channels, like)
 
     def remove_source(self, source: str) -> None:
         del self.messages[source]
-        del self.gates[source]
+        if source in self.gates:
+            del self.gates[source]
 
     def forward(self, own: Tensor, others: Sequence[Tensor]) -> Tensor:
         if len(others) != len(self.messages):
             raise ValueError(f"distillation expects {len(self.messages)} source features, got {len(others)}")
+        shared_gate = torch.sigmoid(self.attention(own)) if self.attention is not None and others else None
         out = own
         for (source, message), feature in zip(self.messages.items(), others, strict=True):
-            gate = torch.sigmoid(self.gates[source](own if self.gate == "receiver" else feature))
+            if shared_gate is not None:
+                gate = shared_gate
+            else:
+                gate = torch.sigmoid(self.gates[source](own if self.gate == "pair" else feature))
             out = out + gate * message(feature)
         return out
 

@@ -130,6 +130,16 @@ def test_staged_encoder_uses_modules_replaced_after_construction():
     assert calls == [1]
 
 
+def test_units_on_a_resnet_sit_after_the_stem_and_the_four_layers():
+    """As the module docstring says: five units on a timm ResNet (the stem one is mtlzoo's extra), four on tiny."""
+    with torch.device("meta"):
+        model = mtlzoo.create_model("cross_stitch_resnet18", tasks=TASKS)
+    column = model.encoder.columns[0]
+    assert [stage[-1] for stage in column._stages] == ["act1", "layer1", "layer2", "layer3", "layer4"]
+    assert [unit.alpha.shape[0] for unit in model.encoder.units] == [64, 64, 128, 256, 512]
+    assert len(mtlzoo.create_model("cross_stitch_tiny", tasks=TASKS).encoder.units) == 4
+
+
 def test_generic_entry_takes_any_encoder():
     model = mtlzoo.create_model("cross_stitch", tasks=TASKS, encoder="resnet18", output_stride=16, head="light",
                                 head_width=16)

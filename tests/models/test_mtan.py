@@ -1,4 +1,5 @@
-"""mtan_*: shared encoder with per-task attention (Liu et al. 2019); mtan_segnet: the released SegNet MTAN."""
+"""mtan_*: shared encoder with per-task attention (Liu et al. 2019), the released ResNet MTAN by default (checked
+against a transcription of LibMTL's forward in test_mtan_libmtl_reference.py); mtan_segnet: the released SegNet MTAN."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from family_checks import (
     TASKS,
     balancer_steps,
     batch,
+    check_feature_level_on_the_encoder,
     check_info,
     check_partition,
     check_private_gradients,
@@ -15,7 +17,7 @@ from family_checks import (
 )
 
 import mtlzoo
-from mtlzoo.models.mtan import TaskAttention
+from mtlzoo.models.mtan import BasicBlock, Bottleneck, TaskAttention
 
 
 @pytest.fixture
@@ -29,8 +31,14 @@ def _saturate(mask, value):
         mask[-2].bias.fill_(value)  # the last BN before the sigmoid
 
 
+def _count(name, tasks="nyud", **kwargs):
+    with torch.device("meta"):
+        return sum(p.numel() for p in mtlzoo.create_model(name, tasks=tasks, **kwargs).parameters())
+
+
 def test_attention_masks_scale_the_shared_features():
-    """a_j = sigmoid(g_j(.)) * p_j: a saturated-open mask passes p_j through, a closed one zeroes it."""
+    """structure='stages': a_j = sigmoid(g_j(.)) * p_j: a saturated-open mask passes p_j through, a closed one
+    zeroes it."""
     torch.manual_seed(0)
     attention = TaskAttention([4, 8, 16]).eval()
     features = [torch.randn(1, 4, 8, 8), torch.randn(1, 8, 4, 4), torch.randn(1, 16, 2, 2)]
@@ -54,9 +62,59 @@ def test_each_stage_reads_the_previous_attended_features():
 
 
 def test_groups_and_private_gradients(model):
+    """The carry blocks h_j are shared by the tasks (after the representation); masks and head are the task's."""
     check_partition(model)
-    assert {id(p) for p in model.shared_parameters()} == {id(p) for p in model.encoder.parameters()}
+    carry = {id(p) for p in model.carry.parameters()}
+    assert {id(p) for p in model.shared_parameters()} == {id(p) for p in model.encoder.parameters()} | carry
+    assert {id(p) for p in model.decoder_shared_parameters()} == carry
+    assert {id(p) for p in model.task_parameters("depth")} == {
+        id(p) for p in [*model.attention["depth"].parameters(), *model.heads["depth"].parameters()]}
     check_private_gradients(model)
+
+
+def test_released_structure_on_the_tiny_encoder(model):
+    """Four levels (no stem), masks from each stage's first conv block gating its second, basic carry blocks
+    16 -> 32 -> 64 -> 128, hidden width C (reduction 1), and the head reads a_4 only."""
+    assert model.structure == "resnet" and model.reduction == 1 and model.channels == [16, 32, 64, 128]
+    assert [type(b) for b in model.carry] == [BasicBlock] * 3
+    masks = model.attention["semseg"].masks
+    assert [(m[0].in_channels, m[0].out_channels) for m in masks] == [(16, 16), (64, 32), (128, 64), (256, 128)]
+    assert len(model.attention["semseg"].projections) == 0
+    rep = model.encode(batch()["image"])
+    assert [tuple(f.shape[1:]) for f in rep.features] == [(16, 8, 8)] * 2 + [(32, 4, 4)] * 2 + [(64, 2, 2)] * 2 + [
+        (128, 1, 1)] * 2
+    assert [tuple(f.shape) for f in model.head_features(rep, model.task("depth"))] == [(2, 128, 1, 1)]
+
+
+def test_feature_level_balances_the_encoder_tensors_and_trains_the_carry_blocks(model):
+    check_feature_level_on_the_encoder(model, size=64)  # at 32 px MGDA-UB happens to give one task weight 0
+
+
+def test_stages_structure_keeps_the_previous_model():
+    """structure='stages' (the default before 2026-12-06): per-task carry bottlenecks, every stage attended, the
+    encoder alone is shared; the nyud parameter count it had."""
+    model = mtlzoo.create_model("mtan_tiny", tasks=TASKS, structure="stages")
+    assert model.reduction == 4 and model.decoder_shared_parameters() == []
+    assert [type(b) for b in model.attention["depth"].projections] == [Bottleneck] * 3
+    assert {id(p) for p in model.shared_parameters()} == {id(p) for p in model.encoder.parameters()}
+    assert len(model.head_features(model.encode(batch()["image"]), model.task("depth"))) == 4
+    check_partition(model)
+    assert _count("mtan_tiny", structure="stages") == 560_589
+    assert _count("mtan", structure="stages") == 136_824_365
+    with pytest.raises(ValueError, match="mtan structure 'segnet': accepted"):
+        mtlzoo.create_model("mtan_tiny", tasks=TASKS, structure="segnet")
+
+
+def test_parameter_counts_on_nyud():
+    """The figures docs/zoo.md quotes. On ResNet-50 the released structure holds one carry block per level for all
+    tasks where 'stages' held one per task (8.03 M fewer per task, and no stem attention)."""
+    assert _count("mtan") == 112_655_469
+    assert _count("mtan_resnet18") == 39_082_605  # LibMTL's ResNet-18 MTAN: masks at full width (reduction 1)
+    assert _count("mtan_tiny") == 917_373
+    one, two = ([{"name": n, "kind": "depth"} for n in names] for names in (["a"], ["a", "b"]))
+    per_task = _count("mtan", two) - _count("mtan", one)
+    per_task_stages = _count("mtan", two, structure="stages") - _count("mtan", one, structure="stages")
+    assert per_task_stages - per_task == 8_025_072
 
 
 def test_info_gives_parameters_and_flops():
@@ -65,6 +123,7 @@ def test_info_gives_parameters_and_flops():
 
 def test_round_trips(model, tmp_path):
     check_round_trips(model, tmp_path)
+    check_round_trips(mtlzoo.create_model("mtan_tiny", tasks=TASKS, structure="stages"), tmp_path / "stages")
 
 
 def test_add_and_remove_task(model):
@@ -74,6 +133,7 @@ def test_add_and_remove_task(model):
     assert model(batch()["image"])["edge"].shape == (2, 1, 32, 32)
     model.remove_task("semseg")
     assert list(model.attention) == ["depth", "normals", "edge"]
+    assert model(batch()["image"])["edge"].shape == (2, 1, 32, 32)
 
 
 def test_frozen_task_keeps_its_attention_in_eval_mode(model):
@@ -156,9 +216,15 @@ def test_segnet_private_gradients_round_trip_and_levels(tmp_path):
         balancer_steps("mtan_segnet", "mgda_ub", steps=1)
 
 
-def test_generic_entry_takes_any_encoder():
+def test_generic_entry_takes_resnets_and_any_encoder_with_stages():
     model = mtlzoo.create_model("mtan", tasks=TASKS, encoder="resnet18", output_stride=16, head="light", head_width=16)
-    assert model.config["encoder"] == "resnet18"
+    assert model.config["encoder"] == "resnet18" and model.structure == "resnet"
     assert model(batch()["image"])["normals"].shape == (2, 3, 32, 32)
     smp = mtlzoo.create_model("mtan", tasks=TASKS, encoder="smp:resnet18", output_stride=32, head="light")
     assert smp(batch()["image"])["depth"].shape == (2, 1, 32, 32)
+    assert len(smp.head_features(smp.encode(batch()["image"]), smp.task("depth"))) == 1
+    with pytest.raises(ValueError, match="needs a ResNet encoder .* got 'efficientnet_b0'; use structure='stages'"):
+        mtlzoo.create_model("mtan", tasks=TASKS, encoder="efficientnet_b0", output_stride=32)
+    other = mtlzoo.create_model("mtan", tasks=TASKS, encoder="efficientnet_b0", output_stride=32, head="light",
+                                structure="stages")
+    assert other(batch()["image"])["semseg"].shape == (2, 5, 32, 32)

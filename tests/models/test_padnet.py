@@ -33,23 +33,53 @@ def _targets(data):
     return {k: v for k, v in data.items() if k != "image"}
 
 
-@pytest.mark.parametrize("gate", ["receiver", "source"])
+@pytest.mark.parametrize("gate", ["receiver", "pair", "source"])
 def test_distillation_follows_the_equation(gate):
-    """F^o_k = F_k + sum_l sigmoid(A_l * F_gate) (W_l * F_l), re-computed with plain F.conv2d from the weights."""
+    """F^o_k = F_k + sum_l G (W_l * F_l), re-computed with plain F.conv2d from the weights: G = sigmoid(A_k * F_k)
+    for every source (receiver, PAD-Net's module (c)), sigmoid(A_{k,l} * F_k) (pair), sigmoid(A_{k,l} * F_l)
+    (source)."""
     torch.manual_seed(0)
     unit = Distillation(4, ["a", "b"], gate=gate)
     own, others = torch.randn(2, 4, 5, 5), [torch.randn(2, 4, 5, 5), torch.randn(2, 4, 5, 5)]
     expected = own.clone()
     for name, feature in zip(["a", "b"], others, strict=True):
-        g, m = unit.gates[name], unit.messages[name]
-        gate_input = own if gate == "receiver" else feature
+        g = unit.attention if gate == "receiver" else unit.gates[name]
+        m = unit.messages[name]
+        gate_input = feature if gate == "source" else own
         attention = torch.sigmoid(F.conv2d(gate_input, g.weight, g.bias, padding=1))
         expected = expected + attention * F.conv2d(feature, m.weight, m.bias, padding=1)
-    assert torch.allclose(unit(own, others), expected, atol=1e-6)
+    torch.testing.assert_close(unit(own, others), expected, atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="expects 2 source"):
         unit(own, others[:1])
     with pytest.raises(ValueError, match="distillation gate 'both'"):
         Distillation(4, ["a"], gate="both")
+
+
+def test_one_attention_map_per_receiving_task():
+    """The paper's unit has one attention conv per receiving task (not per pair): T(T - 2) fewer 3x3 convs than
+    gate='pair', which is the previous default and keeps its parameter names."""
+    receiver = mtlzoo.create_model("padnet_tiny", tasks=TASKS)
+    pair = mtlzoo.create_model("padnet_tiny", tasks=TASKS, gate="pair")
+    for name in receiver.task_names:
+        distill = receiver.heads[name].distill
+        assert isinstance(distill.attention, torch.nn.Conv2d) and len(distill.gates) == 0
+        assert len(distill.messages) == len(TASKS) - 1
+        assert len(pair.heads[name].distill.gates) == len(TASKS) - 1 and pair.heads[name].distill.attention is None
+    conv = 32 * 32 * 9 + 32  # one 3x3 conv at the task width 32
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(pair) - count(receiver) == len(TASKS) * (len(TASKS) - 2) * conv
+    assert not any(".gates." in k for k in receiver.state_dict())
+
+
+def test_nyud_parameter_counts():
+    """The nyud figures docs/zoo.md quotes (4 tasks at 256 channels: the pair gates held 8 more 3x3 convs)."""
+    def count(name, **kwargs):
+        with torch.device("meta"):
+            return sum(p.numel() for p in mtlzoo.create_model(name, tasks="nyud", **kwargs).parameters())
+
+    assert count("padnet_resnet18") == 30_349_466
+    assert count("padnet_resnet18", gate="pair") == 35_070_106 == 30_349_466 + 8 * (256 * 256 * 9 + 256)
+    assert count("padnet", encoder="resnet50") == 56_836_762
 
 
 def test_losses_fold_the_initial_predictions_into_each_task(model):
@@ -120,11 +150,20 @@ def test_add_and_remove_task(model):
     model.add_task({"name": "edge", "kind": "edge"})
     assert list(model.branches) == model.task_names
     assert list(model.heads["semseg"].distill.messages) == ["depth", "normals", "edge"]
+    assert len(model.heads["semseg"].distill.gates) == 0  # still one attention map per receiving task
     check_partition(model)
     assert model(batch()["image"])["edge"].shape == (2, 1, 32, 32)
     model.remove_task("depth")
     assert list(model.heads["edge"].distill.messages) == ["semseg", "normals"]
     assert model(batch()["image"])["normals"].shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("gate", ["receiver", "pair"])
+def test_added_task_follows_the_model_dtype(gate):
+    model = mtlzoo.create_model("padnet_tiny", tasks=TASKS, gate=gate).to(torch.float64)
+    model.add_task({"name": "edge", "kind": "edge"})
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    assert model(batch()["image"].double())["edge"].dtype == torch.float64
 
 
 def test_bad_input_is_refused():
