@@ -35,19 +35,24 @@ _ARCHITECTURES = {
     "cross_stitch_tiny": "Cross-stitch network on tiny 4-stage conv columns + light heads, for tests and CPU demos.",
     "invpt": "InvPT on any plain timm ViT: joint inverted-pyramid transformer decoder, deep supervision.",
     "invpt_tiny": "InvPT on a tiny ViT (4 blocks, width 64, 16-pixel patches), decoder 64-32-16, for tests and CPU.",
-    "invpt_vit_base": "InvPT on ViT-B/16: joint inverted-pyramid transformer decoder 768-384-192 (strides 16-8-4).",
-    "invpt_vit_small": "InvPT on ViT-S/16: joint inverted-pyramid transformer decoder 384-192-96 (strides 16-8-4).",
+    "invpt_vit_base": "Compact InvPT (reduced from the paper) on ViT-B/16: joint inverted-pyramid transformer decoder "
+                       "768-384-192 (strides 16-8-4).",
+    "invpt_vit_small": "Compact InvPT (reduced from the paper) on ViT-S/16: joint inverted-pyramid transformer "
+                        "decoder 384-192-96 (strides 16-8-4).",
     "mtinet": "MTI-Net on HRNet (hrnet_w18, ...) or any 4-stage encoder: multi-scale distillation, deep supervision.",
-    "mtinet_hrnet18": "MTI-Net on HRNet-18 (timm hrnet_w18 raw branches 18-36-72-144), as in the paper.",
+    "mtinet_hrnet18": "MTI-Net on the paper's HRNet-18 backbone (timm hrnet_w18 raw branches 18-36-72-144) with a "
+                       "simplified decoder (18.5 M on nyud).",
     "mtinet_resnet18": "MTI-Net on ResNet-18 (four stages, 1/4..1/32) with HRNet-18's task widths 18-36-72-144.",
     "mtinet_tiny": "MTI-Net on the tiny 4-stage conv encoder, task widths 8-64, light heads, for tests and CPU.",
     "padnet": "PAD-Net on any encoder: deeply supervised initial predictions, attention-gated distillation.",
     "padnet_resnet18": "PAD-Net on ResNet-18 (dilated, output stride 8), 256-channel task features, light heads.",
     "padnet_tiny": "PAD-Net on the tiny conv encoder (output stride 8), 32-channel task features, for tests and CPU.",
-    "mtan": "MTAN on any encoder: a shared timm / smp encoder with one attention module per task and stage.",
-    "mtan_resnet18": "MTAN on ResNet-18 (output stride 8) with per-task attention and DeepLab ASPP heads.",
+    "mtan": "MTAN as released on ResNets: per-task attention after each of the 4 layers, shared carry blocks; "
+             "structure='stages' for any encoder.",
+    "mtan_resnet18": "MTAN on ResNet-18 (output stride 8), the released ResNet structure, with DeepLab ASPP heads.",
     "mtan_segnet": "MTAN on SegNet as released for the NYUv2 3-task benchmark (CAGrad / Nash-MTL / FAMO; 44.2 M).",
-    "mtan_tiny": "MTAN on the tiny 4-stage conv encoder + light heads, for tests and CPU demos.",
+    "mtan_tiny": "MTAN (released ResNet structure) on the tiny 4-stage conv encoder + light heads, for tests and CPU "
+                  "demos.",
     "nddr": "NDDR-CNN on any timm CNN encoder: one column per task, an NDDR layer (1x1 conv + BN + ReLU) per stage.",
     "nddr_resnet18": "NDDR-CNN: one ResNet-18 column per task (output stride 8) + DeepLab ASPP heads.",
     "nddr_tiny": "NDDR-CNN on tiny 4-stage conv columns + light heads, for tests and CPU demos.",
