@@ -135,22 +135,47 @@ def render_markdown(results: Mapping[str, Any], title: str, regenerate: str,
     architectures = list(dict.fromkeys(r["architecture"] for r in aggregates["rows"]))
     for arch in architectures:
         rows = [r for r in aggregates["rows"] if r["architecture"] == arch]
-        lines += [f"## {arch}", ""]
-        if mixed:
-            lines += [f"Ran on {machines.get(arch, 'not recorded')}.", ""]
-        significance = method_significance(rows, results["higher_is_better"], REFERENCE)
-        ran = [_cells(r, results, significance.get(r["method"])) for r in rows if r["status"] == "ok"]
-        if ran:
-            note = _significance_note(rows, results["higher_is_better"])
-            lines += [*markdown_table(_header(results), ran), "", *note, ""]
-        notes = [f"- `{r['method']}`: {r['status']}: {r['reason']}" for r in rows if r["status"] != "ok"]
-        notes += [line for r in rows if r["status"] == "ok" for line in _short(r, results)]
-        notes += [f"- `{r['method']}`: seed {f['seed']} failed: {f['error']}" for r in rows if r["status"] == "ok"
-                  for f in r.get("failed", ())]
-        lines += [*notes, ""] if notes else []
+        ran_on = f"Ran on {machines.get(arch, 'not recorded')}." if mixed else None
+        lines += _architecture_section(arch, rows, results, ran_on)
     for name in compare:
         lines += compare_section(results, name)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _architecture_section(arch: str, rows: Sequence[Mapping[str, Any]], results: Mapping[str, Any],
+                          ran_on: str | None) -> list[str]:
+    """One architecture's table (ranked, with intervals), its notes and its per-task view against the reference."""
+    lines = [f"## {arch}", "", *([ran_on, ""] if ran_on else [])]
+    significance = method_significance(rows, results["higher_is_better"], REFERENCE)
+    ran = [_cells(r, results, significance.get(r["method"])) for r in rows if r["status"] == "ok"]
+    if ran:
+        note = _significance_note(rows, results["higher_is_better"])
+        lines += [*markdown_table(_header(results), ran), "", *note, ""]
+    notes = [f"- `{r['method']}`: {r['status']}: {r['reason']}" for r in rows if r["status"] != "ok"]
+    notes += [line for r in rows if r["status"] == "ok" for line in _short(r, results)]
+    notes += [f"- `{r['method']}`: seed {f['seed']} failed: {f['error']}" for r in rows if r["status"] == "ok"
+              for f in r.get("failed", ())]
+    return [*lines, *([*notes, ""] if notes else []), *_per_task_view(rows)]
+
+
+def _per_task_view(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per method and task, the change of the task's relative gain over the single-task baseline against the
+    reference method's (points; + = the method helps that task more than the reference does)."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get("task_change")]
+    reference = next((r for r in ok if r["method"] == REFERENCE), None)
+    if reference is None or len(ok) < 2:
+        return []
+    tasks = list(reference["task_change"])
+    body = [[r["method"], *[number(_mean_change(r, t) - _mean_change(reference, t), 1, True)
+                            if _mean_change(r, t) is not None and _mean_change(reference, t) is not None else _DASH
+                            for t in tasks]] for r in ok if r is not reference]
+    intro = (f"Per task, against `{REFERENCE}`: each method's gain over the single-task networks minus "
+             f"`{REFERENCE}`'s, in points of that task's relative change (mean over seeds; + helps the task).")
+    return [intro, "", *markdown_table(["method", *tasks], body), ""]
+
+
+def _mean_change(row: Mapping[str, Any], task: str) -> float | None:
+    return (row["task_change"].get(task) or {}).get("mean")
 
 
 def _machines(results: Mapping[str, Any]) -> dict[str, str]:

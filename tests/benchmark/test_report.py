@@ -4,6 +4,7 @@ puts a published table beside the rows under the same protocol and refuses anoth
 import json
 import sys
 
+import pytest
 from conftest import fake_sweep, run_cli
 
 from mtlzoo.benchmark.table import render_markdown, write_results
@@ -147,3 +148,18 @@ def test_each_table_ranks_with_ties_and_marks_differences_to_ew_that_scipy_calls
         significant = stats.ttest_rel(row["delta_m"]["values"], reference).pvalue < 0.05
         assert line.split(" | ")[-3].endswith(" *") == significant, line
     assert "overlapping intervals share a rank" in page
+
+
+def test_the_per_task_view_shows_each_methods_gain_minus_ews_per_task():
+    results, _ = fake_sweep("synthscenes")
+    rows = [r for r in results["aggregates"]["rows"] if r["architecture"] == "a1" and r["status"] == "ok"]
+    rows[-1]["method"] = "ew"
+    page = render_markdown(results, "t", "cmd")
+    section = page[page.index("Per task, against `ew`"):]
+    tasks = list(rows[-1]["task_change"])
+    assert f"| method | {' | '.join(tasks)} |" in section
+    for row in rows[:-1]:
+        line = next(x for x in section.splitlines() if x.startswith(f"| {row['method']} |"))
+        expected = [row["task_change"][t]["mean"] - rows[-1]["task_change"][t]["mean"] for t in tasks]
+        assert [float(x) for x in line.strip("| ").split(" | ")[1:]] == pytest.approx(expected, abs=0.051)
+    assert page.count("Per task, against `ew`") == 1  # a2 has no ew row: no view
