@@ -1,4 +1,4 @@
-"""PNG plots of a sweep's results (matplotlib, the ``plots`` extra): delta_m per method with its seed spread,
+"""PNG plots of a sweep's results (matplotlib, the ``plots`` extra): delta_m per method with its 95% interval,
 per-task relative change against the baselines, and a two-metric trade-off scatter."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtlzoo.benchmark.stats import t_interval
 from mtlzoo.plots import _figure, _save
 
 
@@ -15,7 +16,7 @@ def _ran(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def plot_delta_m(results: Mapping[str, Any], path: str | Path) -> Path | None:
-    """Per architecture, each method's delta_m: one dot per seed and the mean with its sample std."""
+    """Per architecture, each method's delta_m: one dot per seed and the mean with its 95% t interval over seeds."""
     rows = [r for r in _ran(results) if r["delta_m"]["mean"] is not None]
     if not rows:
         return None
@@ -30,14 +31,16 @@ def plot_delta_m(results: Mapping[str, Any], path: str | Path) -> Path | None:
         for y, row in enumerate(mine):
             seeds = [v for v in row["delta_m"]["values"] if v is not None]
             ax.scatter(seeds, [y] * len(seeds), s=12, color="tab:gray", zorder=2)
-            ax.errorbar(row["delta_m"]["mean"], y, xerr=row["delta_m"]["std"] or 0.0, fmt="o", color="tab:blue",
-                        capsize=3, zorder=3)
+            interval = t_interval(row["delta_m"]["values"])
+            half = 0.0 if interval is None else interval.high - interval.mean
+            ax.errorbar(row["delta_m"]["mean"], y, xerr=half, fmt="o", color="tab:blue", capsize=3, zorder=3)
         ax.set_yticks(range(len(mine)), [r["method"] for r in mine], fontsize=8)
         ax.invert_yaxis()
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_title(arch, fontsize=9)
     better = "higher" if results["higher_is_better"] else "lower"
-    axes[-1, 0].set_xlabel(f"delta_m (%) vs single-task baselines, {better} is better (dots: seeds)")
+    axes[-1, 0].set_xlabel(f"delta_m (%) vs single-task baselines, {better} is better (dots: seeds; bars: 95% "
+                           "t interval)")
     return _save(fig, Path(path))
 
 
