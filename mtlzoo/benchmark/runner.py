@@ -123,7 +123,7 @@ def _record(cell: Cell, trainer: Any, clock: StepClock, memory: PeakMemory, begi
             "metrics": metrics.get("metrics", {}), "steps_per_s": rate, "timed_steps": steps,
             "resumed_from_step": trainer.step - steps if resume else None, "wall_s": wall,
             "excluded_s": clock.excluded, "peak_memory_mib": memory.stop(), "memory_measure": memory.method,
-            "machine": machine_name(trainer.device),
+            "machine": machine_name(trainer.device), "torch_threads": torch.get_num_threads(),
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -17,6 +17,8 @@ def test_sweep_writes_every_run_and_a_table_with_mean_std_and_delta_m(sweep):
     assert {"cells/hps_tiny/ew/seed0", "cells/cs_tiny/cs_two_phase/seed1", "baselines/stl_tiny/seed1"} <= \
         set(records(out_dir))
     assert (out_dir / "cells/hps_tiny/ew/seed0/checkpoints/latest").is_file()  # an ordinary run folder
+    record = json.loads((out_dir / "cells/hps_tiny/ew/seed0/benchmark_cell.json").read_text())
+    assert record["torch_threads"] >= 1 and "torch " in record["machine"] and "numpy BLAS " in record["machine"]
     rows = {(r["architecture"], r["method"]): r for r in results["aggregates"]["rows"]}
     ew = rows[("hps_tiny", "ew")]
     assert ew["delta_m"]["n"] == 2 and ew["seeds"] == [0, 1]
