@@ -10,6 +10,7 @@ model. Usage::
     python benchmarks/balancers.py --device cpu --model hps_resnet18 --size 72 96 --batch 2 --steps 2
     python benchmarks/balancers.py --model mlp --threads 1 --steps 60 --torchjd   # small models: see small_models.py
     python benchmarks/balancers.py --model toy --threads 1 --steps 60 --torchjd
+    python benchmarks/balancers.py --solves --device cpu --threads 1   # only the T x T solves
 """
 
 from __future__ import annotations
@@ -118,8 +119,9 @@ def run_one(args) -> dict:
     return out
 
 
-def solve_times(device: str, repeats: int = 20) -> dict:
-    """Milliseconds per T x T solve (the balancer's ``weights`` alone) for T = 3 and T = 10."""
+def solve_times(device: str, repeats: int = 50) -> dict:
+    """Milliseconds per T x T solve (the balancer's ``weights`` alone, synchronised) for T = 3 and T = 10: the
+    median of ``repeats`` calls (the mean of 20 unsynchronised calls before 2026-12-06)."""
     from mtlzoo.balancers import GramianBalancer, StepContext, create_balancer
 
     out = {}
@@ -135,12 +137,14 @@ def solve_times(device: str, repeats: int = 20) -> dict:
                 continue
             ctx = StepContext(tasks, values, list(values), values, [], None, "parameters")
             b.weights(gram, ctx)
-            sync()
-            start = time.perf_counter()
+            times = []
             for _ in range(repeats):
+                sync()
+                start = time.perf_counter()
                 b.weights(gram, ctx)
-            sync()
-            out[(name, T)] = 1000 * (time.perf_counter() - start) / repeats
+                sync()
+                times.append(time.perf_counter() - start)
+            out[(name, T)] = 1000 * sorted(times)[repeats // 2]
     return out
 
 
@@ -204,13 +208,20 @@ def main() -> None:
     p.add_argument("--balancers", nargs="*", default=None)
     p.add_argument("--modes", nargs="*", default=["batched", "loop"])
     p.add_argument("--torchjd", action="store_true", help="also time TorchJD (pip install torchjd)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="small models: time steps by wall clock or by this process's CPU time (less disturbed by "
+                        "other jobs on a shared machine)")
     p.add_argument("--same-process", action="store_true",
                    help="CUDA only: run every configuration in this process (peak memory is the allocator's "
                         "per-step peak either way; saves a CUDA start per configuration)")
+    p.add_argument("--solves", action="store_true", help="only time the balancers' T x T solves (T = 3, 10)")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.solves:
+        _print_solves(args.device)
+        return
     if args.model in SMALL_MODELS:
         _small(args)
         return
@@ -229,8 +240,12 @@ def main() -> None:
         results.append((config, res))
         print(json.dumps({**config, **res}), file=sys.stderr, flush=True)
     _print_table(args, results)
-    print("\nT x T solve alone (ms, median of 20, float64 on", args.device + "):")
-    for (name, T), ms in sorted(solve_times(args.device).items()):
+    _print_solves(args.device)
+
+
+def _print_solves(device: str) -> None:
+    print("\nT x T solve alone (ms, median of 50 calls, float64 on", device + "):")
+    for (name, T), ms in sorted(solve_times(device).items()):
         print(f"  {name:12s} T={T:2d}: {ms:7.3f}")
 
 
@@ -242,10 +257,12 @@ def _small(args) -> None:
 
     methods = args.balancers or list(small_models.TORCHJD)
     cpu = machine_name("cpu")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"{args.model}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu}, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, median of {args.steps} paired ratios "
-          f"(each method step against a plain summed-loss step)\n")
-    print(small_models.table(args.model, methods, args.steps, torchjd=args.torchjd))
+          f"(each method step against a plain summed-loss step), {args.clock} clock, load average "
+          f"{' '.join(open('/proc/loadavg').read().split()[:3]) if sys.platform == 'linux' else '?'}\n")
+    print(small_models.table(args.model, methods, args.steps, torchjd=args.torchjd, clock=clock))
 
 
 def _print_table(args, results: list[tuple[dict, dict]]) -> None:

@@ -145,10 +145,12 @@ def _torchjd_step(model: nn.Module, batch: object, tasks: list[str], method: str
     return theirs
 
 
-def paired(name: str, method: str, libraries: list[str], steps: int = 60, warmup: int = 10) -> dict[str, dict]:
+def paired(name: str, method: str, libraries: list[str], steps: int = 60, warmup: int = 10,
+           clock: Callable[[], float] = time.perf_counter) -> dict[str, dict]:
     """Per library: median ms per step of ``method``, of the plain steps paired with it, and the median of
     the paired ratios. Every round runs ``plain, library`` for each library (the libraries' order
-    alternates between rounds), so all of them see the same machine load."""
+    alternates between rounds), so all of them see the same machine load. ``clock`` is wall time by default;
+    ``time.process_time`` counts this process's CPU time only, which other jobs on a shared machine disturb less."""
     model, batch, tasks = build(name)
     base = _step(model, batch, tasks, "sum", "plain")
     steps_of = {lib: _step(model, batch, tasks, method, lib) for lib in libraries}
@@ -157,9 +159,9 @@ def paired(name: str, method: str, libraries: list[str], steps: int = 60, warmup
         for lib in libraries if i % 2 == 0 else libraries[::-1]:
             times = []
             for fn in (base, steps_of[lib]):
-                start = time.perf_counter()
+                start = clock()
                 fn()
-                times.append(time.perf_counter() - start)
+                times.append(clock() - start)
             if i >= warmup:
                 pairs[lib].append((times[0], times[1]))
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
@@ -167,14 +169,15 @@ def paired(name: str, method: str, libraries: list[str], steps: int = 60, warmup
                   "ratio": med([t / b for b, t in p])} for lib, p in pairs.items()}
 
 
-def table(name: str, methods: list[str], steps: int = 60, torchjd: bool = True) -> str:
+def table(name: str, methods: list[str], steps: int = 60, torchjd: bool = True,
+          clock: Callable[[], float] = time.perf_counter) -> str:
     """A markdown table of both libraries' figures for every method, all measured in this one run
     (rows also go to stderr as they are measured)."""
     rows = ["| method | mtlzoo ms/step | mtlzoo x plain | TorchJD ms/step | TorchJD x plain | plain ms/step |",
             "|---|---|---|---|---|---|"]
     for method in methods:
         libraries = ["mtlzoo", "torchjd"] if torchjd and method in TORCHJD else ["mtlzoo"]
-        res = paired(name, method, libraries, steps)
+        res = paired(name, method, libraries, steps, clock=clock)
         ours, theirs = res["mtlzoo"], res.get("torchjd")
         cells = f"{theirs['ms']:.2f} | {theirs['ratio']:.2f}x" if theirs else "- | -"
         plain = f"{ours['plain_ms']:.2f}" + (f" / {theirs['plain_ms']:.2f}" if theirs else "")

@@ -5,42 +5,43 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
+import numpy as np
 from torch import Tensor
 
 from mtlzoo.balancers.base import Balancer, GramianBalancer, per_task_values
 from mtlzoo.balancers.contract import StepContext
+from mtlzoo.balancers.host import to_device, to_host
 from mtlzoo.balancers.registry import register_balancer
 
 SCALE_MODES = ("min", "median", "rmse")
-_EPS32 = torch.finfo(torch.float32).eps
+_EPS32 = float(np.finfo(np.float32).eps)
 
 
-def balance_matrix(gramian: Tensor, scale_mode: str = "min") -> tuple[Tensor, Tensor]:
+def balance_matrix(gramian: np.ndarray, scale_mode: str = "min") -> tuple[np.ndarray, float]:
     """Aligned-MTL's ``B = V diag(sqrt(s / lambda)) V^T`` and the condition number of the system.
 
     ``(lambda, V)`` is the eigendecomposition of the Gramian; eigenvalues below
     ``lambda_max * T * eps_float32`` are dropped (masked, no shape change). ``s`` is the smallest
     kept eigenvalue ("min", the paper's choice), the square of the median kept singular value
     ("median") or the mean kept eigenvalue ("rmse"). The aligned system ``G B`` then has
-    ``B^T G B = s I`` on the kept subspace.
+    ``B^T G B = s I`` on the kept subspace. Host arrays (float64).
     """
     T = gramian.shape[0]
-    finite = torch.isfinite(gramian).all()
+    finite = bool(np.isfinite(gramian).all())
     # eigh raises on NaN / inf; a broken system gets the identity's (harmless) result and a NaN condition number
-    lam, vec = torch.linalg.eigh(torch.where(finite, gramian, torch.eye(T, dtype=gramian.dtype, device=gramian.device)))
-    kept = lam > lam[-1].clamp_min(0) * T * _EPS32
-    inf = torch.full_like(lam, torch.inf)
-    lam_min = torch.where(kept, lam, inf).min()
-    if scale_mode == "min":
-        s = lam_min
-    elif scale_mode == "rmse":
-        s = (lam * kept).sum() / kept.sum().clamp_min(1)
-    else:
-        sigma = torch.where(kept, lam.clamp_min(0).sqrt(), inf).sort().values
-        s = sigma[((kept.sum() - 1).clamp_min(0) // 2)].square()
-    factor = torch.where(kept, (s / torch.where(kept, lam, 1.0)).clamp_min(0).sqrt(), 0.0)
-    cond = torch.where(finite, (lam[-1].clamp_min(0) / lam_min).sqrt(), float("nan"))
+    lam, vec = np.linalg.eigh(gramian if finite else np.eye(T))
+    with np.errstate(all="ignore"):
+        kept = lam > max(lam[-1], 0) * T * _EPS32
+        lam_min = np.where(kept, lam, np.inf).min()
+        if scale_mode == "min":
+            s = lam_min
+        elif scale_mode == "rmse":
+            s = (lam * kept).sum() / max(kept.sum(), 1)
+        else:
+            sigma = np.sort(np.where(kept, np.sqrt(np.maximum(lam, 0)), np.inf))
+            s = np.square(sigma[max(kept.sum() - 1, 0) // 2])
+        factor = np.where(kept, np.sqrt(np.maximum(s / np.where(kept, lam, 1.0), 0)), 0.0)
+        cond = float(np.sqrt(max(lam[-1], 0) / lam_min)) if finite else float("nan")
     return (vec * factor) @ vec.T, cond
 
 
@@ -63,11 +64,11 @@ class AlignedMTL(GramianBalancer):
         self.scale_heads = scale_heads
 
     def weights(self, gramian: Tensor, ctx: StepContext) -> Tensor:
-        w = torch.tensor(per_task_values(self.task_weights, ctx.tasks, 1.0), dtype=gramian.dtype,
-                         device=gramian.device)
-        b, cond = balance_matrix(gramian, self.scale_mode)
-        ctx.extras["condition_number"] = cond
-        return b @ w
+        (gram,) = to_host(gramian)
+        b, cond = balance_matrix(gram, self.scale_mode)
+        out = to_device(gramian, b @ np.array(per_task_values(self.task_weights, ctx.tasks, 1.0)), cond)
+        ctx.extras["condition_number"] = out[1][0]
+        return out[0]
 
 
 @register_balancer("aligned_mtl_ub")

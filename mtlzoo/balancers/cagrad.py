@@ -8,6 +8,7 @@ from torch import Tensor
 
 from mtlzoo.balancers.base import GramianBalancer
 from mtlzoo.balancers.contract import StepContext
+from mtlzoo.balancers.host import to_device, to_host
 from mtlzoo.balancers.registry import register_balancer
 from mtlzoo.balancers.solvers import cagrad_weights
 
@@ -19,7 +20,7 @@ class CAGrad(GramianBalancer):
     """CAGrad: ``d = g0 + c ||g0|| / ||g_w|| g_w`` with ``w`` minimising ``g_w . g0 + c ||g0|| ||g_w||``.
 
     ``g0`` is the mean gradient; ``rescale`` divides the update by ``1 + c^2`` (1, the official
-    code's default), ``1 + c`` (2) or nothing (0). The dual is solved exactly in torch
+    code's default), ``1 + c`` (2) or nothing (0). The dual is solved exactly on the host
     (:func:`~mtlzoo.balancers.solvers.cagrad_weights`). Heads keep their own gradients.
     """
 
@@ -35,6 +36,7 @@ class CAGrad(GramianBalancer):
         self.rescale = rescale
 
     def weights(self, gramian: Tensor, ctx: StepContext) -> Tensor:
-        w, lam = cagrad_weights(gramian, self.c)
-        weights = 1.0 / gramian.shape[0] + lam * w
-        return weights / {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale]
+        (gram,) = to_host(gramian)
+        w, lam = cagrad_weights(gram, self.c)
+        weights = 1.0 / gram.shape[0] + lam * w
+        return to_device(gramian, weights / {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale])[0]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtlzoo.balancers.base import JacobianBalancer
 from mtlzoo.balancers.contract import StepContext
+from mtlzoo.balancers.host import HostState
 from mtlzoo.balancers.registry import register_balancer
 
 
@@ -28,6 +31,7 @@ class DBMTL(JacobianBalancer):
         super().__init__(**kwargs)
         self.beta, self.beta_sigma, self.eps = beta, beta_sigma, eps
         self.averages: list[Tensor] = []
+        self._host = HostState(["step"])
 
     def _init_state(self, num_tasks: int) -> None:
         self.register_buffer("step", torch.zeros((), dtype=torch.float64))
@@ -51,13 +55,26 @@ class DBMTL(JacobianBalancer):
         if [a.shape for a in self.averages] != [b.shape for b in blocks]:
             self._set_averages([torch.zeros_like(b) for b in blocks])
             self.step.zero_()
-        finite = ctx.finite & torch.isfinite(gramian).all()
-        self.step = self.step.to(gramian.device) + finite.double()
-        beta = (self.beta / self.step.clamp_min(1).pow(self.beta_sigma)).float()
-        new = [torch.where(finite, b + beta.to(b.dtype) * (a.to(b.device) - b), a.to(b.device))
-               for a, b in zip(self.averages, blocks, strict=True)]
-        self._set_averages(new)
-        sq = sum(a.double().square().sum(1) for a in new)
+        if self.step.device != gramian.device:
+            self.step = self.step.to(gramian.device)
+        # the one host round trip: whether the step is finite (the engine folds the Gramian's finiteness into
+        # ctx.finite), and the step count from the host copy
+        (finite,), (step,) = self._host.fetch(self, ctx.finite)
+        if bool(finite):
+            step = float(step) + 1
+            self.step.fill_(step)
+            beta = float(np.float32(self.beta / _pow(max(step, 1.0), self.beta_sigma)))  # float32, as before
+            self._set_averages([b + beta * (a.to(b.device) - b) for a, b in zip(self.averages, blocks, strict=True)])
+        self._host.remember(self, [step])
+        new = self.averages
+        sq = new[0].double().square().sum(1)
+        for a in new[1:]:
+            sq = sq + a.double().square().sum(1)
         norms = sq.sqrt()
         alpha = norms.max() / (norms + self.eps)
         return [alpha.to(a.dtype) @ a for a in new], alpha
+
+
+def _pow(x: float, exponent: float) -> float:
+    """``x ** exponent`` as torch computes it for a tensor (a square root for 0.5)."""
+    return math.sqrt(x) if exponent == 0.5 else x**exponent

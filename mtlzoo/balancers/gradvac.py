@@ -10,13 +10,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtlzoo.balancers.base import JacobianBalancer
 from mtlzoo.balancers.contract import StepContext
-from mtlzoo.balancers.pcgrad import random_orders
+from mtlzoo.balancers.host import HostState, to_device, to_host
+from mtlzoo.balancers.pcgrad import order_keys
 from mtlzoo.balancers.registry import register_balancer
+from mtlzoo.balancers.solvers import random_orders_from_keys
 
 GRANULARITIES = ("model", "tensor")
 _CHUNK = 1 << 22  # columns per float64 copy when forming a block's Gramian
@@ -51,6 +54,7 @@ class GradVac(JacobianBalancer):
                              f"level='parameters', got level={self.level!r}")
         self.beta, self.granularity = float(beta), granularity
         self.needs = replace(self.needs, jacobian=granularity == "tensor")
+        self._host = HostState(["targets"])
 
     def _init_state(self, num_tasks: int) -> None:
         shape = (num_tasks, num_tasks) if self.granularity == "model" else (0, num_tasks, num_tasks)
@@ -63,23 +67,36 @@ class GradVac(JacobianBalancer):
 
     def aggregate(self, jacobian: Any, gramian: Tensor, ctx: StepContext) -> tuple[list[Tensor], Tensor]:
         T = gramian.shape[0]
-        orders = random_orders(T, gramian.device, exclude_self=True)[:, : T - 1]
+        keys = order_keys(T, gramian.device)
         if self.granularity == "model":
-            coef, rho = vaccinate(gramian[None], self.targets.to(gramian.device)[None], orders, self.beta)
-            self.targets = torch.where(torch.isfinite(rho).all() & ctx.finite, rho[0], self.targets.to(rho))
-            weights = coef[0].sum(0)
+            if self.targets.device != gramian.device:
+                self.targets = self.targets.to(gramian.device)
+            (gram, keys, finite), (targets,) = self._host.fetch(self, gramian, keys, ctx.finite)
+            coef, rho = vaccinate(gram[None], targets[None], _orders(keys, T), self.beta)
+            targets = rho[0] if np.isfinite(rho).all() and bool(finite) else targets
+            weights, targets_d = to_device(gramian, coef[0].sum(0), targets)
+            self._host.write(self, [targets], [targets_d])
             return jacobian.combine(weights), weights
         if self.targets.shape[0] != len(ctx.shared):
             self.targets = torch.zeros(len(ctx.shared), T, T, dtype=torch.float64, device=gramian.device)
         grams = torch.stack([_gramian(block) for block in jacobian.blocks])
-        grams = torch.where(ctx.finite, grams, torch.eye(T, dtype=grams.dtype, device=grams.device))
-        index = torch.tensor(jacobian.index, dtype=torch.long, device=gramian.device)
-        targets = self.targets.to(gramian.device)
-        coef, rho = vaccinate(grams, targets[index], orders, self.beta)
-        self.targets = torch.where(torch.isfinite(rho).all() & ctx.finite, targets.index_put((index,), rho), targets)
+        grams, keys, finite, targets = to_host(grams, keys, ctx.finite, self.targets.to(gramian.device))
+        grams = grams if bool(finite) else np.broadcast_to(np.eye(T), grams.shape)
+        coef, rho = vaccinate(grams, targets[jacobian.index], _orders(keys, T), self.beta)
+        if np.isfinite(rho).all() and bool(finite):
+            targets = targets.copy()
+            targets[jacobian.index] = rho
         weights = coef.sum(1)  # (blocks, T)
-        combined = [w.to(block.dtype) @ block for w, block in zip(weights, jacobian.blocks, strict=True)]
-        return combined, weights.mean(0)
+        weights_d, mean_d, targets_d = to_device(gramian, weights, weights.mean(0), targets)
+        self.targets = targets_d.view(targets.shape).clone()  # owns its memory (checkpoints)
+        weights_d = weights_d.view(weights.shape)
+        combined = [w.to(block.dtype) @ block for w, block in zip(weights_d, jacobian.blocks, strict=True)]
+        return combined, mean_d
+
+
+def _orders(keys: np.ndarray, T: int) -> np.ndarray:
+    """Task i visits the other tasks in a random order (the last column, task i itself, is dropped)."""
+    return random_orders_from_keys(keys.reshape(T, T), exclude_self=True)[:, : T - 1]
 
 
 def _gramian(block: Tensor) -> Tensor:
@@ -91,30 +108,32 @@ def _gramian(block: Tensor) -> Tensor:
     return gram
 
 
-def vaccinate(grams: Tensor, targets: Tensor, orders: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+def vaccinate(grams: np.ndarray, targets: np.ndarray, orders: np.ndarray, beta: float
+              ) -> tuple[np.ndarray, np.ndarray]:
     """GradVac on a batch of blocks: ``(K, T, T)`` Gramians and targets -> coefficients and new targets.
 
     ``coef[k, i, j]`` is the weight of ``g_j`` in the vaccinated ``gtilde_i`` of block k (so the
-    block's update is ``coef[k].sum(0) @ J_k``); row i visits the tasks ``orders[i]``. Branch-free.
+    block's update is ``coef[k].sum(0) @ J_k``); row i visits the tasks ``orders[i]``. Host arrays (float64).
     """
     K, T = grams.shape[:2]
-    scale = grams.diagonal(dim1=1, dim2=2).mean(1).clamp_min(torch.finfo(torch.float64).tiny)
-    gn = grams / scale[:, None, None]  # per-block normalisation: cosines and coefficients are scale-free
-    rows = torch.arange(T, device=gn.device)
-    blocks = torch.arange(K, device=gn.device)[:, None]
-    coef = torch.eye(T, dtype=gn.dtype, device=gn.device).expand(K, T, T).clone()
-    norms = gn.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
-    rho = targets
-    for k in range(orders.shape[1]):
-        j = orders[:, k]
-        cg = coef @ gn
-        own_norm = (cg * coef).sum(2).clamp_min(0).sqrt()
-        cos = cg[:, rows, j] / (own_norm * norms[:, j]).clamp_min(_TINY)
-        target = rho[:, rows, j]
-        sin_t = (1 - target.square()).clamp_min(0).sqrt()
-        step = own_norm * (target * (1 - cos.square()).clamp_min(0).sqrt() - cos * sin_t)
-        step = step / (norms[:, j] * sin_t).clamp_min(_TINY)
-        apply = (cos < target) & (norms[:, j] > 0) & (own_norm > 0)
-        coef = coef.index_put((blocks, rows, j), torch.where(apply, step, 0.0), accumulate=True)
-        rho = rho.index_put((blocks, rows, j), (1 - beta) * target + beta * cos)
+    with np.errstate(all="ignore"):
+        scale = np.maximum(np.diagonal(grams, axis1=1, axis2=2).mean(1), np.finfo(np.float64).tiny)
+        gn = grams / scale[:, None, None]  # per-block normalisation: cosines and coefficients are scale-free
+        rows = np.arange(T)
+        blocks = np.arange(K)[:, None]
+        coef = np.broadcast_to(np.eye(T), (K, T, T)).copy()
+        norms = np.sqrt(np.maximum(np.diagonal(gn, axis1=1, axis2=2), 0))
+        rho = np.array(targets, dtype=np.float64)
+        for k in range(orders.shape[1]):
+            j = orders[:, k]
+            cg = coef @ gn
+            own_norm = np.sqrt(np.maximum((cg * coef).sum(2), 0))
+            cos = cg[:, rows, j] / np.maximum(own_norm * norms[:, j], _TINY)
+            target = rho[:, rows, j]
+            sin_t = np.sqrt(np.maximum(1 - np.square(target), 0))
+            step = own_norm * (target * np.sqrt(np.maximum(1 - np.square(cos), 0)) - cos * sin_t)
+            step = step / np.maximum(norms[:, j] * sin_t, _TINY)
+            apply = (cos < target) & (norms[:, j] > 0) & (own_norm > 0)
+            coef[blocks, rows, j] += np.where(apply, step, 0.0)
+            rho[blocks, rows, j] = (1 - beta) * target + beta * cos
     return coef, rho

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 from torch import Tensor
 
 from mtlzoo.balancers.base import GramianBalancer
 from mtlzoo.balancers.contract import StepContext
+from mtlzoo.balancers.host import to_device, to_host
 from mtlzoo.balancers.registry import register_balancer
-from mtlzoo.balancers.solvers import normalise
+from mtlzoo.balancers.solvers import normalise, solve
 
 
 @register_balancer("imtl")
@@ -23,16 +24,22 @@ class IMTLG(GramianBalancer):
     scale_heads = False
 
     def weights(self, gramian: Tensor, ctx: StepContext) -> Tensor:
-        gn = normalise(gramian)
-        T = gn.shape[0]
-        if T == 1:
-            return torch.ones(1, dtype=gn.dtype, device=gn.device)
-        norms = gn.diagonal().clamp_min(1e-30).sqrt()
-        m = gn / norms[None, :]
-        p = torch.zeros(T - 1, T, dtype=gn.dtype, device=gn.device)
+        (gram,) = to_host(gramian)
+        return to_device(gramian, imtl_weights(gram))[0]
+
+
+def imtl_weights(gram: np.ndarray) -> np.ndarray:
+    """IMTL-G's weights from the Gramian (host, float64)."""
+    gn = normalise(gram)
+    T = gn.shape[0]
+    if T == 1:
+        return np.ones(1)
+    with np.errstate(all="ignore"):
+        m = gn / np.sqrt(np.maximum(np.diagonal(gn), 1e-30))[None, :]
+        p = np.zeros((T - 1, T))
         p[:, 0] = 1.0
-        p[:, 1:] -= torch.eye(T - 1, dtype=gn.dtype, device=gn.device)
+        p[:, 1:] -= np.eye(T - 1)
         a = p @ m @ p.T
-        a = a + 1e-10 * torch.eye(T - 1, dtype=gn.dtype, device=gn.device) * a.diagonal().abs().mean().clamp_min(1e-30)
-        rest = torch.linalg.solve_ex(a.T, p @ m[0])[0]
-        return torch.cat([(1 - rest.sum())[None], rest])
+        a = a + 1e-10 * np.eye(T - 1) * np.maximum(np.abs(np.diagonal(a)).mean(), 1e-30)
+        rest = solve(a.T, (p @ m[0])[:, None])[:, 0]
+        return np.concatenate([[1 - rest.sum()], rest])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from mtlzoo.balancers.base import Balancer, GramianBalancer
 from mtlzoo.balancers.contract import StepContext
+from mtlzoo.balancers.host import to_device, to_host
 from mtlzoo.balancers.registry import register_balancer
 from mtlzoo.balancers.solvers import min_norm_simplex
 
@@ -30,13 +32,14 @@ class MGDA(GramianBalancer):
         self.normalization = normalization
 
     def weights(self, gramian: Tensor, ctx: StepContext) -> Tensor:
-        norms = gramian.diagonal().clamp_min(0).sqrt()
-        losses = ctx.values.to(gramian)
-        divisor = {"none": None, "l2": norms, "loss": losses, "loss+": losses * norms}[self.normalization]
-        if divisor is not None:
-            d = 1.0 / divisor.clamp_min(1e-12)
-            gramian = gramian * d[:, None] * d[None, :]
-        return min_norm_simplex(gramian)
+        if self.normalization == "none":
+            (gram,) = to_host(gramian)
+            return to_device(gramian, min_norm_simplex(gram))[0]
+        gram, losses = to_host(gramian, ctx.values) if "loss" in self.normalization else (to_host(gramian)[0], 1.0)
+        if self.normalization != "loss":
+            losses = losses * np.sqrt(np.maximum(np.diagonal(gram), 0))  # "l2" and "loss+": the norms
+        d = 1.0 / np.maximum(losses, 1e-12)
+        return to_device(gramian, min_norm_simplex(gram * d[:, None] * d[None, :]))[0]
 
 
 @register_balancer("mgda_ub")

@@ -7,36 +7,23 @@ from torch import Tensor
 
 from mtlzoo.balancers.base import GramianBalancer
 from mtlzoo.balancers.contract import StepContext
+from mtlzoo.balancers.host import to_device, to_host
 from mtlzoo.balancers.registry import register_balancer
-from mtlzoo.balancers.solvers import normalise
+from mtlzoo.balancers.solvers import pcgrad_coefficients, random_orders_from_keys
+
+
+def order_keys(num_tasks: int, device: torch.device) -> Tensor:
+    """The uniform keys behind one step's random task orders, drawn on ``device`` (flat, T * T)."""
+    return torch.rand(num_tasks * num_tasks, device=device)
 
 
 def random_orders(num_tasks: int, device: torch.device, exclude_self: bool) -> Tensor:
-    """One random task order per task (rows); with ``exclude_self`` task i comes last in row i."""
-    keys = torch.rand(num_tasks, num_tasks, device=device)
-    if exclude_self:
-        keys = keys + 2 * torch.eye(num_tasks, device=device)
-    return keys.argsort(dim=1)
+    """One random task order per task (rows); with ``exclude_self`` task i comes last in row i.
 
-
-def pcgrad_coefficients(gramian: Tensor, orders: Tensor) -> Tensor:
-    """Coefficients ``C`` with ``gtilde_i = sum_k C_ik g_k`` after PCGrad's projections.
-
-    Task i visits the tasks in ``orders[i]``; whenever ``<gtilde_i, g_j> < 0`` it subtracts
-    ``<gtilde_i, g_j> / ||g_j||^2 g_j`` (against the original ``g_j``). All tasks advance in
-    lock step, so T small matrix steps replace the T^2 loop.
+    The orders a balancer draws at this point of the random stream (from :func:`order_keys`).
     """
-    gn = normalise(gramian)
-    T = gn.shape[0]
-    rows = torch.arange(T, device=gn.device)
-    coef = torch.eye(T, dtype=gn.dtype, device=gn.device)
-    for k in range(orders.shape[1]):
-        j = orders[:, k]
-        dots = (coef @ gn)[rows, j]
-        norm_sq = gn.diagonal()[j]
-        step = torch.where(dots < 0, dots / norm_sq.clamp_min(torch.finfo(gn.dtype).tiny), torch.zeros_like(dots))
-        coef = coef.index_put((rows, j), -step, accumulate=True)
-    return coef
+    keys = order_keys(num_tasks, device).cpu().numpy().reshape(num_tasks, num_tasks)
+    return torch.from_numpy(random_orders_from_keys(keys, exclude_self)).to(device)
 
 
 @register_balancer("pcgrad")
@@ -50,5 +37,7 @@ class PCGrad(GramianBalancer):
     scale_heads = False
 
     def weights(self, gramian: Tensor, ctx: StepContext) -> Tensor:
-        orders = random_orders(gramian.shape[0], gramian.device, exclude_self=False)
-        return pcgrad_coefficients(gramian, orders).sum(0)
+        T = gramian.shape[0]
+        gram, keys = to_host(gramian, order_keys(T, gramian.device))
+        orders = random_orders_from_keys(keys.reshape(T, T), exclude_self=False)
+        return to_device(gramian, pcgrad_coefficients(gram, orders).sum(0))[0]

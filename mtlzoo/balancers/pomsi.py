@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtlzoo.balancers.base import GramianBalancer
 from mtlzoo.balancers.contract import StepContext
-from mtlzoo.balancers.pcgrad import pcgrad_coefficients, random_orders
+from mtlzoo.balancers.host import HostState, to_device
+from mtlzoo.balancers.pcgrad import order_keys
 from mtlzoo.balancers.registry import register_balancer
-from mtlzoo.balancers.solvers import adam_step, normalise
+from mtlzoo.balancers.solvers import adam_update, normalise, pcgrad_coefficients, random_orders_from_keys, softmax
 
 SIMILARITY_MAPS = ("linear", "exp")
 
@@ -45,6 +47,7 @@ class POMSI(GramianBalancer):
         if similarity not in SIMILARITY_MAPS:
             raise ValueError(f"similarity must be one of {SIMILARITY_MAPS}, got {similarity!r}")
         self.lr, self.similarity, self.kappa = lr, similarity, kappa
+        self._host = HostState(["phi", "adam_m", "adam_v", "adam_step"])
 
     def _init_state(self, num_tasks: int) -> None:
         self.register_buffer("phi", torch.zeros(num_tasks, dtype=torch.float64))
@@ -56,34 +59,37 @@ class POMSI(GramianBalancer):
     def weights(self, gramian: Tensor, ctx: StepContext) -> Tensor:
         if self.phi.device != gramian.device:
             self.to(gramian.device)
-        gn = normalise(gramian)
-        T = gn.shape[0]
-        # each row visits the other tasks only: drop the last column, where random_orders puts the task itself
-        coef = pcgrad_coefficients(gn, random_orders(T, gn.device, exclude_self=True)[:, : T - 1])
-        proj_norms = ((coef @ gn) * coef).sum(1).clamp_min(0).sqrt()
-        lam = T * torch.softmax(self.phi, 0)
-        share = self._target_shares(gn)
-        with torch.enable_grad():
-            phi = self.phi.clone().requires_grad_(True)
-            magnitude = T * torch.softmax(phi, 0) * proj_norms
-            balance = (magnitude - magnitude.mean().detach() * share).abs().sum()
-            (grad,) = torch.autograd.grad(balance, phi)
-        state = {"m": self.adam_m, "v": self.adam_v, "step": self.adam_step}
-        self.phi.copy_(adam_step(self.phi, torch.nan_to_num(grad), state, self.lr,
-                                    torch.isfinite(grad).all() & ctx.finite))
-        self._lam = lam
-        return lam @ coef
+        T = gramian.shape[0]
+        (gram, keys, finite), (phi, m, v, step) = self._host.fetch(self, gramian, order_keys(T, gramian.device),
+                                                                    ctx.finite)
+        gn = normalise(gram)
+        # each row visits the other tasks only: drop the last column, where the orders put the task itself
+        coef = pcgrad_coefficients(gn, random_orders_from_keys(keys.reshape(T, T), exclude_self=True)[:, : T - 1])
+        with np.errstate(all="ignore"):
+            proj_norms = np.sqrt(np.maximum(((coef @ gn) * coef).sum(1), 0))
+            z = softmax(phi)
+            lam = T * z
+            magnitude = lam * proj_norms
+            balance_grad = np.sign(magnitude - magnitude.mean() * self._target_shares(gn))
+            grad_z = (balance_grad * proj_norms) * T  # d balance / d softmax(phi), then through the softmax
+            grad = z * (grad_z - (grad_z * z).sum())
+        phi, (m, v, step) = adam_update(phi, grad, (m, v, float(step)), self.lr,
+                                        bool(np.isfinite(grad).all() and finite))
+        weights, self._lam, *state = to_device(gramian, lam @ coef, lam, phi, m, v, step)
+        self._host.write(self, [phi, m, v, step], state)
+        return weights
 
-    def _target_shares(self, gn: Tensor) -> Tensor:
+    def _target_shares(self, gn: np.ndarray) -> np.ndarray:
         """``h(rho_t) / mean_k h(rho_k)``: each task's target as a multiple of the mean magnitude (mean 1)."""
         T = gn.shape[0]
-        norms = gn.diagonal().clamp_min(0).sqrt()
-        cos = gn / (norms[:, None] * norms[None, :]).clamp_min(1e-30)
-        rho = (cos.sum(1) - cos.diagonal()) / max(T - 1, 1) if T > 1 else torch.ones_like(norms)
-        h = (1 + rho) / 2 if self.similarity == "linear" else torch.exp(-self.kappa * (1 - rho))
+        norms = np.sqrt(np.maximum(np.diagonal(gn), 0))
+        cos = gn / np.maximum(norms[:, None] * norms[None, :], 1e-30)
+        rho = (cos.sum(1) - np.diagonal(cos)) / max(T - 1, 1) if T > 1 else np.ones_like(norms)
+        h = (1 + rho) / 2 if self.similarity == "linear" else np.exp(-self.kappa * (1 - rho))
         mean = h.mean()
         # all h zero (two opposite gradients under "linear"): no similarity signal, equal targets
-        return torch.where(mean > 0, h / mean.clamp_min(1e-30), torch.ones_like(h))
+        return h / max(mean, 1e-30) if mean > 0 else np.ones_like(h)
 
     def head_weights(self, weights: Tensor) -> Tensor:
         return self._lam.to(weights) if self._lam is not None else weights
+

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
+import numpy as np
 from torch import Tensor
 
 from mtlzoo.balancers.base import GramianBalancer, per_task_values
 from mtlzoo.balancers.contract import StepContext
+from mtlzoo.balancers.host import to_device, to_host
 from mtlzoo.balancers.registry import register_balancer
 from mtlzoo.balancers.solvers import project_dual_cone
 
@@ -30,7 +31,6 @@ class UPGrad(GramianBalancer):
         self.preference = preference
 
     def weights(self, gramian: Tensor, ctx: StepContext) -> Tensor:
-        T = gramian.shape[0]
-        p = torch.tensor(per_task_values(self.preference, ctx.tasks, 1.0 / T), dtype=gramian.dtype,
-                         device=gramian.device)
-        return project_dual_cone(gramian, torch.diag(p)).sum(0)
+        (gram,) = to_host(gramian)
+        p = np.array(per_task_values(self.preference, ctx.tasks, 1.0 / gram.shape[0]))
+        return to_device(gramian, project_dual_cone(gram, np.diag(p)).sum(0))[0]

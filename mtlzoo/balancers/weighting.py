@@ -115,6 +115,7 @@ class DynamicWeightAverage(LossBalancer):
         self.temperature = temperature
         self.window = window
         self._steps_in_window = 0
+        self._weights: tuple[Tensor, tuple[int, int], Tensor] | None = None  # current_weights(), per epoch
 
     def _init_state(self, num_tasks: int) -> None:
         self.register_buffer("running", torch.zeros(num_tasks, dtype=torch.float64))
@@ -130,9 +131,14 @@ class DynamicWeightAverage(LossBalancer):
 
     def total_loss(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
         self._to(ctx.values.device)
-        w = self.current_weights()
-        self.running += torch.where(ctx.finite, ctx.values.double(), 0.0)
-        self.count += ctx.finite.double()
+        # the weights change only when an epoch ends (or the state is loaded): compute them once per epoch
+        key = (self.history._version, self.epochs._version)
+        cached = self._weights
+        if cached is None or cached[0] is not self.history or cached[1] != key:
+            cached = self._weights = (self.history, key, self.current_weights())
+        w = cached[2]
+        self.running.add_(torch.where(ctx.finite, ctx.values, 0.0))
+        self.count.add_(ctx.finite)
         self._steps_in_window += 1
         if self.window is not None and self._steps_in_window >= self.window:
             self.epoch_end()

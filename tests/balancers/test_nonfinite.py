@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from balancer_toys import (
@@ -119,6 +120,6 @@ def test_the_good_path_is_unchanged_by_the_check():
 
 
 def test_a_non_finite_gramian_does_not_raise_in_aligned_mtl():
-    gram = torch.full((3, 3), float("nan"), dtype=torch.float64)
+    gram = np.full((3, 3), np.nan)
     b, cond = balance_matrix(gram)
-    assert b.shape == (3, 3)
+    assert b.shape == (3, 3) and np.isnan(cond)
