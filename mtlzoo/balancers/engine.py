@@ -16,8 +16,10 @@
   ``scale_heads`` says); task heads keep their rule (``head_weights``). At the parameter level such
   layers are ordinary shared parameters (the Jacobian is then taken over the whole model at once).
 
-No host sync happens on the way (no ``.item()``, no branch on a tensor value); the T x T algebra
-is float64. With a ``GradScaler`` the per-task gradients are unscaled before the balancer sees
+The engine itself never syncs with the host (no ``.item()``, no branch on a tensor value). A balancer's T x T
+solve makes the step's one synchronisation: it copies the small inputs (Gramian, losses, ``ctx.finite``) to the
+host once, solves in float64 there (``mtlzoo.balancers.host``), and copies the T weights back once, which on a
+GPU costs far less than the tens to hundreds of tiny kernels the same algebra launches on the device. With a ``GradScaler`` the per-task gradients are unscaled before the balancer sees
 them and the result is written back scaled.
 
 Non-finite steps: a NaN or inf loss, Gramian, head or post-feature shared gradient sets ``ctx.finite`` (and
