@@ -104,13 +104,15 @@ def test_mtlzoo_has_no_import_cycle() -> None:
 
 
 def test_layering_hub_below_models_and_engine_below_balancers() -> None:
-    """hub builds no model; the balancer engine imports only the step contract and its helpers."""
+    """hub builds no model; the balancer engine imports only the step contract and its helpers (Jacobians, the
+    choice of Jacobian mode, learnable weights)."""
     graph = import_graph()
     hub = {m for m in graph if m.startswith("mtlzoo.hub")}
     assert not {t for m in hub for t in graph[m] if t.startswith("mtlzoo.models")}
     assert "mtlzoo.hub.load" in graph["mtlzoo.models.factory"]
     assert graph["mtlzoo.balancers.engine"] <= {"mtlzoo.balancers.contract", "mtlzoo.balancers.jacobian",
-                                                 "mtlzoo.balancers.learnable"}
+                                                 "mtlzoo.balancers.learnable", "mtlzoo.balancers.auto_jacobian"}
+    assert graph["mtlzoo.balancers.auto_jacobian"] <= {"mtlzoo.balancers.contract", "mtlzoo.balancers.jacobian"}
 
 
 @pytest.mark.parametrize("source, cyclic", [

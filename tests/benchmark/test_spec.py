@@ -41,7 +41,8 @@ def test_bad_spec_is_one_line_naming_the_key(tmp_path, capsys, change, message):
 
 
 def test_flags_replace_spec_keys_and_overrides_add_to_them(tmp_path):
-    from mtlzoo.cli import _benchmark_spec, build_parser
+    from mtlzoo.cli import build_parser
+    from mtlzoo.cli_benchmark import _benchmark_spec
 
     spec = write_spec(tmp_path)
     args = build_parser().parse_args(["benchmark", "run", str(spec), "optim.lr=0.01", "--methods", "ew,uw",
