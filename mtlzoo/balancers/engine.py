@@ -19,8 +19,9 @@
 The engine itself never syncs with the host (no ``.item()``, no branch on a tensor value). A balancer's T x T
 solve makes the step's one synchronisation: it copies the small inputs (Gramian, losses, ``ctx.finite``) to the
 host once, solves in float64 there (``mtlzoo.balancers.host``), and copies the T weights back once, which on a
-GPU costs far less than the tens to hundreds of tiny kernels the same algebra launches on the device. With a ``GradScaler`` the per-task gradients are unscaled before the balancer sees
-them and the result is written back scaled.
+GPU costs far less than the tens to hundreds of tiny kernels the same algebra launches on the device. With a
+``GradScaler`` the per-task gradients are unscaled before the balancer sees them and the result is written back
+scaled.
 
 Non-finite steps: a NaN or inf loss, Gramian, head or post-feature shared gradient sets ``ctx.finite`` (and
 ``BalanceInfo.finite``) to false. Balancers then leave their state unchanged (they mask with
