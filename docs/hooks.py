@@ -1,8 +1,9 @@
 """mkdocs hook: fill the generated tables of the docs from mtlzoo's registries at build time.
 
 A page asks for a table with a marker line such as ``<!-- mtlzoo:zoo-table -->``; the tables are
-built from the model, pretrained, balancer and protocol registries, so they cannot drift from the
-code. Run ``python docs/hooks.py`` to print every table.
+built from the model, pretrained, balancer and protocol registries and kept in the pages between
+their markers (so they read without a docs build). ``python docs/hooks.py --write`` refreshes them;
+``python docs/hooks.py`` prints every table.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import inspect
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 ZOO_INPUT_SIZE = (288, 384)
 ZOO_TASKS = "nyud"
 ZOO_VECTOR_TASKS = [{"name": "task1", "kind": "regression"}, {"name": "task2", "kind": "regression"}]  # *_mlp models
-_MARKER = re.compile(r"<!-- mtlzoo:([a-z-]+) -->")
+# a start marker, then (when the page holds the table already) the table and the end marker
+_BLOCK = re.compile(r"<!-- mtlzoo:([a-z-]+) -->(?:\n.*?\n<!-- /mtlzoo:\1 -->)?", re.DOTALL)
 _RST_ROLE = re.compile(r":(?:func|meth|class|mod|attr|data|obj|exc):<code>~?")
 _RST_LITERAL = re.compile(r"::(\s*</p>)")
 _CITATION = re.compile(r"\(([^()]*?(?:\b(?:19|20)\d\d\b|DOI)[^()]*)\)")
@@ -221,14 +224,36 @@ TABLES: dict[str, Callable[[], str]] = {"zoo-table": zoo_table, "pretrained-tabl
 
 
 def render_markers(markdown: str) -> str:
-    """Replace every ``<!-- mtlzoo:NAME -->`` line by the generated table NAME (unknown names raise)."""
+    """Fill every ``<!-- mtlzoo:NAME -->`` ... ``<!-- /mtlzoo:NAME -->`` block (or a lone start marker) with the
+    generated table NAME between the two markers (unknown names raise).
+
+    The pages keep the tables between their markers, so they read on GitHub without a docs build;
+    ``python docs/hooks.py --write`` refreshes them and a test fails when a committed table is stale.
+    """
     def replace(match: re.Match) -> str:
         name = match.group(1)
         if name not in TABLES:
             raise ValueError(f"unknown docs table marker {name!r}; known: {sorted(TABLES)}")
-        return TABLES[name]()
+        return f"<!-- mtlzoo:{name} -->\n{TABLES[name]()}\n<!-- /mtlzoo:{name} -->"
 
-    return _MARKER.sub(replace, markdown)
+    return _BLOCK.sub(replace, markdown)
+
+
+DOCS = Path(__file__).resolve().parent
+
+
+def write_pages(folder: Path = DOCS) -> list[Path]:
+    """Refresh the generated tables of every page under ``folder`` in place; the pages that changed."""
+    changed = []
+    for page in sorted(folder.rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        fresh = render_markers(text)
+        if fresh != text:
+            tmp = page.with_name(f".{page.name}.tmp")
+            tmp.write_text(fresh, encoding="utf-8")
+            tmp.replace(page)
+            changed.append(page)
+    return changed
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
@@ -243,5 +268,9 @@ def on_page_content(html: str, **kwargs: Any) -> str:
 
 
 if __name__ == "__main__":
-    for table in TABLES.values():
-        print(table(), end="\n\n")
+    if sys.argv[1:] == ["--write"]:
+        for path in write_pages():
+            print(f"refreshed {path}")
+    else:
+        for table in TABLES.values():
+            print(table(), end="\n\n")

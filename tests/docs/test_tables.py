@@ -57,7 +57,8 @@ def test_zoo_table_row_counts_parameters_and_tags(monkeypatch):
 
 def test_markers_are_replaced_and_unknown_markers_fail():
     text = hooks.render_markers("before\n<!-- mtlzoo:protocol-table -->\nafter")
-    assert "<!--" not in text and "mtan_nyuv2" in text
+    assert text.startswith("before\n<!-- mtlzoo:protocol-table -->\n|") and "mtan_nyuv2" in text
+    assert text.endswith("\n<!-- /mtlzoo:protocol-table -->\nafter")
     with pytest.raises(ValueError, match="balancer-table"):
         hooks.render_markers("<!-- mtlzoo:balancer-tabel -->")
 
@@ -92,3 +93,24 @@ def test_balancer_api_documents_every_method_module():
     for name in mtlzoo.list_balancers():
         module = type(mtlzoo.create_balancer(name)).__module__
         assert f"::: {module}\n" in directives, name
+
+
+def test_the_pages_hold_the_generated_tables_so_they_read_without_a_docs_build():
+    stale = [str(p.relative_to(hooks.DOCS)) for p in sorted(hooks.DOCS.rglob("*.md"))
+             if hooks.render_markers(p.read_text(encoding="utf-8")) != p.read_text(encoding="utf-8")]
+    assert not stale, f"stale generated tables in {stale}: run `python docs/hooks.py --write`"
+
+
+def test_a_marker_is_filled_between_start_and_end_and_refreshed_in_place(monkeypatch, tmp_path):
+    monkeypatch.setitem(hooks.TABLES, "demo-table", lambda: "| a |\n| --- |\n| 1 |")
+    page = tmp_path / "page.md"
+    page.write_text("intro\n\n<!-- mtlzoo:demo-table -->\n\nafter\n", encoding="utf-8")
+    assert hooks.write_pages(tmp_path) == [page]
+    filled = page.read_text(encoding="utf-8")
+    table = "<!-- mtlzoo:demo-table -->\n| a |\n| --- |\n| 1 |\n<!-- /mtlzoo:demo-table -->"
+    assert filled == f"intro\n\n{table}\n\nafter\n"
+    monkeypatch.setitem(hooks.TABLES, "demo-table", lambda: "| b |\n| --- |\n| 2 |")
+    assert hooks.write_pages(tmp_path) == [page] and "| 2 |" in page.read_text() and "| 1 |" not in page.read_text()
+    assert hooks.write_pages(tmp_path) == []  # nothing stale: nothing written
+    with pytest.raises(ValueError, match="unknown docs table marker 'nope'"):
+        hooks.render_markers("<!-- mtlzoo:nope -->")
