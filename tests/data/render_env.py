@@ -5,6 +5,8 @@ import subprocess
 import sys
 
 CORETYPES = ("Haswell", "SkylakeX", "Zen", "Sandybridge", "Prescott")
+# what each OpenBLAS core type's kernels execute: forcing one the CPU lacks would stop on an illegal instruction
+NEEDS = {"Haswell": "AVX2", "SkylakeX": "AVX512F", "Zen": "AVX2", "Sandybridge": "AVX", "Prescott": "SSE3"}
 LEGACY_KEYS = ("rgb", "semseg", "parts", "instance")  # what the version 1 checksums were recorded over
 
 _RENDER = """
@@ -29,11 +31,21 @@ def dispatch_targets() -> list[str]:
     return list(__cpu_dispatch__)
 
 
+def cpu_has(feature: str) -> bool:
+    """Whether this CPU has ``feature`` (numpy's run-time detection, e.g. ``AVX512F``)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__
+    return bool(__cpu_features__.get(feature))
+
+
 def kernel_settings() -> dict[str, dict[str, str]]:
-    """Environment overrides: each OpenBLAS core type, and numpy with AVX-512 (then also AVX2) turned off."""
+    """Environment overrides: each OpenBLAS core type this CPU can run, and numpy with AVX-512 (then also AVX2)
+    turned off."""
     targets = dispatch_targets()
     no_avx512 = [t for t in targets if "512" in t or t == "X86_V4"]
-    settings = {f"OPENBLAS_CORETYPE={c}": {"OPENBLAS_CORETYPE": c} for c in CORETYPES}
+    settings = {f"OPENBLAS_CORETYPE={c}": {"OPENBLAS_CORETYPE": c} for c in CORETYPES if cpu_has(NEEDS[c])}
     settings["numpy without AVX-512"] = {"NPY_DISABLE_CPU_FEATURES": " ".join(no_avx512)}
     settings["numpy without AVX2 and AVX-512"] = {"NPY_DISABLE_CPU_FEATURES": " ".join(targets)}
     return settings

@@ -1,6 +1,7 @@
 """synthscenes version 3 renders the same bytes whatever BLAS kernel and numpy SIMD dispatch a CPU gets."""
 
 import hashlib
+import platform
 from concurrent.futures import ThreadPoolExecutor
 
 from render_env import kernel_settings, scene_checksums
@@ -25,6 +26,8 @@ def test_version_3_is_the_default_and_portable_by_construction():
 
 def test_one_checksum_under_every_blas_kernel_and_simd_dispatch():
     settings = kernel_settings()
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    assert len(settings) >= (4 if x86 else 2)  # any x86-64 CPU runs Sandybridge and Prescott, plus numpy's two
     with ThreadPoolExecutor(max_workers=2) as pool:
         sums = dict(zip(settings, pool.map(_combined, settings.values()), strict=True))
     assert set(sums.values()) == {V3_CHECKSUM}, sums
@@ -35,4 +38,4 @@ def test_the_settings_do_reach_the_kernels():
     scenes = [("train", 0, (48, 64)), ("val", 7, (48, 64))]
     settings = kernel_settings()
     names = ("OPENBLAS_CORETYPE=Haswell", "OPENBLAS_CORETYPE=Prescott", "numpy without AVX2 and AVX-512")
-    assert len({tuple(scene_checksums(settings[name], 2, scenes)) for name in names}) >= 2
+    assert len({tuple(scene_checksums(settings[name], 2, scenes)) for name in names if name in settings}) >= 2
