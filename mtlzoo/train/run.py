@@ -205,22 +205,6 @@ def _check_kinds(model: Any, labels: Mapping[str, str], data: str) -> None:
                              f"it as {task.kind}")
 
 
-def labelled_tasks(model: Any, data: str, options: Mapping[str, Any] | None = None) -> list[Task]:
-    """The model's tasks that ``data`` labels when it declares its tasks (``folder:``, ``hf:``), else all of them."""
-    from mtlzoo.data import dataset_tasks
-
-    declared = dataset_tasks(data, options)
-    if declared is None:
-        return list(model.tasks)
-    labels = {t.name: t.kind for t in declared}
-    _check_kinds(model, labels, data)
-    tasks = [t for t in model.tasks if t.name in labels]
-    if not tasks:
-        raise ValueError(f"data set {data!r} labels none of the model's tasks {model.task_names} (it labels "
-                         f"{sorted(labels)})")
-    return tasks
-
-
 def _unlabelled(model: Any, new_tasks: Sequence[str], labels: Mapping[str, str], data: str) -> list[str]:
     """The model's tasks the data does not label (they fine-tune on no label); the added ones must be labelled."""
     _check_kinds(model, labels, data)
@@ -319,36 +303,3 @@ def make_loader(data: str, split: str, model: Any, options: Mapping[str, Any], b
     dataset = build_dataset(data, split, model.tasks if tasks is None else tasks, options, where="--data-opt")
     generator = torch.Generator().manual_seed(0)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
-
-
-def evaluate_checkpoint(checkpoint: str, data: str = "synthscenes", split: str = "val", protocol: str | None = None,
-                        baseline: str | None = None, data_options: Mapping[str, Any] | None = None,
-                        batch_size: int = 8, device: str | None = None, random_init: bool = False,
-                        note: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Score a checkpoint on a data set under a protocol (default: the data set's own).
-
-    ``checkpoint``, ``random_init`` and ``note`` as in :func:`load_model_or_checkpoint` (random weights get the
-    data set's task preset).
-    """
-    from mtlzoo.metrics import evaluate
-
-    tasks = default_tasks(data, data_options) if random_init else None
-    model = load_model_or_checkpoint(checkpoint, tasks=tasks, random_init=random_init, note=note)
-    with config_key("--data"):
-        tasks = labelled_tasks(model, data, data_options)
-    loader = make_loader(data, split, model, data_options or {}, batch_size, tasks=tasks)
-    protocol = protocol or default_protocol(data)
-    if protocol is None:
-        raise ValueError(f"no default protocol for data set {data!r}; pass --protocol (one of the protocols listed "
-                         "by `mtlzoo list protocols`)")
-    result = evaluate(model, loader, protocol=protocol, baseline=_baseline(baseline), device=device)
-    return result.to_dict()
-
-
-def _baseline(value: str | None) -> Any:
-    if value is None or not value.endswith(".json"):
-        return value
-    import json
-
-    return json.loads(Path(value).read_text(encoding="utf-8"))
-
