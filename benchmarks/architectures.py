@@ -49,9 +49,22 @@ def _batch(tasks, b, size, device):
     return out
 
 
-def _sync(device):
-    if device.type == "cuda":
+def sync_device(device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+
+def seconds_per_step(step, device, warmup: int, iters: int) -> float:
+    """Run ``step`` ``warmup`` times, then time ``iters`` more (the device synchronised around the timed loop)."""
+    for _ in range(warmup):
+        step()
+    sync_device(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    sync_device(device)
+    return (time.perf_counter() - start) / max(iters, 1)
 
 
 def _run_case(case: Case, device_name: str, batch_size: int, iters: int, warmup: int, threads: int) -> dict:
@@ -72,19 +85,12 @@ def _run_case(case: Case, device_name: str, batch_size: int, iters: int, warmup:
 
         def step():
             rule.step(batch, 0, 1)
-    _sync(device)
+    sync_device(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base_bytes = torch.cuda.memory_allocated()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _sync(device)
-    seconds = (time.perf_counter() - start) / iters
+    seconds = seconds_per_step(step, device, warmup, iters)
     if device.type == "cuda":
         peak_mb = (torch.cuda.max_memory_allocated() - base_bytes) / 2**20
     else:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import time
 
 import torch
+from architectures import seconds_per_step, sync_device  # benchmarks/ is the script's folder
 
 
 def _vm(field: str) -> float:
@@ -41,11 +41,6 @@ def _batch(model, batch: int, size: tuple[int, int], device: str) -> tuple[torch
     return x.to(device), {k: v.to(device) for k, v in y.items()}
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def squadnet_case(model_name: str, tasks: str, checkpoint: bool, device: str, batch: int, size: tuple[int, int],
                   steps: int, warmup: int, threads: int) -> dict:
     """Seconds per training step and the peak memory the steps add, for one SquadNet configuration."""
@@ -62,21 +57,14 @@ def squadnet_case(model_name: str, tasks: str, checkpoint: bool, device: str, ba
         sum(model.losses(model(x), y).values()).backward()
         opt.step()
 
-    _sync(device)
+    sync_device(device)
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
     else:
         base = _vm("VmRSS")
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    seconds = (time.perf_counter() - start) / max(steps, 1)
+    seconds = seconds_per_step(step, device, warmup, steps)
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _vm("VmHWM")
     return {"model": model_name, "checkpoint_experts": checkpoint, "seconds_per_step": seconds,
             "peak_mb": peak - base, "base_mb": base, "absolute_peak_mb": peak}
@@ -105,7 +93,7 @@ def auto_case(device: str, batch: int, size: tuple[int, int]) -> dict:
         else:
             balancer.backward(losses, model, features=rep.features)
         opt.step()
-        _sync(device)
+        sync_device(device)
         return torch.cuda.max_memory_allocated() / 2**20 if cuda else None
 
     plain_peak = [step(True) for _ in range(3)][-1]
