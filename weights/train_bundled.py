@@ -33,19 +33,41 @@ WEIGHTS = Path(__file__).resolve().parent
 CHECK_SIZE = (48, 64)
 SEEDS = (0, 1, 2)
 # arch -> (shipped config, overrides): the recipe of each bundled checkpoint, at the synthscenes default size
-# (96x128, 2000 training images, 1500 steps of batch 8). The method of each is the one with the best mean
-# delta_m for that architecture in the shipped leaderboard (docs/leaderboard.md).
+# (96x128, 2000 training images, 1500 steps of batch 8). The method is the leaderboard's best for that
+# architecture when its difference to EW is significant there (docs/leaderboard.md, version-2 data), else EW.
 RECIPES = {
     "hps_tiny": ("synthscenes_hps", ["method.name=db_mtl"]),
     "cs_tiny": ("synthscenes_cs", ["model.name=cs_tiny", "method.name=ius"]),
     "squadnet_tiny": ("synthscenes_squadnet", ["model.kwargs.width=16", "method.name=ius"]),
+    "invpt_tiny": ("synthscenes_invpt", ["method.name=db_mtl"]),
+    "cross_stitch_tiny": ("synthscenes_cross_stitch", ["method.name=ius"]),
+    "padnet_tiny": ("synthscenes_padnet", ["method.name=ius"]),
+    "mmoe_tiny": ("synthscenes_mmoe", ["method.name=db_mtl"]),
+    "mtan_tiny": ("synthscenes_mtan", ["method.name=ew"]),
+    "cgc_tiny": ("synthscenes_cgc", ["method.name=ew"]),
+    "ple_tiny": ("synthscenes_ple", ["method.name=ew"]),
+    "dselectk_tiny": ("synthscenes_dselectk", ["method.name=ew"]),
+}
+_LEADERBOARD = "the version-2 leaderboard's best method for this architecture (docs/leaderboard.md), "
+_SIGNIFICANT = "significantly better than EW there: delta_m difference {} points, 95% CI {}"
+_ABSENT = "EW: this architecture is not on the version-2 leaderboard, so no method is known to beat EW on it"
+# arch -> why its method was chosen (the card's training table shows it as ``method_choice``).
+METHOD_CHOICE = {
+    "hps_tiny": _LEADERBOARD + _SIGNIFICANT.format("+12.38", "[+7.88, +16.88]"),
+    "cs_tiny": _LEADERBOARD + _SIGNIFICANT.format("+15.02", "[+8.00, +22.04]"),
+    "squadnet_tiny": _LEADERBOARD + _SIGNIFICANT.format("+40.68", "[+31.80, +49.56]"),
+    "invpt_tiny": _LEADERBOARD + _SIGNIFICANT.format("+5.18", "[+3.89, +6.47]"),
+    "cross_stitch_tiny": _LEADERBOARD + _SIGNIFICANT.format("+13.75", "[+11.62, +15.88]"),
+    "padnet_tiny": _LEADERBOARD + _SIGNIFICANT.format("+11.80", "[+4.29, +19.32]"),
+    "mmoe_tiny": _LEADERBOARD + _SIGNIFICANT.format("+11.87", "[+0.71, +23.03]"),
+    **{arch: _ABSENT for arch in ("mtan_tiny", "cgc_tiny", "ple_tiny", "dselectk_tiny")},
 }
 # arch -> what changed since the previous release of its weights (the card's training table shows it).
 CHANGES = {
     arch: "2026-12-06: retrained on synthscenes version 3 (portable: the same bytes on every machine) at 96x128 "
           "with the recipe of the version-2 leaderboard's best method; earlier weights were trained on version 1 "
           "or 2, whose pixels depend on the CPU's BLAS kernel"
-    for arch in RECIPES
+    for arch in ("hps_tiny", "cs_tiny", "squadnet_tiny")
 }
 
 
@@ -135,6 +157,7 @@ def train_seed(arch: str, seed: int, steps: int | None, out_root: Path, cache_di
               "steps": config.train.steps, "batch_size": config.data.batch_size, "input_size": list(size),
               "train_images": config.data.kwargs.get("length"), "seed": seed, "device": str(trainer.device),
               "train_minutes": round((time.time() - start) / 60, 1), "script": "weights/train_bundled.py"}
+    recipe["method_choice"] = METHOD_CHOICE[arch]
     if arch in CHANGES:
         recipe["changes"] = CHANGES[arch]
     folder = out_root / arch / f"seed{seed}" / "final"
