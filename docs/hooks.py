@@ -95,6 +95,33 @@ def pretrained_table() -> str:
     return _table(["name", "trained on", "tasks", "results", "hub id"], rows)
 
 
+def _results_cell(row: dict[str, str], key: str) -> str:
+    """``mean ± std`` of a results column (std left out when empty)."""
+    mean, std = row.get(key, ""), row.get(f"{key}_std", "")
+    if not mean:
+        return "-"
+    return f"{float(mean):.4g} ± {float(std):.2g}" if std else f"{float(mean):.4g}"
+
+
+def results_tables() -> str:
+    """Every results/*.csv (:mod:`mtlzoo.results_tables`) as a markdown table, best delta_m first."""
+    from mtlzoo.results_tables import FIXED_COLUMNS, read_tables
+
+    tables = read_tables()
+    if not tables:
+        return "*No results tables yet: `python benchmarks/results_tables.py` writes them.*"
+    parts = []
+    for name, rows in tables.items():
+        metrics = [k for k in rows[0] if k not in FIXED_COLUMNS and not k.endswith("_std")]
+        header = ["model", "version", "input", "params (M)", "GFLOPs", "CPU img/s", "method", "seeds",
+                  "delta_m (%)", *metrics]
+        body = [[f"`{r['model']}.{r['tag']}`", r["data_version"] or "-", r["img_size"], r["param_count"],
+                 r["gflops"], r["infer_img_per_s"] or "-", r["method"] or "-", r["seeds"],
+                 _results_cell(r, "delta_m"), *[_results_cell(r, k) for k in metrics]] for r in rows]
+        parts.append(f"### `results/{name}.csv`\n\n{_table(header, body)}")
+    return "\n\n".join(parts)
+
+
 def _balancer_class(name: str) -> tuple[Any, Any]:
     """(an instance, its class) for a registered balancer (factories such as ``mgda_ub`` are called)."""
     from mtlzoo.balancers import create_balancer
@@ -220,7 +247,8 @@ def balancer_api() -> str:
 TABLES: dict[str, Callable[[], str]] = {"zoo-table": zoo_table, "pretrained-table": pretrained_table,
                                         "balancer-table": balancer_table, "protocol-table": protocol_table,
                                         "config-table": config_table, "schema-table": schema_table,
-                                        "balancer-api": balancer_api}
+                                        "balancer-api": balancer_api,
+                                        "results-tables": results_tables}
 
 
 def render_markers(markdown: str) -> str:

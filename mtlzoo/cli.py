@@ -30,7 +30,7 @@ def _cmd_list(args: argparse.Namespace) -> None:
     if args.pretrained or args.what == "pretrained":  # a table: what each was trained on and what it scores
         from mtlzoo.listing import pretrained_table
 
-        print(pretrained_table(args.pattern), end="")
+        print(pretrained_table(args.pattern, sort=args.sort), end="")
         return
     for what in [args.what] if args.what != "all" else list(listers):
         names = listers[what]()
@@ -204,8 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "configs", "baselines", "references"])
     p.add_argument("--pattern", default="*", help="fnmatch filter for model names")
     p.add_argument("--pretrained", action="store_true",
-                   help="the pretrained weights as a table: tag, data and version, input size, headline metrics, "
-                        "delta_m (also `mtlzoo list pretrained`)")
+                   help="the pretrained weights as a table: tag, data and version, input size, parameters, GFLOPs, "
+                        "CPU images/s, delta_m and headline metrics over seeds (also `mtlzoo list pretrained`)")
+    p.add_argument("--sort", default="name", metavar="COLUMN",
+                   help="order of the pretrained table, best first: name, delta_m, params, gflops, img_s or a "
+                        "TASK.METRIC such as semseg.miou (default: name)")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("info", help="parameters and FLOPs of a model for a task preset and input size")

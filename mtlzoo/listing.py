@@ -24,13 +24,6 @@ def _input_size(preprocessing: Mapping[str, Any] | None) -> tuple[int, int] | No
     return (int(size[-2]), int(size[-1])) if size else None
 
 
-def _delta(results: Mapping[str, Any]) -> str:
-    if results.get("delta_m") is None:
-        return "-"
-    against = f" vs {results['baseline']}" if results.get("baseline") else ""
-    return f"{float(results['delta_m']):+.2f}{against}"
-
-
 def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
@@ -38,28 +31,93 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pretrained_table(pattern: str = "*") -> str:
-    """The pretrained weights matching ``pattern``: name, tag (and whether the architecture loads it by default),
-    the data set and version they were trained on, the input size, delta_m and the headline metrics they record."""
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _mean_std(row: Mapping[str, str], key: str) -> str:
+    """``mean +- std`` (std left out for one seed), or ``-``."""
+    mean, std = _number(row.get(key)), _number(row.get(f"{key}_std"))
+    if mean is None:
+        return "-"
+    return f"{mean:.4g} +- {std:.2g}" if std is not None else f"{mean:.4g}"
+
+
+def _recorded_row(cfg: PretrainedCfg) -> dict[str, str]:
+    """A results row from the registry and the bundled card alone (an install without results/*.csv)."""
+    card = _bundled_config(cfg)
+    results = {**(cfg.results or {}), **(card.get("results") or {})}
+    seeds = results.get("over_seeds") or {}
+    size = _input_size(card.get("preprocessing"))
+    delta = seeds.get("delta_m_mean", results.get("delta_m"))
+    row = {"model": cfg.architecture, "tag": cfg.tag, "img_size": f"{size[0]}x{size[1]}" if size else "",
+           "delta_m": "" if delta is None else str(delta), "delta_m_std": str(seeds.get("delta_m_std") or ""),
+           "baseline": results.get("baseline") or ""}
+    for task, values in ((cfg.results or {}).get("metrics") or {}).items():
+        for metric, value in values.items():
+            row[f"{task}.{metric}"] = str(seeds.get("mean", {}).get(task, {}).get(metric, value))
+            row[f"{task}.{metric}_std"] = str(seeds.get("std", {}).get(task, {}).get(metric, ""))
+    return row
+
+
+# sort keys of ``mtlzoo list --pretrained --sort`` -> (results column, larger is better)
+SORT_KEYS = {"name": ("model", False), "delta_m": ("delta_m", True), "params": ("param_count", False),
+             "gflops": ("gflops", False), "img_s": ("infer_img_per_s", True)}
+
+
+def _sort(rows: list[tuple[PretrainedCfg, dict[str, str]]], key: str) -> list[tuple[PretrainedCfg, dict[str, str]]]:
+    """Best first by ``key`` (a SORT_KEYS name or a ``task.metric`` column, in its task's direction); rows
+    without a value last."""
+    from mtlzoo.tasks import resolve_tasks
+
+    metric_columns = sorted({k for _, row in rows for k in row if "." in k and not k.endswith("_std")})
+    if key in SORT_KEYS:
+        column, larger = SORT_KEYS[key]
+    elif key in metric_columns:
+        task, _, metric = key.partition(".")
+        cfg = next(cfg for cfg, row in rows if row.get(key))
+        spec = next(t for t in resolve_tasks(cfg.tasks) if t.name == task).spec
+        column, larger = key, spec.direction(metric) > 0
+    else:
+        raise ValueError(f"cannot sort the pretrained table by {key!r}; use one of {[*SORT_KEYS, *metric_columns]}")
+    if column == "model":
+        return sorted(rows, key=lambda item: item[0].name)
+    sign = -1.0 if larger else 1.0
+    return sorted(rows, key=lambda item: (_number(item[1].get(column)) is None,
+                                          sign * (_number(item[1].get(column)) or 0.0), item[0].name))
+
+
+def pretrained_table(pattern: str = "*", sort: str = "name") -> str:
+    """The pretrained weights matching ``pattern``, one row each, best first by ``sort`` (a SORT_KEYS name or a
+    ``task.metric``): tag (and whether the architecture loads it by default), the data set and version, input
+    size, parameters, GFLOPs, CPU images/s, delta_m and the headline metrics, mean +- std over seeds. Rows come
+    from results/*.csv (:mod:`mtlzoo.results_tables`) in a source checkout, else from the registry and cards."""
     from mtlzoo.metrics.provenance import measured_on
     from mtlzoo.models.factory import list_models
     from mtlzoo.models.pretrained import PRETRAINED_CFGS
+    from mtlzoo.results_tables import read_tables
 
-    rows = [["name", "tag", "data", "version", "input", "delta_m %", "headline metrics"]]
-    for name in list_models(pattern, pretrained=True):
-        cfg = PRETRAINED_CFGS.get(name)
-        card = _bundled_config(cfg)
-        on = measured_on(cfg.dataset)
-        size = _input_size(card.get("preprocessing"))
-        metrics = (cfg.results or {}).get("metrics") or {}
-        headline = ", ".join(f"{task}.{metric} {value:.4g}" for task, values in metrics.items()
-                             for metric, value in values.items())
-        rows.append([cfg.architecture, cfg.tag + (" (default)" if cfg.default else ""), on.dataset or "-",
-                     on.version or "-", f"{size[0]}x{size[1]}" if size else "-",
-                     _delta({**(cfg.results or {}), **(card.get("results") or {})}), headline or "-"])
-    if len(rows) == 1:
+    measured = {(row["model"], row["tag"]): row for rows in read_tables().values() for row in rows}
+    found = [PRETRAINED_CFGS.get(name) for name in list_models(pattern, pretrained=True)]
+    if not found:
         return f"no pretrained weights match {pattern!r}\n"
-    return _table(rows)
+    rows = _sort([(cfg, measured.get((cfg.architecture, cfg.tag)) or _recorded_row(cfg)) for cfg in found], sort)
+    table = [["name", "tag", "data", "version", "input", "params_M", "GFLOPs", "img/s", "delta_m_%",
+              "headline metrics (mean +- std over seeds)"]]
+    for cfg, row in rows:
+        on = measured_on(cfg.dataset)
+        delta = _mean_std(row, "delta_m")
+        if delta != "-" and row.get("baseline"):
+            delta += f" vs {row['baseline']}"
+        metrics = [k for k in row if "." in k and not k.endswith("_std") and row[k] not in ("", None)]
+        table.append([cfg.architecture, cfg.tag + (" (default)" if cfg.default else ""), on.dataset or "-",
+                      on.version or "-", row.get("img_size") or "-", row.get("param_count") or "-",
+                      row.get("gflops") or "-", row.get("infer_img_per_s") or "-", delta,
+                      ", ".join(f"{k} {_mean_std(row, k)}" for k in metrics) or "-"])
+    return _table(table)
 
 
 def built_model(name: str) -> tuple[Any, tuple[int, int] | None] | None:

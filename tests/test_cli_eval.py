@@ -141,17 +141,21 @@ def test_version_and_the_pretrained_table(capsys):
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"mtlzoo {mtlzoo.__version__}"
     assert main(["list", "--pretrained"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["name", "tag", "data", "version", "input", "delta_m", "%", "headline", "metrics"]
+    assert lines[0].split() == ["name", "tag", "data", "version", "input", "params_M", "GFLOPs", "img/s", "delta_m_%",
+                                "headline", "metrics", "(mean", "+-", "std", "over", "seeds)"]
     rows = {line.split()[0]: line for line in lines[2:]}
     assert set(rows) == {name.split(".")[0] for name in mtlzoo.list_models(pretrained=True)}
     version = PRETRAINED_CFGS.get("squadnet_tiny.synthscenes").dataset.rsplit("-v", 1)[1]
     assert rows["squadnet_tiny"].split()[1:6] == ["synthscenes", "(default)", "synthscenes", version, "48x64"]
     weights = Path(mtlzoo.__file__).parents[1] / "weights"
     recorded = json.loads((weights / "hps_tiny.synthscenes" / "config.json").read_text())["results"]
-    assert f"{recorded['delta_m']:+.2f} vs {recorded['baseline']}" in rows["hps_tiny"]  # as the checkpoint records
+    seeds = recorded["over_seeds"]  # as the checkpoint records: the mean and std over its seeds
+    assert f"{seeds['delta_m_mean']:.4g} +- {seeds['delta_m_std']:.2g} vs {recorded['baseline']}" in rows["hps_tiny"]
     assert all("parts.miou " in row for row in rows.values())
     assert main(["list", "pretrained", "--pattern", "cs_*"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+    assert main(["list", "--pretrained", "--sort", "fastest"]) == 2
+    _one_line_error(capsys, "list", "cannot sort the pretrained table by 'fastest'", "delta_m", "semseg.miou")
 
 
 def test_info_of_a_pretrained_name_and_of_a_path_with_a_dot(tmp_path, capsys):
