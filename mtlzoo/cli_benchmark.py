@@ -47,7 +47,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 
     if args.action == "report":
         text = report(args.results, markdown=args.markdown, title=args.title, compare=args.compare,
-                      plots=args.plots, tradeoff=args.tradeoff, preface=args.preface, note=_note)
+                      plots=args.plots, tradeoff=args.tradeoff, preface=args.preface, note=_note,
+                      budgets=args.budget, budget_value=args.budget_value)
         if args.markdown is None:
             print(text, end="")
         else:
@@ -98,6 +99,12 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--plots", default=None, help="write the plots into this folder")
     rep.add_argument("--preface", default=None, metavar="FILE",
                      help="a markdown file whose text goes under the page title (e.g. what the budget means)")
+    rep.add_argument("--budget", action="append", default=[], choices=("steps", "backward", "time"),
+                     help="compare at equal steps (default), equal backward passes or equal training time; "
+                          "repeat it for one table per budget, e.g. --budget steps --budget backward")
+    rep.add_argument("--budget-value", type=float, default=None, metavar="B",
+                     help="the budget B of the --budget other than steps (default: per architecture, the fewest "
+                          "any of its runs reached)")
     _add_benchmark_render(rep)
     rep.set_defaults(func=_cmd_benchmark)
 

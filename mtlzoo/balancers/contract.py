@@ -35,6 +35,8 @@ class BalanceInfo:
     ``tasks``; ``grad_norms``, ``cosines`` and ``condition_number`` are filled when the method
     computed the Gramian anyway. ``finite`` (0-dim bool) is false when a loss or gradient was NaN
     or inf: the gradients written are then NaN and the optimizer step must be skipped.
+    ``backward_passes``: the loss vectors the backward pulled back through the shared trunk (T for per-task
+    gradients on the shared parameters, looped or batched; 1 otherwise; see :mod:`mtlzoo.schemes.work`).
     """
 
     tasks: list[str]
@@ -44,6 +46,7 @@ class BalanceInfo:
     condition_number: Tensor | None = None
     extras: dict[str, Tensor] = field(default_factory=dict)
     finite: Tensor = field(default_factory=lambda: torch.ones((), dtype=torch.bool))
+    backward_passes: int = field(kw_only=True)
 
     def as_dict(self) -> dict[str, Tensor]:
         """Flat ``{name: tensor}`` view for loggers, e.g. ``weight/semseg``."""

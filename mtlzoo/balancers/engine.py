@@ -16,6 +16,10 @@
   ``scale_heads`` says); task heads keep their rule (``head_weights``). At the parameter level such
   layers are ordinary shared parameters (the Jacobian is then taken over the whole model at once).
 
+Each call says in ``BalanceInfo.backward_passes`` how many loss vectors it pulled back through the shared trunk
+(T at the parameter level, looped or batched; 1 otherwise), and :func:`backward_passes` says the same before a
+step; :mod:`mtlzoo.schemes.work` defines the units.
+
 The engine itself never syncs with the host (no ``.item()``, no branch on a tensor value). A balancer's T x T
 solve makes the step's one synchronisation: it copies the small inputs (Gramian, losses, ``ctx.finite``) to the
 host once, solves in float64 there (``mtlzoo.balancers.host``), and copies the T weights back once, which on a
@@ -216,6 +220,17 @@ def balanced_backward(balancer: Balancer, losses: Mapping[str, Tensor],
     return record_learnable(balancer, model_or_params, info)
 
 
+def backward_passes(balancer: Balancer, model_or_params: nn.Module | Iterable[Tensor]) -> int:
+    """How many backward passes :func:`balanced_backward` makes for ``balancer`` (bound to its tasks) on this
+    model, known before it runs: T when it takes per-task gradients on the shared parameters, else 1 (one
+    ordinary backward; at the feature level the per-task gradients stop at the features)."""
+    if isinstance(model_or_params, nn.Module) and hasattr(model_or_params, "shared_parameters") and \
+            next(iter(model_or_params.shared_parameters()), None) is None:
+        return 1
+    per_task = (balancer.needs.gramian or balancer.needs.jacobian) and balancer.level == "parameters"
+    return len(balancer.tasks) if per_task else 1
+
+
 def _loss_level(balancer: LossBalancer, L: Tensor, per_task: list[Tensor], values: Tensor, tasks: list[str],
                 model_or_params: Any, scale: Tensor | None, finite: Tensor) -> BalanceInfo:
     module = model_or_params if isinstance(model_or_params, nn.Module) else None
@@ -231,7 +246,7 @@ def _loss_level(balancer: LossBalancer, L: Tensor, per_task: list[Tensor], value
         _average_grads(model_or_params)
         _average_grads(balancer)  # learnable weights (uw, gradnorm) see each rank's losses: same step everywhere
     weights = torch.where(ctx.finite, weights.detach(), float("nan"))
-    return BalanceInfo(tasks, weights, extras=ctx.extras, finite=ctx.finite)
+    return BalanceInfo(tasks, weights, extras=ctx.extras, finite=ctx.finite, backward_passes=1)
 
 
 def _nothing_shared(tasks: list[str], per_task: list[Tensor], model: nn.Module, scale: Tensor | None,
@@ -243,7 +258,7 @@ def _nothing_shared(tasks: list[str], per_task: list[Tensor], model: nn.Module, 
     if _distributed():
         _average_grads(model)
     weights = torch.where(finite, torch.ones(len(tasks), device=finite.device), float("nan"))
-    return BalanceInfo(tasks, weights, finite=finite)
+    return BalanceInfo(tasks, weights, finite=finite, backward_passes=1)
 
 
 def _average_grads(model_or_params: Any) -> None:
@@ -328,8 +343,10 @@ def _combine_and_write(balancer: Balancer, jac: TaskJacobian, head_grads: list[l
     factor = guard if scale is None else guard * scale
     weights = torch.where(finite, weights, float("nan"))
     grads = jac.shaped(combined)
+    passes = jac.num_tasks  # parameter level: the T rows of the Jacobian were pulled back through the trunk
     if ctx.level == "features":
         outputs = [ctx.features[i] for i in jac.index]
+        passes = int(bool(outputs))  # the per-task gradients stopped at the features: one backward of the trunk
         if outputs:
             torch.autograd.backward(outputs, [(g * factor.to(g.dtype)).to(f.dtype) for g, f in zip(grads, outputs,
                                                                                                      strict=True)])
@@ -347,4 +364,4 @@ def _combine_and_write(balancer: Balancer, jac: TaskJacobian, head_grads: list[l
         _accumulate(params[k:], grads_t[k:], post_w[t])
     norms, cosines = _diagnostics(gram)
     return BalanceInfo(ctx.tasks, weights.detach(), norms, cosines, ctx.extras.pop("condition_number", None),
-                       ctx.extras, finite=finite)
+                       ctx.extras, finite=finite, backward_passes=passes)

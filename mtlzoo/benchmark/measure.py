@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import gc
 import re
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,35 +63,26 @@ class PeakMemory:
 
 
 class StepClock:
-    """Wraps a Trainer's ``evaluate``, ``save_checkpoint`` and ``load_checkpoint`` (instance attributes, the class
-    is untouched) to time training alone and count the steps this process trained."""
+    """The steps and training seconds a Trainer ran in this process, read off the trainer's own clock (which leaves
+    evaluation and checkpoint writing out); wraps its ``load_checkpoint`` (an instance attribute, the class is
+    untouched) so that a resumed run counts from where it resumed."""
 
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
-        self.excluded = 0.0  # seconds spent evaluating and writing checkpoints
-        self.start_step = trainer.step
-        trainer.evaluate = self._timed(trainer.evaluate)
-        trainer.save_checkpoint = self._timed(trainer.save_checkpoint)
+        self.start_step, self.start_s = trainer.step, trainer.clock.seconds
         load = trainer.load_checkpoint
 
         def load_and_note(path: Any) -> None:
             load(path)
-            self.start_step = trainer.step
+            self.start_step, self.start_s = trainer.step, trainer.clock.seconds
 
         trainer.load_checkpoint = load_and_note
 
-    def _timed(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            begin = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.excluded += time.perf_counter() - begin
+    def train_s(self) -> float:
+        """Seconds this process spent training."""
+        return self.trainer.clock.total() - self.start_s
 
-        return timed
-
-    def rate(self, wall_s: float) -> tuple[int, float | None]:
+    def rate(self) -> tuple[int, float | None]:
         """(steps trained by this process, their steps per second without evaluation and checkpoints)."""
-        steps = self.trainer.step - self.start_step
-        train_s = wall_s - self.excluded
+        steps, train_s = self.trainer.step - self.start_step, self.train_s()
         return steps, (steps / train_s if steps > 0 and train_s > 0 else None)

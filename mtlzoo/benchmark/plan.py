@@ -1,5 +1,6 @@
 """Planning a sweep: one training config per (architecture, method, seed) cell and per baseline seed, and which
-pairs cannot run (found by building the model and the update rule once, before anything trains)."""
+pairs cannot run (found by building the model and the update rule once, before anything trains). Under a
+``budget`` every run's ``train.steps`` comes from it (with the update rule's backward passes per step)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlzoo.benchmark.spec import Architecture, Method, SweepSpec
+from mtlzoo.benchmark.spec import Architecture, Budget, Method, SweepSpec
 from mtlzoo.config import Config, apply_overrides, config_from_dict, config_tasks, parse_yaml, resolve_config_path
 
 NOT_APPLICABLE = "not applicable"
@@ -118,10 +119,10 @@ def baseline_config(spec: SweepSpec, seed: int, out_dir: Path, protocol: str,
     return _finish(data, seed, out_dir / "baselines" / name / f"seed{seed}", protocol, where)
 
 
-def _applicability(config: Config, cache: dict[str, Any], where: str) -> str | None:
-    """Why ``config``'s method cannot train its model (None when it can): an update rule refusing the model
-    (a TypeError, e.g. cs_two_phase without task-specific BN) or feature-level balancing on a model without one
-    shared representation."""
+def _rule_or_reason(config: Config, cache: dict[str, Any], where: str) -> tuple[Any, str | None]:
+    """``config``'s update rule built on its model, or why its method cannot train that model: an update rule
+    refusing the model (a TypeError, e.g. cs_two_phase without task-specific BN) or feature-level balancing on
+    a model without one shared representation. ``(rule, None)`` or ``(None, reason)``."""
     import mtlzoo
     from mtlzoo.train.run import build_rule
 
@@ -136,13 +137,31 @@ def _applicability(config: Config, cache: dict[str, Any], where: str) -> str | N
         rule = build_rule(config, model)  # checks method.kwargs against the method's signature first
     except ValueError as error:
         if isinstance(error.__cause__, TypeError):  # the rule refuses this model (its family lacks what it needs)
-            return str(error.__cause__)
+            return None, str(error.__cause__)
         raise ValueError(f"{where}: method {config.method.name!r}: {error}") from None
     balancer = getattr(rule, "balancer", None)
     if balancer is not None and balancer.needs.features and not getattr(model, "shared_representation", True):
-        return (f"{config.model.name} has no shared representation followed only by task layers, so "
-                f"{config.method.name} at level='features' does not apply")
-    return None
+        return None, (f"{config.model.name} has no shared representation followed only by task layers, so "
+                      f"{config.method.name} at level='features' does not apply")
+    return rule, None
+
+
+def budget_steps(budget: Budget, rule: Any) -> int:
+    """``train.steps`` of a run under ``budget``: the count itself for ``steps``; for ``backward``, the count
+    divided by the backward passes of one step of ``rule`` (``rule.backward_per_step()``), rounded down, at
+    least 1."""
+    if budget.measure == "steps":
+        return budget.value
+    return max(1, budget.value // rule.backward_per_step())
+
+
+def _apply_budget(budget: Budget | None, configs: list[Config], rule: Any) -> None:
+    """Set ``train.steps`` of every config of one (architecture, method) pair (or of the baselines) from the budget."""
+    if budget is None:
+        return
+    steps = budget_steps(budget, rule)
+    for config in configs:
+        config.train.steps = steps
 
 
 def _check_names(spec: SweepSpec) -> None:
@@ -172,7 +191,9 @@ def plan_sweep(spec: SweepSpec, spec_dir: Path | None = None) -> Plan:
             where = f"architectures[{i}]"
             configs = {seed: cell_config(spec, arch, method, seed, out_dir / _cell_key(arch, method, seed), protocol,
                                          spec_dir, where) for seed in spec.seeds}
-            reason = _applicability(configs[spec.seeds[0]], cache, f"{where} x methods[{j}]")
+            rule, reason = _rule_or_reason(configs[spec.seeds[0]], cache, f"{where} x methods[{j}]")
+            if rule is not None:
+                _apply_budget(spec.budget, list(configs.values()), rule)
             cells += [Cell("cell", arch.label, method.label, seed, _cell_key(arch, method, seed),
                            None if reason else configs[seed], reason) for seed in spec.seeds]
     baselines = []
@@ -181,12 +202,25 @@ def plan_sweep(spec: SweepSpec, spec_dir: Path | None = None) -> Plan:
         if config is not None:
             key = f"baselines/{config.model.name}/seed{seed}"
             baselines.append(Cell("baseline", config.model.name, "single-task", seed, key, config))
+    _budget_baselines(spec.budget, [c.config for c in baselines])
     runnable = [c.config for c in cells if c.config is not None]
     if not runnable:
         raise ValueError("no (architecture, method) pair of the sweep applies: " + "; ".join(
             sorted({f"{c.architecture} x {c.method}: {c.reason}" for c in cells})))
     _check_same_evaluation(spec, cells, baselines)
     return Plan(tuple(cells), tuple(baselines), protocol, {t.name: t.kind for t in config_tasks(runnable[0])})
+
+
+def _budget_baselines(budget: Budget | None, configs: list[Config]) -> None:
+    """The baselines' ``train.steps`` under the budget (their update rule built once, for ``backward``)."""
+    if budget is None or not configs:
+        return
+    rule = None
+    if budget.measure != "steps":
+        rule, reason = _rule_or_reason(configs[0], {}, "baselines")
+        if rule is None:
+            raise ValueError(f"baselines: {reason}")
+    _apply_budget(budget, configs, rule)
 
 
 def _evaluation(config: Config) -> dict[str, Any]:

@@ -87,8 +87,8 @@ def headline_columns(protocol: str, tasks: Mapping[str, str], recorded: Metrics)
     return columns
 
 
-def _row(architecture: str, method: str, records: Sequence[Mapping[str, Any]], base: Metrics | None,
-         protocol: str) -> dict[str, Any]:
+def method_row(architecture: str, method: str, records: Sequence[Mapping[str, Any]], base: Metrics | None,
+               protocol: str) -> dict[str, Any]:
     """One row: its stats over the seeds that ran (``n`` of them, of the ``seeds_planned`` the spec asked for)."""
     failed = [{"seed": r["seed"], "error": r["reason"]} for r in records if r.get("status") == FAILED]
     planned = len(records)
@@ -109,7 +109,7 @@ def _row(architecture: str, method: str, records: Sequence[Mapping[str, Any]], b
             "peak_memory_mib": mean_std([r["peak_memory_mib"] for r in records])}
 
 
-def _sorted(rows: list[dict[str, Any]], higher: bool) -> list[dict[str, Any]]:
+def ranked(rows: list[dict[str, Any]], higher: bool) -> list[dict[str, Any]]:
     """Best delta_m first, then rows without one, then the pairs that do not apply (stable otherwise)."""
     def key(row: dict[str, Any]) -> tuple:
         value = row["delta_m"]["mean"] if row["status"] == "ok" else None
@@ -125,8 +125,8 @@ def aggregate(plan: Plan, records: Mapping[str, Mapping[str, Any]]) -> dict[str,
     base_records = [records[c.key] for c in plan.baselines]
     base = baseline_vector([r for r in base_records if r.get("status") != FAILED])
     higher = get_protocol(protocol).delta_style != "nash"
-    baseline = _row(plan.baselines[0].architecture, "single-task", base_records, base, protocol) if base_records \
-        else None
+    baseline = method_row(plan.baselines[0].architecture, "single-task", base_records, base, protocol) \
+        if base_records else None
     by_arch: dict[str, list[dict[str, Any]]] = {}
     for cell in plan.cells:
         rows = by_arch.setdefault(cell.architecture, [])
@@ -137,9 +137,9 @@ def aggregate(plan: Plan, records: Mapping[str, Mapping[str, Any]]) -> dict[str,
             rows.append({"architecture": cell.architecture, "method": cell.method, "status": NOT_APPLICABLE,
                          "reason": cell.reason})
         else:
-            rows.append(_row(cell.architecture, cell.method, [records[c.key] for c in same], base, protocol))
+            rows.append(method_row(cell.architecture, cell.method, [records[c.key] for c in same], base, protocol))
     return {"baseline_vector": base, "baseline": baseline,
-            "rows": [row for rows in by_arch.values() for row in _sorted(rows, higher)]}
+            "rows": [row for rows in by_arch.values() for row in ranked(rows, higher)]}
 
 
 def machine_name(device: torch.device | str | None = None) -> str:

@@ -115,15 +115,19 @@ def train_cell(cell: Cell, resume: bool) -> dict[str, Any]:
 
 def _record(cell: Cell, trainer: Any, clock: StepClock, memory: PeakMemory, begin: float,
             resume: bool) -> dict[str, Any]:
+    """The completion record: metrics, speed, memory, wall time, and the compute the run took (totals of forward
+    passes, backward passes and optimizer updates, and the ``curve``: those and the training seconds at every
+    evaluation; left out for a run resumed from a checkpoint written before work was counted)."""
     _device_sync(trainer.device)
     wall = time.perf_counter() - begin
-    steps, rate = clock.rate(wall)
+    steps, rate = clock.rate()
     metrics = trainer.last_metrics
+    work = {**trainer.work.to_dict(), "curve": trainer.curve} if trainer.work is not None else {}
     return {**_identity(cell), "step": trainer.step, "protocol": metrics.get("protocol"),
             "metrics": metrics.get("metrics", {}), "steps_per_s": rate, "timed_steps": steps,
             "resumed_from_step": trainer.step - steps if resume else None, "wall_s": wall,
-            "excluded_s": clock.excluded, "peak_memory_mib": memory.stop(), "memory_measure": memory.method,
-            "machine": machine_name(trainer.device), "torch_threads": torch.get_num_threads(),
+            "excluded_s": wall - clock.train_s(), "peak_memory_mib": memory.stop(), "memory_measure": memory.method,
+            "machine": machine_name(trainer.device), "torch_threads": torch.get_num_threads(), **work,
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 

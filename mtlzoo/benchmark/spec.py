@@ -15,6 +15,7 @@ from mtlzoo.config import parse_yaml
 from mtlzoo.registry import close_matches
 
 BASELINE_MODES = ("auto", "none", "config")
+BUDGET_MEASURES = ("steps", "backward")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,15 @@ class Baselines:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """What every run trains for: ``steps`` (``train.steps = value``) or ``backward`` passes (``train.steps =
+    value // the backward passes one step of its update rule makes``, at least 1; :mod:`mtlzoo.schemes.work`)."""
+
+    measure: str
+    value: int
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A whole sweep; ``config`` is a shipped config name, a path or an inline mapping."""
 
@@ -59,13 +69,14 @@ class SweepSpec:
     overrides: tuple[str, ...] = ()
     baselines: Baselines = Baselines()
     protocol: str | None = None
+    budget: Budget | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (what ``spec.json`` in the sweep folder holds)."""
         return asdict(self)
 
 
-_KEYS = ("config", "overrides", "architectures", "methods", "seeds", "baselines", "protocol", "out_dir")
+_KEYS = ("config", "overrides", "architectures", "methods", "seeds", "baselines", "protocol", "budget", "out_dir")
 
 
 def _error(path: str, message: str) -> ValueError:
@@ -174,6 +185,19 @@ def _baselines(value: Any) -> Baselines:
                      _overrides(value.get("overrides"), "baselines.overrides"))
 
 
+def _budget(value: Any) -> Budget | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or len(value) != 1:
+        raise _error("budget", f"got {value!r}; expects one of {list(BUDGET_MEASURES)} with a count, e.g. "
+                               "{backward: 1200}")
+    _check_keys(value, BUDGET_MEASURES, "budget")
+    (measure, count), = value.items()
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise _error(f"budget.{measure}", f"got {count!r}; expects an integer >= 1")
+    return Budget(measure, count)
+
+
 def spec_from_dict(data: Any) -> SweepSpec:
     """Validate a plain mapping (a parsed spec YAML) and build the :class:`SweepSpec`."""
     if not isinstance(data, Mapping):
@@ -192,7 +216,8 @@ def spec_from_dict(data: Any) -> SweepSpec:
                      methods=_items(data, "methods", _method), seeds=_seeds(data.get("seeds")),
                      out_dir=_string(data.get("out_dir"), "out_dir"),
                      overrides=_overrides(data.get("overrides"), "overrides"),
-                     baselines=_baselines(data.get("baselines", "auto")), protocol=protocol)
+                     baselines=_baselines(data.get("baselines", "auto")), protocol=protocol,
+                     budget=_budget(data.get("budget")))
 
 
 def load_spec(path: str | Path) -> SweepSpec:

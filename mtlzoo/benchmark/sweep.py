@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from mtlzoo.benchmark.budget import check_budgets
 from mtlzoo.benchmark.locks import SWEEP_LOCK, FileLock, lock_out_dir
 from mtlzoo.benchmark.plan import Plan, plan_sweep
 from mtlzoo.benchmark.results import build_results
@@ -25,13 +26,17 @@ def default_title(results: dict[str, Any]) -> str:
 
 
 def report_command(results_path: str | Path, markdown: str | Path | None, title: str | None = None,
-                   compare: Sequence[str] = ()) -> str:
+                   compare: Sequence[str] = (), budgets: Sequence[str] = ("steps",),
+                   budget_value: float | None = None) -> str:
     """The ``mtlzoo benchmark report`` command line that renders a page (written into the page itself)."""
     words = ["mtlzoo", "benchmark", "report", str(results_path)]
     words += ["--markdown", str(markdown)] if markdown is not None else []
     words += ["--title", title] if title is not None else []
     for name in compare:
         words += ["--compare", name]
+    for budget in budgets if tuple(budgets) != ("steps",) else ():
+        words += ["--budget", budget]
+    words += ["--budget-value", f"{budget_value:g}"] if budget_value is not None else []
     return shlex.join(words)
 
 
@@ -151,17 +156,22 @@ def _write_results(spec: SweepSpec, plan: Plan, records: dict[str, dict], comman
 
 def report(results_path: str | Path, markdown: str | Path | None = None, title: str | None = None,
            compare: Sequence[str] = (), plots: str | Path | None = None, tradeoff: str | None = None,
-           preface: str | Path | None = None, note: Callable[[str], None] = print) -> str:
+           preface: str | Path | None = None, note: Callable[[str], None] = print, budgets: Sequence[str] = (),
+           budget_value: float | None = None) -> str:
     """Render a results file again as markdown (written to ``markdown``, returned either way) and plots;
-    ``preface`` names a markdown file whose text goes under the title (what the numbers need said about them)."""
+    ``preface`` names a markdown file whose text goes under the title (what the numbers need said about them).
+    ``budgets`` (``steps``, ``backward``, ``time``; default steps) are the tables each architecture gets, in
+    order, ``budget_value`` the B of the one other than steps (default: the fewest any run of it reached)."""
+    budgets = check_budgets(budgets, budget_value)
     results = read_results(results_path)
     try:
         preface_text = Path(preface).read_text(encoding="utf-8").strip() if preface is not None else None
     except OSError as error:
         raise ValueError(f"--preface {preface}: cannot read it ({error.strerror})") from None
-    command = report_command(results_path, markdown, title, compare)
+    command = report_command(results_path, markdown, title, compare, budgets, budget_value)
     command += f" --preface {shlex.quote(str(preface))}" if preface is not None else ""
-    text = render_markdown(results, title or default_title(results), command, compare, preface=preface_text)
+    text = render_markdown(results, title or default_title(results), command, compare, preface=preface_text,
+                           budgets=budgets, budget_value=budget_value)
     if markdown is not None:
         atomic_write_text(markdown, text)
     if plots is not None:

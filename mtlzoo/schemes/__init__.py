@@ -17,6 +17,7 @@ from mtlzoo.schemes.alternating import AlternatingSteps
 from mtlzoo.schemes.base import UPDATE_RULES, OptimizerSpec, StepInfo, UpdateRule
 from mtlzoo.schemes.cs_two_phase import ConnectionStrengthTwoPhase, conserve_priority
 from mtlzoo.schemes.single import SingleStep
+from mtlzoo.schemes.work import Work
 
 
 def list_update_rules(pattern: str = "*") -> list[str]:
@@ -56,4 +57,4 @@ def _named_rule(method: str, model: nn.Module, optimizer: OptimizerSpec, **kwarg
 
 
 __all__ = ["UPDATE_RULES", "AlternatingSteps", "ConnectionStrengthTwoPhase", "SingleStep", "StepInfo", "UpdateRule",
-           "conserve_priority", "create_update_rule", "list_update_rules"]
+           "Work", "conserve_priority", "create_update_rule", "list_update_rules"]

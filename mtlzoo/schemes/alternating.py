@@ -35,6 +35,7 @@ from mtlzoo.schemes.base import (
     split_batch,
     task_weights,
 )
+from mtlzoo.schemes.work import Work
 
 MODES = ("ius", "io")
 
@@ -96,7 +97,12 @@ class AlternatingSteps(UpdateRule):
             skipped += not optimizer_step(optimizer, scaler, clip_grad, last=index == len(self.groups) - 1)
             recorded.update({name: loss.detach() for name, loss in losses.items()})
         losses = {name: recorded[name] for name in self.model.task_names}
-        return StepInfo(losses, {"updates": len(self.groups)}, skipped=skipped)
+        groups = len(self.groups)
+        return StepInfo(losses, {"updates": groups}, skipped=skipped, work=Work(groups, groups, groups - skipped))
+
+    def work_per_step(self) -> Work:
+        """One forward, one backward and one update per task group."""
+        return Work(len(self.groups), len(self.groups), len(self.groups))
 
     def _extra_state(self) -> dict[str, Any]:
         return {"groups": self.groups}

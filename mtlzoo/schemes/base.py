@@ -1,8 +1,9 @@
 """The update-rule contract: one object owns a whole training step (forwards, backwards, optimizer steps).
 
 A trainer treats every method alike: ``rule.step(batch, epoch, epochs, scaler=, clip_grad=)``
-returns a :class:`StepInfo`; ``rule.optimizers`` lists the optimizers it owns (for schedulers);
-``rule.state_dict()`` holds their state, the rule's RNG and anything else a resumed run needs.
+returns a :class:`StepInfo` (with the step's forward / backward passes and updates, :mod:`mtlzoo.schemes.work`);
+``rule.optimizers`` lists the optimizers it owns (for schedulers); ``rule.state_dict()`` holds their state,
+the rule's RNG and anything else a resumed run needs.
 Under AMP the caller runs ``step`` inside autocast and calls ``scaler.update()`` once afterwards;
 a rule taking several optimizer steps updates the scaler between them itself.
 
@@ -26,18 +27,21 @@ from torch.optim import Optimizer
 
 from mtlzoo.balancers.engine import all_finite
 from mtlzoo.registry import Registry
+from mtlzoo.schemes.work import Work
 
 OptimizerSpec = Optimizer | Callable[..., Optimizer]
 
 
 @dataclass
 class StepInfo:
-    """What one step produced: each task's loss (detached, on the device), method-specific info, and how
-    many of its optimizer steps were skipped because their gradients held NaN or inf."""
+    """What one step produced: each task's loss (detached, on the device), method-specific info, how many of its
+    optimizer steps were skipped because their gradients held NaN or inf, and the work it did (required: every
+    rule says what its step cost, see :mod:`mtlzoo.schemes.work`)."""
 
     losses: dict[str, Tensor]
     info: Any = field(default_factory=dict)
     skipped: int = 0
+    work: Work = field(kw_only=True)
 
 
 def norm_statistics(model: nn.Module) -> list[Tensor]:
@@ -94,6 +98,17 @@ class UpdateRule:
              clip_grad: float | None = None) -> StepInfo:
         """Run one update on ``batch`` (``{"image": x, task: target, ...}``) at ``epoch`` of ``epochs``."""
         raise NotImplementedError
+
+    def work_per_step(self) -> Work:
+        """The work of one step whose updates are all taken, from the rule's structure (before training: a sweep's
+        budget in backward passes becomes a number of steps with it). Every rule says it; there is no default."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what one step costs: implement "
+                                  "work_per_step() (see mtlzoo.schemes.work)")
+
+    def backward_per_step(self) -> int:
+        """Backward passes of one step, what a budget in backward passes divides by: those of
+        :meth:`work_per_step`, unless a rule's steps differ only in their updates (it then overrides this)."""
+        return self.work_per_step().backward
 
     def epoch_end(self) -> None:
         """Called by the trainer after every epoch; rules with epoch-level state override it."""

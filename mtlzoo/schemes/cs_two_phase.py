@@ -28,6 +28,7 @@ from mtlzoo.schemes.base import (
     split_batch,
     task_weights,
 )
+from mtlzoo.schemes.work import Work
 
 SCHEDULES = ("mixed", "phase1", "phase2")
 GRANULARITIES = ("iteration", "epoch")
@@ -98,7 +99,24 @@ class ConnectionStrengthTwoPhase(UpdateRule):
         phase = self.choose_phase(epoch, epochs)
         run = self._phase1 if phase == 1 else self._phase2
         losses, skipped = run(x, targets, scaler, clip_grad)
-        return StepInfo(losses, {"phase": phase}, skipped=skipped)
+        return StepInfo(losses, {"phase": phase}, skipped=skipped, work=self._phase_work(phase, skipped))
+
+    def work_per_step(self) -> Work:
+        """One forward and one backward per task in either phase; T updates in phase 1, one in phase 2. The mixed
+        schedule draws the phase at every step, so its updates per step are not fixed: it refuses."""
+        if self.schedule == "mixed":
+            raise ValueError("cs_two_phase(schedule='mixed') draws phase 1 (T updates) or phase 2 (1 update) at "
+                             "every step, so its work per step is not fixed (T forward and T backward passes in "
+                             "both); use schedule='phase1' or 'phase2' for a fixed one")
+        return self._phase_work(1 if self.schedule == "phase1" else 2)
+
+    def backward_per_step(self) -> int:
+        """One backward pass per task in either phase, so the mixed schedule has a fixed number too."""
+        return len(self.model.task_names)
+
+    def _phase_work(self, phase: int, skipped: int = 0) -> Work:
+        tasks = len(self.model.task_names)
+        return Work(tasks, tasks, (tasks if phase == 1 else 1) - skipped)
 
     def _task_loss(self, x: Tensor, targets: Mapping[str, Any], name: str) -> Tensor:
         output = self.model(x, task=name)

@@ -9,7 +9,10 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from mtlzoo.balancers.base import Balancer
+from mtlzoo.balancers.engine import backward_passes
 from mtlzoo.schemes.base import OptimizerSpec, StepInfo, UpdateRule, all_reduce_mean, optimizer_step, split_batch
+from mtlzoo.schemes.work import Work
 
 
 class SingleStep(UpdateRule):
@@ -20,6 +23,11 @@ class SingleStep(UpdateRule):
     covers the model and the balancer's own learnable parameters (uncertainty weights...). A balancer
     declaring ``needs.post_step_losses`` (FAMO) gets the losses re-evaluated on the same batch after
     every taken step: one extra forward, without grad.
+
+    Work of a step: one forward (two with the post-step losses), the backward passes the gradient engine reports
+    (``BalanceInfo.backward_passes``), one update when taken. A balancer object outside the engine (anything
+    with ``backward(losses, model)``) counts as one backward pass unless what its ``backward`` returns has a
+    ``backward_passes`` attribute.
     """
 
     def __init__(self, balancer: Any, model: nn.Module, optimizer: OptimizerSpec, seed: int = 0) -> None:
@@ -50,9 +58,19 @@ class SingleStep(UpdateRule):
         info = self.balancer.backward(losses, self.model, features=rep.features if wants_features else None,
                                       **kwargs)
         taken = optimizer_step(self.optimizer, scaler, clip_grad, sync=False)  # the gradient engine reduced already
-        if taken and getattr(getattr(self.balancer, "needs", None), "post_step_losses", False):
+        post_step = taken and self._wants_post_step_losses()
+        if post_step:
             self._post_step_losses(x, targets)
-        return StepInfo({name: loss.detach() for name, loss in losses.items()}, info, skipped=int(not taken))
+        work = Work(forward=1 + post_step, backward=getattr(info, "backward_passes", 1), updates=int(taken))
+        return StepInfo({name: loss.detach() for name, loss in losses.items()}, info, skipped=int(not taken),
+                        work=work)
+
+    def work_per_step(self) -> Work:
+        backward = backward_passes(self.balancer, self.model) if isinstance(self.balancer, Balancer) else 1
+        return Work(forward=1 + self._wants_post_step_losses(), backward=backward, updates=1)
+
+    def _wants_post_step_losses(self) -> bool:
+        return bool(getattr(getattr(self.balancer, "needs", None), "post_step_losses", False))
 
     def _post_step_losses(self, x: Any, targets: Mapping[str, Any]) -> None:
         """Re-run the model on the same batch after the step (no grad, in its current mode, as FAMO's reference

@@ -16,8 +16,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mtlzoo.config import ScheduleConfig, TrainConfig
+from mtlzoo.schemes.work import Work
 from mtlzoo.train import checkpoints, rng
 from mtlzoo.train.bad_steps import BadStepGuard, check_finite_weights
+from mtlzoo.train.clock import TrainingClock
 from mtlzoo.train.distributed import DistInfo, init_distributed, pick_device
 from mtlzoo.train.ema import ModelEMA
 from mtlzoo.train.interrupt import StopSignals, TrainingInterrupted
@@ -54,6 +56,13 @@ class Trainer:
     ``mtlzoo.create_update_rule``. ``recipe`` (JSON-able) describes the run in each checkpoint's config.json
     and model card, under what the trainer records itself (method, lr, steps, frozen parts, parent checkpoint,
     the input size it trained at; see :func:`mtlzoo.train.recipe.training_record`).
+
+    Compute is counted as the run goes, for equal-compute comparisons: ``work`` totals the forward passes,
+    backward passes and optimizer updates the rule reported (:mod:`mtlzoo.schemes.work`), ``clock`` the seconds
+    spent training (evaluation and checkpoints left out), and ``curve`` holds one entry per evaluation: ``{step,
+    forward_passes, backward_passes, optimizer_updates, train_s, metrics}``. All three travel with the checkpoint,
+    so a resumed run ends with the totals of an uninterrupted one (resumed from a checkpoint written before work
+    was counted, ``work`` is None and the curve stops growing: unknown, not wrong).
     """
 
     def __init__(self, model: nn.Module, rule: Any, train_data: Dataset, options: TrainConfig | None = None,
@@ -109,6 +118,9 @@ class Trainer:
         self.best: dict[str, Any] = {}
         self.last_metrics: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
+        self.work: Work | None = Work()
+        self.clock = TrainingClock(sync=self._sync_device)
+        self.curve: list[dict[str, Any]] = []
         self.bad_steps = BadStepGuard(self.options.max_bad_steps)
         self.input_size: tuple[int, ...] | None = None  # (C, H, W) of the images the model was trained on
         self._saved: tuple[int, Path] | None = None  # (step, folder) of the last checkpoint this trainer wrote
@@ -135,6 +147,8 @@ class Trainer:
             result = self.rule.step(self._to_device(batch), epoch=epoch, epochs=epochs, scaler=self.scaler,
                                     clip_grad=self.options.clip_grad)
         self.bad_steps.record(result, self.step + 1, self.log, self.scaler)  # warn on a skip, stop a diverged run
+        if self.work is not None:
+            self.work += result.work
         if self.scaler is not None:
             self.scaler.update()
         for scheduler in self.schedulers:
@@ -176,8 +190,10 @@ class Trainer:
         bar = self._progress_bar()
         try:
             with StopSignals() as signals:
+                self.clock.start()
                 self._loop(stop_at, bar, signals)
         finally:
+            self.clock.stop()
             if bar is not None:
                 bar.close()
             self.log.close()
@@ -261,13 +277,25 @@ class Trainer:
         return result.to_dict()
 
     def _evaluate_and_checkpoint(self, bar: Any) -> None:
-        if self.dist.is_main and self.evaluation.data is not None:
-            self.last_metrics = self.evaluate()
-            self._train_mode()
-            self.log.write("eval", self.step, **self.last_metrics)
-            if bar is not None:
-                bar.write(f"step {self.step}: {checkpoints.summary(self.last_metrics)}")
-        self.save_checkpoint()
+        with self.clock.paused():
+            if self.dist.is_main and self.evaluation.data is not None:
+                self.last_metrics = self.evaluate()
+                self._train_mode()
+                self.log.write("eval", self.step, **self.last_metrics)
+                self._extend_curve()
+                if bar is not None:
+                    bar.write(f"step {self.step}: {checkpoints.summary(self.last_metrics)}")
+            self.save_checkpoint()
+
+    def _extend_curve(self) -> None:
+        """One curve entry for the evaluation just made: the work and training seconds it took to get there."""
+        if self.work is not None:
+            self.curve.append({"step": self.step, **self.work.to_dict(), "train_s": self.clock.total(),
+                               "metrics": self.last_metrics.get("metrics", {})})
+
+    def _sync_device(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def state(self) -> dict[str, Any]:
         """Everything besides the model weights that a resumed run needs."""
@@ -281,12 +309,19 @@ class Trainer:
             "best": self.best,
             "last_metrics": self.last_metrics,
             "input_size": list(self.input_size) if self.input_size else None,
+            "work": self.work.to_dict() if self.work is not None else None,
+            "train_s": self.clock.total(),
+            "curve": self.curve,
         }
 
     def save_checkpoint(self) -> Path | None:
         """Write ``checkpoints/step_N`` (model in HF layout + trainer state) on rank 0, atomically."""
         if not self.dist.is_main:
             return None
+        with self.clock.paused():
+            return self._write_checkpoint()
+
+    def _write_checkpoint(self) -> Path:
         is_best = self._is_best()  # before the state is written, so a resumed run knows its best so far
         check_finite_weights(self.model, self.step)
         training = training_record(self.model, self.rule, self.options, self.loader.batch_size, self.recipe,
@@ -329,3 +364,6 @@ class Trainer:
         self.best = dict(state["best"])
         self.last_metrics = dict(state["last_metrics"])
         self.input_size = tuple(state["input_size"]) if state.get("input_size") else self.input_size
+        self.work = Work.from_dict(state["work"]) if state.get("work") is not None else None
+        self.clock.seconds = float(state.get("train_s", 0.0))
+        self.curve = list(state.get("curve") or [])
