@@ -73,6 +73,14 @@ _ARCHITECTURES = {
 }
 
 _PRETRAINED = {
+    "cgc_mlp.mmoe_synthetic": "cgc_mlp (4 shared + 2 per-task experts of 16 units) trained on the MMoE paper's "
+                              "synthetic regression benchmark (vectors of 100; bundled, 32 KB).",
+    "dselectk_mlp.mmoe_synthetic": "dselectk_mlp (8 experts of 16 units, k=2) trained on the MMoE paper's synthetic "
+                                   "regression benchmark (vectors of 100; bundled, 33 KB).",
+    "mmoe_mlp.mmoe_synthetic": "mmoe_mlp (8 experts of 16 units) trained on the MMoE paper's synthetic regression "
+                               "benchmark (vectors of 100; bundled, 32 KB).",
+    "ple_mlp.mmoe_synthetic": "ple_mlp (2 levels of 4 shared + 2 per-task experts of 16 units) trained on the MMoE "
+                              "paper's synthetic regression benchmark (vectors of 100; bundled, 40 KB).",
     "cs_tiny.synthscenes": "cs_tiny trained on synthscenes with the connection-strength two-phase rule (0.9 MB).",
     "hps_tiny.synthscenes": "hps_tiny trained on synthscenes (six dense tasks; bundled under weights/, 0.8 MB).",
     "squadnet_tiny.synthscenes": "squadnet_tiny (width 16, light heads) trained on synthscenes (six dense tasks; "

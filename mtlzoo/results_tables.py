@@ -53,7 +53,10 @@ def data_version(cfg: PretrainedCfg) -> int | None:
 
 
 def _input_shape(card: Mapping[str, Any]) -> tuple[int, ...]:
-    return tuple(int(v) for v in (card.get("preprocessing") or {}).get("input_size") or ())
+    """(C, H, W) from the card's preprocessing; (D,) for a model on vectors (its ``input_dim`` argument)."""
+    size = (card.get("preprocessing") or {}).get("input_size")
+    dim = (card.get("model_args") or {}).get("input_dim")
+    return tuple(int(v) for v in size) if size else ((int(dim),) if dim is not None else ())
 
 
 def table_name(cfg: PretrainedCfg, card: Mapping[str, Any]) -> str:

@@ -2,7 +2,8 @@
 
 - A run folder names its ``checkpoints/latest`` checkpoint, and so does the ``checkpoints/latest`` pointer file.
 - A checkpoint is scored on the data settings it records (the synthscenes generator ``version`` and the input
-  ``size``: from its run_config.json, its results, its pretrained config, its preprocessing), unless
+  ``size``: from its run_config.json, its results, its pretrained config, its preprocessing; any option its
+  results list under ``data_options``, e.g. mmoe_synthetic's ``correlation`` and ``seed``), unless
   ``--data-opt`` names them.
 - Only the tasks the data labels are scored: a fine-tuned model on the original benchmark gives the numbers of
   its old tasks (a forgetting check). A data set that labels a task as another kind, with other classes or with
@@ -95,8 +96,8 @@ def _run_data(source: Path) -> dict[str, Any]:
 
 
 def recorded_data(model: Any) -> dict[str, Any]:
-    """The data a loaded checkpoint records it was trained on: ``name`` (a registered data set), ``version`` and
-    ``size`` (H, W), each left out when it records none."""
+    """The data a loaded checkpoint records it was trained on: ``name`` (a registered data set), ``version``,
+    ``size`` (H, W) and the options its results list under ``data_options``, each left out when it records none."""
     from mtlzoo.metrics.provenance import measured_on, result_measured_on
     from mtlzoo.models.pretrained import PRETRAINED_CFGS
 
@@ -111,6 +112,8 @@ def recorded_data(model: Any) -> dict[str, Any]:
     size = (info.get("preprocessing") or {}).get("input_size")
     if size and out.get("size") is None:
         out["size"] = [int(v) for v in size[-2:]]
+    for key, value in ((info.get("results") or {}).get("data_options") or {}).items():
+        out.setdefault(key, value)
     return {key: value for key, value in out.items() if value is not None}
 
 
@@ -123,7 +126,7 @@ def recorded_options(model: Any, data: str, options: Mapping[str, Any], note: No
     if recorded.get("name") != data:
         return dict(options)
     accepted = inspect.signature(resolve_dataset(data)[0]).parameters
-    fill = {k: recorded[k] for k in RECORDED_OPTIONS if k in recorded and k not in options and k in accepted}
+    fill = {k: v for k, v in recorded.items() if k != "name" and k not in options and k in accepted}
     if fill and note:
         shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in fill.items())
         note(f"{data} with the settings the checkpoint recorded: {shown} (--data-opt KEY=VALUE overrides)")

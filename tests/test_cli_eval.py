@@ -151,7 +151,9 @@ def test_version_and_the_pretrained_table(capsys):
     recorded = json.loads((weights / "hps_tiny.synthscenes" / "config.json").read_text())["results"]
     seeds = recorded["over_seeds"]  # as the checkpoint records: the mean and std over its seeds
     assert f"{seeds['delta_m_mean']:.4g} +- {seeds['delta_m_std']:.2g} vs {recorded['baseline']}" in rows["hps_tiny"]
-    assert all("parts.miou " in row for row in rows.values())
+    on_synthscenes = {name: row for name, row in rows.items() if row.split()[1] == "synthscenes"}
+    assert all("parts.miou " in row for row in on_synthscenes.values())
+    assert all("task1.mse " in row for name, row in rows.items() if name not in on_synthscenes)  # vector families
     assert main(["list", "pretrained", "--pattern", "cs_*"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert main(["list", "--pretrained", "--sort", "fastest"]) == 2

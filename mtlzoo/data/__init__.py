@@ -1,5 +1,5 @@
-"""Datasets (synthscenes, the real benchmarks' standard layouts, your own as ``folder:PATH`` or ``hf:NAME``),
-their registry and joint transforms."""
+"""Datasets (synthscenes, mmoe_synthetic, the real benchmarks' standard layouts, your own as ``folder:PATH`` or
+``hf:NAME``), their registry and joint transforms."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from mtlzoo.data.folder import FolderDataset
 from mtlzoo.data.hf import HFDataset
+from mtlzoo.data.mmoe_synthetic import MMoESynthetic
 from mtlzoo.data.mtan import MTANCityscapes, MTANNYUv2
 from mtlzoo.data.nyud import NYUD
 from mtlzoo.data.pascal_context import PascalContext
@@ -18,6 +19,7 @@ from mtlzoo.tasks import Task
 
 DATASETS: Registry[Any] = Registry("dataset")
 DATASETS.register("synthscenes")(SynthScenes)
+DATASETS.register("mmoe_synthetic")(MMoESynthetic)
 DATASETS.register("nyud")(NYUD)
 DATASETS.register("pascal_context")(PascalContext)
 DATASETS.register("nyuv2_mtan")(MTANNYUv2)
@@ -85,6 +87,7 @@ def list_datasets(pattern: str = "*") -> list[str]:
     return DATASETS.names(pattern)
 
 
-__all__ = ["DATASETS", "GENERATOR_VERSION", "FolderDataset", "HFDataset", "MTANCityscapes", "MTANNYUv2", "NYUD",
-           "PascalContext", "SynthScenes", "create_dataset", "dataset_protocol", "dataset_task_preset",
-           "dataset_tasks", "list_datasets", "render_scene", "resolve_dataset", "split_dataset_name"]
+__all__ = ["DATASETS", "GENERATOR_VERSION", "FolderDataset", "HFDataset", "MMoESynthetic", "MTANCityscapes",
+           "MTANNYUv2", "NYUD", "PascalContext", "SynthScenes", "create_dataset", "dataset_protocol",
+           "dataset_task_preset", "dataset_tasks", "list_datasets", "render_scene", "resolve_dataset",
+           "split_dataset_name"]

@@ -69,15 +69,23 @@ def _format(value: Any) -> str:
     return f"`{value}`" if isinstance(value, str) else str(value)
 
 
+def _input_dim(config: Mapping[str, Any]) -> int | None:
+    """The length of the input vectors of a model on vectors (its ``input_dim`` argument), None for images."""
+    dim = (config.get("model_args") or {}).get("input_dim")
+    return int(dim) if dim is not None else None
+
+
 def _usage(config: Mapping[str, Any], repo_id: str | None) -> str:
     source = f"hf-hub:{repo_id}" if repo_id else "path/to/this/folder"
     pre = config.get("preprocessing") or {}
     norm = "normalised as in training"
     if pre.get("mean"):
         norm = f"normalised with mean {pre['mean']} and std {pre['std']}"
+    dim = _input_dim(config)
+    call = f"model(inputs)  # inputs: float (B, {dim})" if dim else "model(images)  # images: float (B, C, H, W)"
     return "\n".join([
         "```python", "import mtlzoo", "", f'model = mtlzoo.from_pretrained("{source}").eval()',
-        f"outputs = model(images)  # images: float (B, C, H, W), {norm}",
+        f"outputs = {call}, {norm}",
         "predictions = {t.name: t.postprocess(outputs[t.name]) for t in model.tasks}", "```",
     ])
 
@@ -151,7 +159,7 @@ def render_model_card(config: Mapping[str, Any], repo_id: str | None = None) -> 
     sections = [
         f"---\n{card_metadata(config).rstrip()}\n---", f"# {name}",
         f"A multi-task model from mtlzoo predicting "
-        f"{len(config['tasks'])} tasks from one image. {arch_line}",
+        f"{len(config['tasks'])} tasks from one {'image' if _input_dim(config) is None else 'vector'}. {arch_line}",
         "## Usage", _usage(config, repo_id),
         "## Tasks", _tasks_section(config),
         "## Preprocessing", _table(["field", "value"], [[k, _format(v)] for k, v in sorted(pre.items())]),

@@ -138,6 +138,16 @@ _add(Protocol(
 ))
 
 _add(Protocol(
+    "mmoe_synthetic", "MMoE synthetic regression (Ma et al., KDD 2018)",
+    "The two regression tasks of the MMoE paper's synthetic benchmark: mean squared error per task over the "
+    "split (also MAE and RMSE), pooled over examples. No single-task baseline ships, so no delta_m by default.",
+    meters={"regression": {"mse": True}},
+    delta_style="vandenhende",
+    delta_metrics={"task1": ("mse",), "task2": ("mse",)},
+    task_preset="mmoe_synthetic", dataset="mmoe_synthetic",
+))
+
+_add(Protocol(
     "generic", "mtlzoo (any data set)",
     "For data sets without a benchmark protocol of their own (folder:, hf:): every task kind's own meter with "
     "its default options. delta_m: Vandenhende over each task's headline metric.",

@@ -132,6 +132,7 @@ _PRESETS: dict[str, tuple[Task, ...]] = {
         Task("normals", "normals"), Task("edge", "edge"), Task("saliency", "saliency"),
         Task("parts", "parts", len(SYNTHSCENES_PARTS)),
     ),
+    "mmoe_synthetic": (Task("task1", "regression", loss="mse"), Task("task2", "regression", loss="mse")),
 }
 
 
@@ -141,7 +142,7 @@ def list_task_presets() -> list[str]:
 
 
 def task_preset(name: str) -> list[Task]:
-    """The tasks of a named benchmark: nyud, pascal_context, nyuv2_mtan, cityscapes2, synthscenes."""
+    """The tasks of a named benchmark: nyud, pascal_context, nyuv2_mtan, cityscapes2, synthscenes, mmoe_synthetic."""
     if name not in _PRESETS:
         raise unknown_name_error("task preset", name, list(_PRESETS))
     return list(_PRESETS[name])

@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 import mtlzoo
 from mtlzoo.hub import bundled_weights_dir
 from mtlzoo.hub.files import sha256_file
+from mtlzoo.metrics import get_protocol
+from mtlzoo.metrics.provenance import measured_on
 from mtlzoo.models.pretrained import PRETRAINED_CFGS
 
 BUNDLED = [name for name in PRETRAINED_CFGS.names() if PRETRAINED_CFGS.get(name).bundled]
@@ -28,7 +30,8 @@ def test_bundled_checkpoint_matches_its_registration(name: str) -> None:
     assert cfg.sha256 == sha256_file(folder / "model.safetensors")
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == cfg.architecture
-    assert config["results"]["protocol"] == cfg.results["protocol"] == "synthscenes"
+    assert config["results"]["protocol"] == cfg.results["protocol"] == get_protocol(cfg.results["protocol"]).name
+    assert not measured_on(config["results"]["dataset"]).differs_from(measured_on(cfg.dataset))  # data, version
     for task, metrics in cfg.results["metrics"].items():  # the registry quotes headline metrics, rounded
         for metric, value in metrics.items():
             assert config["results"]["metrics"][task][metric] == pytest.approx(value, abs=5e-5), (task, metric)

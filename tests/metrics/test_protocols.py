@@ -11,15 +11,15 @@ from mtlzoo.tasks import TASK_KINDS, Task, task_preset
 
 
 def test_presets_and_their_families():
-    assert list_protocols() == ["atrc_nyud", "atrc_pascal", "generic", "mtan_cityscapes", "mtan_nyuv2",
-                                "mtinet_nyud", "mtinet_pascal", "synthscenes"]
+    assert list_protocols() == ["atrc_nyud", "atrc_pascal", "generic", "mmoe_synthetic", "mtan_cityscapes",
+                                "mtan_nyuv2", "mtinet_nyud", "mtinet_pascal", "synthscenes"]
     assert "MTAN" in get_protocol("mtan_nyuv2").family and "MTI-Net" in get_protocol("mtinet_pascal").family
     with pytest.raises(ValueError, match="mtan_nyuv2"):
         get_protocol("mtan_nyu")
 
 
 @pytest.mark.parametrize("name", ["mtinet_nyud", "mtinet_pascal", "mtan_nyuv2", "mtan_cityscapes", "synthscenes",
-                                  "atrc_nyud", "atrc_pascal"])
+                                  "atrc_nyud", "atrc_pascal", "mmoe_synthetic"])
 def test_every_task_of_the_matching_preset_gets_a_meter_with_its_kind_keys(name):
     protocol = get_protocol(name)
     for task in task_preset(protocol.task_preset):
@@ -64,3 +64,6 @@ def test_image_level_kinds_and_defaults():
     reg = create_meter(Task("age", "regression"))
     reg.update(torch.tensor([[1.0]]), torch.tensor([[3.0]]))
     assert reg.compute() == {"mae": 2.0, "rmse": 2.0}
+    mse = create_meter(Task("y", "regression"), "mmoe_synthetic")  # the MMoE benchmark reports the MSE too
+    mse.update(torch.tensor([[1.0], [0.0]]), torch.tensor([[3.0], [1.0]]))
+    assert mse.compute() == {"mae": 1.5, "rmse": pytest.approx(math.sqrt(2.5)), "mse": 2.5}

@@ -1,4 +1,5 @@
-"""Image-level classification (one class id per image, accuracy) and regression (a vector, MAE / RMSE)."""
+"""Image-level classification (one class id per image, accuracy) and regression (a vector, MAE / RMSE, MSE on
+request)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ register_task_kind(TaskKind(
 ))
 register_task_kind(TaskKind(
     name="regression", dense=False, default_channels=1, default_head="mlp", losses=("l1", "mse"),
-    metrics={"mae": LOWER, "rmse": LOWER}, headline_metric="mae",
+    metrics={"mae": LOWER, "rmse": LOWER, "mse": LOWER}, headline_metric="mae",
     compute_loss=lambda task, out, y: losses.regression_loss(out, y, task.loss), postprocess=identity,
     check_target=targets.check_vector, to_tensor=values_to_tensor, resample=None,
     meter="mtlzoo.metrics.classification:RegressionMeter.for_task", hf_task_type="image-feature-extraction",
