@@ -71,9 +71,15 @@ class MixedColumnModel(TaskColumns):
     since every task's loss reaches every column through the units; the heads are the task parameters."""
 
     def _build(self, make_unit: Callable[[int, int], nn.Module], encoder: str, output_stride: int,
-               encoder_weights: str | None) -> None:
+               encoder_weights: str | None, width: int | None = None) -> None:
+        """Columns of ``encoder`` joined by ``make_unit(num_tasks, channels)``; ``width`` sets the first-stage
+        channels of the ``tiny`` encoder (16 by default; the others have fixed widths)."""
+        if width is not None and encoder != "tiny":
+            raise ValueError(f"width applies to encoder='tiny' only (its first-stage channels), got encoder={encoder!r}"
+                             f" with width={width!r}")
+        sized = {} if width is None else {"width": int(width)}
         self.encoder = MixedColumns(len(self.tasks), make_unit, encoder, in_chans=self.in_chans,
-                                    output_stride=output_stride, encoder_weights=encoder_weights)
+                                    output_stride=output_stride, encoder_weights=encoder_weights, **sized)
         self.build_heads()
 
     def add_task(self, task: Any) -> nn.Module:

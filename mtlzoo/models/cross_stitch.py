@@ -58,9 +58,9 @@ class CrossStitchNetwork(MixedColumnModel):
 
     def __init__(self, tasks: TaskSpec, encoder: str = "resnet50", output_stride: int = 8,
                  encoder_weights: str | None = None, self_weight: float = 0.9, head: str | None = None,
-                 head_width: int | None = None, in_chans: int = 3) -> None:
+                 head_width: int | None = None, in_chans: int = 3, width: int | None = None) -> None:
         super().__init__(tasks, head=head, head_width=head_width, in_chans=in_chans)
-        self._build(lambda t, c: CrossStitchUnit(t, c, self_weight), encoder, output_stride, encoder_weights)
+        self._build(lambda t, c: CrossStitchUnit(t, c, self_weight), encoder, output_stride, encoder_weights, width)
 
     @classmethod
     def from_single_task(cls, single: nn.Module, self_weight: float = 0.9) -> CrossStitchNetwork:

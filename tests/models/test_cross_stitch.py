@@ -145,3 +145,17 @@ def test_generic_entry_takes_any_encoder():
                                 head_width=16)
     assert model.config["encoder"] == "resnet18"
     assert model(batch()["image"])["normals"].shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("arch", ["cross_stitch_tiny", "nddr_tiny"])
+def test_the_tiny_columns_take_a_width(arch):
+    """width sets the first-stage channels of each tiny column (16 by default); other encoders refuse it."""
+    import mtlzoo
+
+    narrow = mtlzoo.create_model(arch, tasks="synthscenes", width=8)
+    default = mtlzoo.create_model(arch, tasks="synthscenes")
+    assert [c.out_channels for c in narrow.encoder.columns][0] == [8, 16, 32, 64]
+    assert [c.out_channels for c in default.encoder.columns][0] == [16, 32, 64, 128]
+    assert narrow.config["width"] == 8  # what config.json keeps, so that the weights rebuild narrow
+    with pytest.raises(ValueError, match=r"width applies to encoder='tiny' only.*encoder='resnet18'"):
+        mtlzoo.create_model(arch.replace("_tiny", ""), tasks="synthscenes", encoder="resnet18", width=8)
