@@ -48,7 +48,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
     if args.action == "report":
         text = report(args.results, markdown=args.markdown, title=args.title, compare=args.compare,
                       plots=args.plots, tradeoff=args.tradeoff, preface=args.preface, note=_note,
-                      budgets=args.budget, budget_value=args.budget_value)
+                      budgets=args.budget, budget_value=args.budget_value, budget_results=args.budget_results)
         if args.markdown is None:
             print(text, end="")
         else:
@@ -105,6 +105,9 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--budget-value", type=float, default=None, metavar="B",
                      help="the budget B of the --budget other than steps (default: per architecture, the fewest "
                           "any of its runs reached)")
+    rep.add_argument("--budget-results", default=None, metavar="RESULTS",
+                     help="the results.json of a sweep run under a spec budget (e.g. budget: {backward: 200}): the "
+                          "tables of that budget are its runs at their ends, beside this file's equal-steps tables")
     _add_benchmark_render(rep)
     rep.set_defaults(func=_cmd_benchmark)
 

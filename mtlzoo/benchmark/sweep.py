@@ -27,7 +27,7 @@ def default_title(results: dict[str, Any]) -> str:
 
 def report_command(results_path: str | Path, markdown: str | Path | None, title: str | None = None,
                    compare: Sequence[str] = (), budgets: Sequence[str] = ("steps",),
-                   budget_value: float | None = None) -> str:
+                   budget_value: float | None = None, budget_results: str | Path | None = None) -> str:
     """The ``mtlzoo benchmark report`` command line that renders a page (written into the page itself)."""
     words = ["mtlzoo", "benchmark", "report", str(results_path)]
     words += ["--markdown", str(markdown)] if markdown is not None else []
@@ -37,6 +37,7 @@ def report_command(results_path: str | Path, markdown: str | Path | None, title:
     for budget in budgets if tuple(budgets) != ("steps",) else ():
         words += ["--budget", budget]
     words += ["--budget-value", f"{budget_value:g}"] if budget_value is not None else []
+    words += ["--budget-results", str(budget_results)] if budget_results is not None else []
     return shlex.join(words)
 
 
@@ -154,24 +155,46 @@ def _write_results(spec: SweepSpec, plan: Plan, records: dict[str, dict], comman
     return results
 
 
+def _budget_run(path: str | Path, results: dict[str, Any], budgets: Sequence[str]) -> dict[str, Any]:
+    """The results of a sweep run under a spec budget, for the tables of its measure; a one-line ValueError when it
+    was not run under a budget, under another protocol, or its measure is not among ``budgets``."""
+    other = read_results(path)
+    budget = (other.get("spec") or {}).get("budget")
+    if not budget:
+        raise ValueError(f"--budget-results {path}: its sweep ran without a spec budget; expects the results of a "
+                         "sweep with budget: {backward: N} (e.g. benchmarks/leaderboard/sweep_v3_backward.yaml)")
+    if other["protocol"] != results["protocol"]:
+        raise ValueError(f"--budget-results {path}: protocol {other['protocol']!r} differs from the results' "
+                         f"{results['protocol']!r}; expects the same protocol")
+    if budget["measure"] not in budgets:
+        raise ValueError(f"--budget-results {path}: its runs are at {budget['value']} {budget['measure']} passes; "
+                         f"add --budget {budget['measure']} to render them")
+    return other
+
+
 def report(results_path: str | Path, markdown: str | Path | None = None, title: str | None = None,
            compare: Sequence[str] = (), plots: str | Path | None = None, tradeoff: str | None = None,
            preface: str | Path | None = None, note: Callable[[str], None] = print, budgets: Sequence[str] = (),
-           budget_value: float | None = None) -> str:
+           budget_value: float | None = None, budget_results: str | Path | None = None) -> str:
     """Render a results file again as markdown (written to ``markdown``, returned either way) and plots;
     ``preface`` names a markdown file whose text goes under the title (what the numbers need said about them).
     ``budgets`` (``steps``, ``backward``, ``time``; default steps) are the tables each architecture gets, in
-    order, ``budget_value`` the B of the one other than steps (default: the fewest any run of it reached)."""
+    order, ``budget_value`` the B of the one other than steps (default: the fewest any run of it reached).
+    ``budget_results``: a results file of the same protocol whose sweep ran under a spec ``budget`` (each run
+    trained to it with its full schedule, e.g. sweep_v3_backward.yaml); the tables of that budget's measure are
+    then its runs at their ends, B its budget, beside this file's equal-steps tables."""
     budgets = check_budgets(budgets, budget_value)
     results = read_results(results_path)
+    other = _budget_run(budget_results, results, budgets) if budget_results is not None else None
+    limit = budget_value if other is None or budget_value is not None else other["spec"]["budget"]["value"]
     try:
         preface_text = Path(preface).read_text(encoding="utf-8").strip() if preface is not None else None
     except OSError as error:
         raise ValueError(f"--preface {preface}: cannot read it ({error.strerror})") from None
-    command = report_command(results_path, markdown, title, compare, budgets, budget_value)
+    command = report_command(results_path, markdown, title, compare, budgets, budget_value, budget_results)
     command += f" --preface {shlex.quote(str(preface))}" if preface is not None else ""
     text = render_markdown(results, title or default_title(results), command, compare, preface=preface_text,
-                           budgets=budgets, budget_value=budget_value)
+                           budgets=budgets, budget_value=limit, budget_results=other)
     if markdown is not None:
         atomic_write_text(markdown, text)
     if plots is not None:

@@ -116,11 +116,11 @@ def _memory_measure(results: Mapping[str, Any]) -> str:
 
 def render_markdown(results: Mapping[str, Any], title: str, regenerate: str,
                     compare: Sequence[str] = (), preface: str | None = None, budgets: Sequence[str] = ("steps",),
-                    budget_value: float | None = None) -> str:
+                    budget_value: float | None = None, budget_results: Mapping[str, Any] | None = None) -> str:
     """The results page: per architecture a table per budget (``steps``: the results as they are, rows by
     delta_m; ``backward`` / ``time``: the runs scored at an equal budget, :mod:`mtlzoo.benchmark.budget`,
-    ``budget_value`` its B), the baseline, the pairs that do not apply, and a section per ``compare`` reference
-    beside the published numbers."""
+    ``budget_value`` its B, taken from ``budget_results`` when given: a sweep run under that budget), the
+    baseline, the pairs that do not apply, and a section per ``compare`` reference beside the published numbers."""
     from mtlzoo.benchmark.compare import compare_section
 
     lines = [GENERATED, "", f"# {title}", "", *([preface, ""] if preface else []), *_intro(results, regenerate)]
@@ -137,7 +137,8 @@ def render_markdown(results: Mapping[str, Any], title: str, regenerate: str,
     if mixed:
         lines += [f"Runs of the baseline: {machines.get(base['architecture'], 'not recorded')}.", ""] if base else []
     architectures = list(dict.fromkeys(r["architecture"] for r in aggregates["rows"]))
-    tables = {b: {t.architecture: t for t in at_budget(results, b, budget_value)} for b in budgets if b != "steps"}
+    source = budget_results if budget_results is not None else results
+    tables = {b: {t.architecture: t for t in at_budget(source, b, budget_value)} for b in budgets if b != "steps"}
     for arch in architectures:
         rows = [r for r in aggregates["rows"] if r["architecture"] == arch]
         ran_on = f"Ran on {machines.get(arch, 'not recorded')}." if mixed else None
@@ -145,7 +146,7 @@ def render_markdown(results: Mapping[str, Any], title: str, regenerate: str,
         for budget in budgets:
             titled = ["### At equal steps", ""] if len(budgets) > 1 else []
             lines += [*titled, *_steps_section(rows, results)] if budget == "steps" else \
-                _budget_section(tables[budget][arch], results)
+                _budget_section(tables[budget].get(arch), results, _TRAINED_TO if budget_results is not None else None)
     for name in compare:
         lines += compare_section(results, name)
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -170,16 +171,22 @@ _BUDGET_WORDS = {"backward": ("backward passes", "the fewest any of its runs mad
                  "time": ("seconds of training", "the least any of its runs trained")}
 
 
-def _budget_section(table: BudgetTable, results: Mapping[str, Any]) -> list[str]:
+_TRAINED_TO = "the budget of the sweep given with --budget-results: every run trained to it, its full schedule"
+
+
+def _budget_section(table: BudgetTable | None, results: Mapping[str, Any], how: str | None = None) -> list[str]:
     """One architecture's compact table at an equal budget: rank, method, n, delta_m, its interval, the paired
     difference to the reference, where the scored evaluations stand on the measure and the steps they reached
     (means over seeds)."""
+    if table is None:
+        return ["### At an equal budget", "", "The sweep given with --budget-results has no runs of this "
+                "architecture.", ""]
     unit, fewest = _BUDGET_WORDS[table.measure]
     digits = 1 if table.measure == "time" else 0
     if table.limit is None:
         return [f"### At equal {unit}", "", "No run of this architecture recorded its work, so it has no table at "
                 "this budget.", "", *([*table.notes, ""] if table.notes else [])]
-    how = "given with --budget-value" if table.given else fewest
+    how = how or ("given with --budget-value" if table.given else fewest)
     lines = [f"### At equal {unit}: B = {number(table.limit, digits)} ({how})", "",
              f"Each run is scored at its last evaluation within B {unit}; delta_m, its interval, the difference to "
              f"`{REFERENCE}` and the ranks are computed from those scores as at equal steps."

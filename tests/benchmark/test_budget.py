@@ -212,3 +212,44 @@ def test_a_sweep_under_a_backward_budget_records_the_work_and_reports_at_it(tmp_
     page = capsys.readouterr().out
     assert "### At equal backward passes: B = 12 (the fewest any of its runs made)" in page
     assert sum(line.startswith("| ") and line.endswith("| 12 | 12 |") for line in page.splitlines()) == 1  # ew
+
+
+def test_the_equal_backward_tables_can_come_from_a_sweep_run_under_that_budget(tmp_path, capsys):
+    """The leaderboard's layout: equal-steps tables from one sweep, equal-backward tables from a second sweep whose
+    spec budget trained every run to B (scored at its end)."""
+    steps = write_results(tmp_path / "steps", fake_sweep("synthscenes")[0])["json"]
+    budgeted = _with_curves(fake_sweep("synthscenes")[0])
+    budgeted["spec"]["budget"] = {"measure": "backward", "value": 12}
+    other = write_results(tmp_path / "backward", budgeted)["json"]
+    page = tmp_path / "page.md"
+    assert run_cli("report", steps, "--budget", "steps", "--budget", "backward", "--budget-results", other,
+                   "--markdown", page) == 0
+    text = page.read_text()
+    section = text[text.index("## a1"):text.index("## a2")]
+    assert section.index("### At equal steps") < section.index("### At equal backward passes: B = 12 (the budget of")
+    table = at_budget(budgeted, "backward", 12)[0]
+    m2 = next(line for line in section.splitlines() if line.startswith("| ") and "| m2 |" in line
+              and line.endswith("| 12 | 4 |"))
+    assert f"{_mean(_deltas(table, 'm2')):+.2f}" in m2  # scored on the budgeted sweep's runs, not on the steps one
+    words = shlex.split(next(line for line in text.splitlines() if line.startswith("Regenerate this page: "))
+                        .removeprefix("Regenerate this page: ").strip("`"))
+    assert words[words.index("--budget-results") + 1] == str(other)
+    page.unlink()
+    assert run_cli(*words[2:]) == 0 and page.read_text() == text
+
+
+@pytest.mark.parametrize(("change", "flags", "message"), [
+    (lambda r: None, ["--budget", "backward"], "its sweep ran without a spec budget"),
+    (lambda r: r.update(protocol="generic", spec={**r["spec"], "budget": {"measure": "backward", "value": 12}}),
+     ["--budget", "backward"], "protocol 'generic' differs"),
+    (lambda r: r["spec"].update(budget={"measure": "backward", "value": 12}), ["--budget", "time"],
+     "add --budget backward to render them"),
+])
+def test_budget_results_of_another_kind_are_refused_on_one_line(tmp_path, capsys, change, flags, message):
+    steps = write_results(tmp_path / "steps", fake_sweep("synthscenes")[0])["json"]
+    other = fake_sweep("synthscenes")[0]
+    change(other)
+    path = write_results(tmp_path / "other", other)["json"]
+    assert run_cli("report", steps, *flags, "--budget-results", path) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and str(path) in err
