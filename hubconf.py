@@ -57,6 +57,7 @@ _ARCHITECTURES = {
     "nddr_resnet18": "NDDR-CNN: one ResNet-18 column per task (output stride 8) + DeepLab ASPP heads.",
     "nddr_tiny": "NDDR-CNN on tiny 4-stage conv columns + light heads, for tests and CPU demos.",
     "stl": "Single-task baselines on any encoder: one timm / smp encoder and head per task.",
+    "stl_mlp": "Single-task baselines on vectors (B, D): per task, its own MLP experts, softmax gate and MLP tower.",
     "stl_resnet18": "Single-task baselines: one ResNet-18 (output stride 8) + DeepLab ASPP head per task.",
     "stl_tiny": "Single-task baselines: one tiny 4-stage conv encoder + light head per task, for tests and CPU demos.",
     "hps": "Hard parameter sharing on any encoder: encoder='convnext_small', 'smp:mit_b0', ...",

@@ -118,6 +118,7 @@ class MMoESynthetic(Dataset):
 
     default_protocol = "mmoe_synthetic"  # what it is scored under unless told otherwise
     task_preset = "mmoe_synthetic"  # the tasks a model built for it gets
+    draws_randomness = False  # items only index the arrays made in __init__: the trainer need not seed them
     version = VERSION
 
     def __init__(self, split: str = "train", correlation: float = 0.5, seed: int = 0, length: int | None = None,

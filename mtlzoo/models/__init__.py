@@ -14,6 +14,7 @@ from mtlzoo.models import (  # noqa: F401  (importing a family module registers 
     padnet,
     squadnet,
     stl,
+    stl_mlp,
 )
 from mtlzoo.models.base import MultiTaskModel, Representation
 from mtlzoo.models.export import publish, push_to_hub, save_pretrained

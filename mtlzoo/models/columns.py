@@ -14,7 +14,6 @@ from typing import Any
 from torch import Tensor, nn
 
 from mtlzoo.models.base import MultiTaskModel, Representation
-from mtlzoo.models.encoders import create_encoder
 from mtlzoo.models.factory import create_model
 from mtlzoo.models.staged import StagedEncoder
 from mtlzoo.tasks import Task
@@ -92,12 +91,13 @@ class MixedColumnModel(TaskColumns):
 
 
 class IndependentColumns(nn.Module):
-    """One encoder per task (``columns[task]``); ``forward`` returns each task's pyramid in task order."""
+    """One column per task (``columns[task]``: a fresh ``make_column()``, an encoder or any module that returns
+    a list of features and says their ``out_channels``); ``forward`` returns each task's list in task order."""
 
-    def __init__(self, tasks: Iterable[str], encoder: str, **encoder_kwargs: Any) -> None:
+    def __init__(self, tasks: Iterable[str], make_column: Callable[[], nn.Module]) -> None:
         super().__init__()
-        self.encoder_kwargs = {"name": encoder, **encoder_kwargs}
-        self.columns = nn.ModuleDict({name: create_encoder(**self.encoder_kwargs) for name in tasks})
+        self.make_column = make_column
+        self.columns = nn.ModuleDict({name: make_column() for name in tasks})
 
     @property
     def out_channels(self) -> list[int]:
@@ -107,18 +107,19 @@ class IndependentColumns(nn.Module):
         return [list(column(x)) for column in self.columns.values()]
 
     def add_column(self, task: str) -> nn.Module:
-        """A fresh encoder for a new task, on the device and dtype of the existing ones."""
+        """A fresh column for a new task, on the device and dtype of the existing ones."""
         reference = next(self.parameters())
-        self.columns[task] = create_encoder(**self.encoder_kwargs).to(device=reference.device, dtype=reference.dtype)
+        self.columns[task] = self.make_column().to(device=reference.device, dtype=reference.dtype)
         return self.columns[task]
 
 
 def from_single_task(arch: str, single: nn.Module, extra: Mapping[str, Any]) -> MultiTaskModel:
     """Build the column model ``arch`` for the tasks of a single-task model (``stl_*``), copying its encoders
     (one per column) and heads; ``extra`` holds the new model's own options (unit initialisation)."""
-    if not isinstance(getattr(single, "encoder", None), IndependentColumns):
-        raise TypeError(f"from_single_task needs a single-task model (stl_*), got {type(single).__name__}; "
-                        "build one with mtlzoo.create_model('stl_<encoder>', tasks=...) and train it")
+    if not isinstance(getattr(single, "encoder", None), IndependentColumns) or not hasattr(single, "encoder_name"):
+        raise TypeError(f"from_single_task needs a single-task model of image encoders (stl_tiny, stl_resnet18, "
+                        f"stl), got {type(single).__name__}; build one with mtlzoo.create_model('stl_<encoder>', "
+                        "tasks=...) and train it")
     model = create_model(arch, tasks=[t.to_dict() for t in single.tasks], encoder=single.encoder_name,
                          output_stride=single.output_stride, in_chans=single.in_chans, head=single.head_type,
                          head_width=single.head_width, **extra)

@@ -10,29 +10,25 @@ step per parameter only sees its own task's loss).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from itertools import chain
 from typing import Any
 
 from torch import nn
 
 from mtlzoo.models.columns import IndependentColumns, TaskColumns
+from mtlzoo.models.encoders import create_encoder
 from mtlzoo.models.factory import register_model
 from mtlzoo.tasks import Task
 
 TaskSpec = str | Iterable[Task | Mapping[str, Any]]
 
 
-class SingleTaskModels(TaskColumns):
-    """T independent networks (any timm / smp / tiny encoder + the task's head) behind the multi-task contract."""
+class IndependentTaskModels(TaskColumns):
+    """T independent networks behind the multi-task contract: ``self.encoder`` is an :class:`IndependentColumns`
+    (one column per task) and each task owns its column and head. Subclasses build the columns and the heads."""
 
-    def __init__(self, tasks: TaskSpec, encoder: str = "resnet50", output_stride: int = 8,
-                 encoder_weights: str | None = None, head: str | None = None, head_width: int | None = None,
-                 in_chans: int = 3) -> None:
-        super().__init__(tasks, head=head, head_width=head_width, in_chans=in_chans)
-        self.encoder_name, self.output_stride = encoder, output_stride
-        self.encoder = IndependentColumns(self.task_names, encoder, in_chans=in_chans, output_stride=output_stride,
-                                          encoder_weights=encoder_weights)
-        self.build_heads()
+    encoder: IndependentColumns
 
     def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
         """The task's encoder and head."""
@@ -66,13 +62,27 @@ class SingleTaskModels(TaskColumns):
         self._frozen_tasks = set()
         self.train(self.training)
 
-
-    def train(self, mode: bool = True) -> SingleTaskModels:
+    def train(self, mode: bool = True) -> IndependentTaskModels:
         """As the base class; a frozen task's encoder stays in eval mode too (its outputs do not change)."""
         super().train(mode)
         for name in self._frozen_tasks & set(self.encoder.columns.keys()):
             self.encoder.columns[name].eval()
         return self
+
+
+class SingleTaskModels(IndependentTaskModels):
+    """T independent networks (any timm / smp / tiny encoder + the task's head) behind the multi-task contract."""
+
+    def __init__(self, tasks: TaskSpec, encoder: str = "resnet50", output_stride: int = 8,
+                 encoder_weights: str | None = None, head: str | None = None, head_width: int | None = None,
+                 in_chans: int = 3) -> None:
+        super().__init__(tasks, head=head, head_width=head_width, in_chans=in_chans)
+        self.encoder_name, self.output_stride = encoder, output_stride
+        self.encoder = IndependentColumns(self.task_names, partial(create_encoder, encoder, in_chans=in_chans,
+                                                                   output_stride=output_stride,
+                                                                   encoder_weights=encoder_weights))
+        self.build_heads()
+
 
 @register_model
 def stl(tasks: TaskSpec, encoder: str = "resnet50", **kwargs: Any) -> SingleTaskModels:

@@ -1,5 +1,6 @@
 """A shuffling sampler whose order is a pure function of (seed, epoch), sharded by rank, resumable mid-epoch;
-and a data set wrapper that seeds every sample's randomness (augmentation) from (seed, epoch, index)."""
+and a data set wrapper that seeds every sample's randomness (augmentation) from (seed, epoch, index), unless the
+data set declares that its items draw none (``draws_randomness = False``)."""
 
 from __future__ import annotations
 
@@ -58,16 +59,23 @@ class EpochSeeded(Dataset):
 
     Random augmentation then depends on the sample only, not on which DataLoader worker made it or on
     what that worker made before, so a resumed run (any ``num_workers``) sees exactly the same samples.
+
+    A data set whose ``draws_randomness`` attribute is False (see :func:`draws_randomness`) is read as it is:
+    with nothing random to seed, saving, seeding and restoring the three generators (about 100 us a sample,
+    NumPy's state copy most of it) would cost more than a small vector model's training step.
     """
 
     def __init__(self, dataset: Dataset, seed: int = 0) -> None:
         self.dataset, self.seed = dataset, int(seed)
+        self.seeded = draws_randomness(dataset)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
+        if not self.seeded:
+            return self.dataset[index]
         seed = _mix(self.seed, epoch, index)
         # in a worker nothing else draws from these generators; in the main process they are put back
         saved = None if get_worker_info() is not None else (torch.get_rng_state(), np.random.get_state(),
@@ -82,6 +90,13 @@ class EpochSeeded(Dataset):
                 torch.set_rng_state(saved[0])
                 np.random.set_state(saved[1])
                 random.setstate(saved[2])
+
+
+def draws_randomness(dataset: Dataset) -> bool:
+    """Whether reading ``dataset``'s items may draw from the global torch, NumPy or Python RNGs: its
+    ``draws_randomness`` attribute (class or instance), True when it has none, so only a data set that declares
+    itself free of randomness goes unseeded."""
+    return bool(getattr(dataset, "draws_randomness", True))
 
 
 def _mix(*values: int) -> int:

@@ -133,6 +133,19 @@ def test_the_registered_data_set_and_its_samples():
         data[5]
 
 
+def test_items_draw_nothing_from_the_global_rngs_as_the_class_declares():
+    """``draws_randomness = False`` lets the trainer skip seeding each item; reading one must leave every global
+    generator where it was."""
+    import random
+
+    data = MMoESynthetic("train", length=50)
+    assert MMoESynthetic.draws_randomness is False
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    items = [data[i] for i in range(-50, 50)]
+    assert torch.equal(torch.get_rng_state(), states[0]) and np.array_equal(np.random.get_state()[1], states[1])
+    assert random.getstate() == states[2] and torch.equal(items[0]["image"], data.inputs[0])
+
+
 @pytest.mark.parametrize("options, error, fragments", [
     ({"correlation": 1.5}, ValueError, ("correlation", "[-1, 1]", "1.5")),
     ({"correlation": -1.01}, ValueError, ("correlation", "[-1, 1]")),

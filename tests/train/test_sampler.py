@@ -1,6 +1,39 @@
-import pytest
+import random
 
-from mtlzoo.train.sampler import ResumableSampler
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from mtlzoo.train.sampler import EpochSeeded, ResumableSampler, draws_randomness
+
+
+class _Draws(Dataset):
+    """Items drawn from the global torch, NumPy and Python RNGs (as random augmentation would)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict:
+        return {"index": index, "torch": torch.rand(2), "numpy": np.random.rand(), "python": random.random()}
+
+
+class _Fixed(_Draws):
+    """Items that draw nothing, and say so."""
+
+    draws_randomness = False
+
+    def __getitem__(self, index: int) -> dict:
+        return {"index": index, "x": torch.arange(3.0) + index}
+
+
+def _global_states() -> tuple:
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def _same_states(a: tuple, b: tuple) -> bool:
+    numpy_same = a[1][0] == b[1][0] and all(np.array_equal(x, y) for x, y in zip(a[1][1:], b[1][1:], strict=True))
+    return torch.equal(a[0], b[0]) and numpy_same and a[2] == b[2]
 
 
 def test_order_is_a_function_of_seed_and_epoch():
@@ -42,3 +75,44 @@ def test_with_epoch_tags_each_index_with_its_epoch():
     for sampler in (plain, tagged):
         sampler.set_epoch(3, skip=2)
     assert list(tagged) == [(3, i) for i in plain] and len(tagged) == len(plain) == 8
+
+
+def test_by_default_each_item_is_seeded_from_seed_epoch_and_index_and_the_rngs_are_put_back():
+    data = EpochSeeded(_Draws(), seed=3)
+    assert data.seeded and draws_randomness(_Draws())
+    before = _global_states()
+    first, again, other = data[(1, 2)], data[(1, 2)], data[(2, 2)]
+    assert _same_states(before, _global_states())
+    assert torch.equal(first["torch"], again["torch"]) and first["numpy"] == again["numpy"]
+    assert first["python"] == again["python"] and not torch.equal(first["torch"], other["torch"])
+
+
+def test_a_data_set_that_draws_no_randomness_is_read_as_it_is_without_touching_the_rngs(monkeypatch):
+    data = EpochSeeded(_Fixed(), seed=3)
+    assert not data.seeded and not draws_randomness(_Fixed())
+
+    def touched(*args):
+        raise AssertionError("the global RNG states were read or set")
+
+    for module, name in ((torch, "get_rng_state"), (torch, "set_rng_state"), (np.random, "get_state"),
+                         (np.random, "set_state"), (np.random, "seed"), (random, "getstate"), (random, "setstate"),
+                         (random, "seed")):
+        monkeypatch.setattr(module, name, touched)
+    for key in ((0, 1), (5, 3), (2, 0)):
+        item = data[key]
+        assert item["index"] == key[1] and torch.equal(item["x"], _Fixed()[key[1]]["x"])
+
+
+def test_the_declaration_is_what_is_trusted():
+    """A data set that says it draws nothing but does is not seeded: its items follow the global streams."""
+    class Liar(_Draws):
+        draws_randomness = False
+
+    data = EpochSeeded(Liar(), seed=3)
+    torch.manual_seed(0)
+    first = data[(0, 1)]["torch"]
+    torch.manual_seed(0)
+    assert torch.equal(data[(7, 2)]["torch"], first)  # same global stream, whatever the key
+    instance = _Draws()
+    instance.draws_randomness = False  # an instance attribute counts too
+    assert not draws_randomness(instance)

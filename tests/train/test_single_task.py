@@ -56,6 +56,31 @@ def test_one_command_trains_the_baselines_and_their_run_is_a_baseline(tmp_path: 
     assert result["baseline"] == str(baseline_run) and isinstance(result["delta_m"], float)
 
 
+def test_vector_models_map_to_stl_mlp_with_their_per_task_layout():
+    config = single_task_config(_config("mmoe_synthetic_mmoe"))
+    assert config.model.name == "stl_mlp" and config.model.kwargs == {"input_dim": 100, "expert_hidden": [16],
+                                                                      "head_width": 8, "num_shared_experts": 8}
+    ple = single_task_config(_config("mmoe_synthetic_mmoe", "model.name=ple_mlp", "model.kwargs.num_levels=2",
+                                     "model.kwargs.num_task_experts=2", "model.kwargs.gate=dselect"))
+    assert ple.model.kwargs["num_levels"] == 2 and ple.model.kwargs["num_task_experts"] == 2
+    assert "gate" not in ple.model.kwargs  # single-task networks mix their experts with softmax gates
+
+
+def test_the_vector_config_trains_end_to_end_and_against_its_single_task_baselines(tmp_path: Path, capsys):
+    small = ["data.kwargs.length=256", "data.eval_batch_size=256", "train.steps=4", "train.eval_every=4",
+             "train.progress=false"]
+    out = tmp_path / "mmoe"
+    assert main(["train", "--config", "mmoe_synthetic_mmoe", "--single-task", f"train.out_dir={out}", *small]) == 0
+    root = tmp_path / "mmoe_stl" / "checkpoints"
+    saved = json.loads((root / (root / "latest").read_text().strip() / "config.json").read_text())
+    assert saved["architecture"] == "stl_mlp" and saved["results"]["protocol"] == "mmoe_synthetic"
+    capsys.readouterr()
+    assert main(["train", "--config", "mmoe_synthetic_mmoe", f"train.out_dir={out}", *small,
+                 f"eval.baseline={tmp_path / 'mmoe_stl'}"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert sorted(result["metrics"]) == ["task1", "task2"] and isinstance(result["delta_m"], float)
+
+
 def test_evaluate_takes_a_checkpoint_folder_as_baseline(tmp_path: Path):
     from mtlzoo.data import create_dataset
 
