@@ -43,12 +43,18 @@ RECIPES = {
     "cross_stitch_tiny": ("synthscenes_cross_stitch", ["model.kwargs.width=10", "method.name=ius"]),
     "padnet_tiny": ("synthscenes_padnet", ["method.name=ius"]),
     "mmoe_tiny": ("synthscenes_mmoe", ["method.name=db_mtl"]),
-    "mtan_tiny": ("synthscenes_mtan", ["method.name=ew"]),
+    "mtan_tiny": ("synthscenes_mtan", ["model.kwargs.output_stride=8", "method.name=ew"]),
     "cgc_tiny": ("synthscenes_cgc", ["model.kwargs.width=10", "method.name=ew"]),
     "ple_tiny": ("synthscenes_ple", ["model.kwargs.width=10", "method.name=ew"]),
     "dselectk_tiny": ("synthscenes_dselectk", ["method.name=ew"]),
     "nddr_tiny": ("synthscenes_nddr", ["model.kwargs.width=10", "method.name=ew"]),
     "mtinet_tiny": ("synthscenes_mtinet", ["model.kwargs.task_channels=[4,8,16,32]", "method.name=ew"]),
+}
+# arch -> why it ships with another layout than its registered default (the card shows it as ``model_choice``).
+MODEL_CHOICE = {
+    "mtan_tiny": "output stride 8 (dilated), as the released MTAN, instead of the registered tiny default 32: with "
+                 "that the heads read the last attended feature at 3x4 cells for a 96x128 image, and 3 seeds of EW "
+                 "scored delta_m -32.76 +- 0.92 % against the single-task baseline",
 }
 # arch -> why it ships narrower than its registered default (the card's training table shows it as ``model_size``):
 # everything under weights/ stays under 30 MB, and these hold one encoder column or expert per task.
@@ -184,6 +190,8 @@ def train_seed(arch: str, seed: int, steps: int | None, out_root: Path, cache_di
     recipe["method_choice"] = METHOD_CHOICE[arch]
     if arch in MODEL_SIZE:
         recipe["model_size"] = MODEL_SIZE[arch]
+    if arch in MODEL_CHOICE:
+        recipe["model_choice"] = MODEL_CHOICE[arch]
     if arch in CHANGES:
         recipe["changes"] = CHANGES[arch]
     meta = {"training": recipe, "preprocessing": {"input_size": list(size)}, "name": f"{arch}.synthscenes",
