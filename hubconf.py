@@ -82,8 +82,23 @@ _PRETRAINED = {
                                "benchmark (vectors of 100; bundled, 32 KB).",
     "ple_mlp.mmoe_synthetic": "ple_mlp (2 levels of 4 shared + 2 per-task experts of 16 units) trained on the MMoE "
                               "paper's synthetic regression benchmark (vectors of 100; bundled, 40 KB).",
-    "cs_tiny.synthscenes": "cs_tiny trained on synthscenes with the connection-strength two-phase rule (0.9 MB).",
-    "hps_tiny.synthscenes": "hps_tiny trained on synthscenes (six dense tasks; bundled under weights/, 0.8 MB).",
+    "cs_tiny.synthscenes": "cs_tiny trained on synthscenes v3 with IUS (six dense tasks; bundled, 0.9 MB).",
+    "hps_tiny.synthscenes": "hps_tiny trained on synthscenes v3 with DB-MTL (six dense tasks; bundled under weights/, "
+                            "0.8 MB).",
+    "cgc_tiny.synthscenes": "cgc_tiny (width 10) trained on synthscenes v3 with EW (six dense tasks; bundled, 1.8 MB).",
+    "cross_stitch_tiny.synthscenes": "cross_stitch_tiny (width 10) trained on synthscenes v3 with IUS (six dense "
+                                     "tasks; bundled, 1.5 MB).",
+    "dselectk_tiny.synthscenes": "dselectk_tiny trained on synthscenes v3 with EW (six dense tasks; bundled, 2.5 MB).",
+    "invpt_tiny.synthscenes": "invpt_tiny trained on synthscenes v3 with DB-MTL (six dense tasks; bundled, 1.6 MB).",
+    "mmoe_tiny.synthscenes": "mmoe_tiny trained on synthscenes v3 with DB-MTL (six dense tasks; bundled, 1.9 MB).",
+    "mtan_tiny.synthscenes": "mtan_tiny (output stride 8) trained on synthscenes v3 with EW (six dense tasks; "
+                             "bundled, 2.1 MB).",
+    "mtinet_tiny.synthscenes": "mtinet_tiny (task widths 4-32) trained on synthscenes v3 with EW (six dense tasks; "
+                               "bundled, 3.0 MB).",
+    "nddr_tiny.synthscenes": "nddr_tiny (width 10) trained on synthscenes v3 with EW (six dense tasks; bundled, "
+                             "2.1 MB).",
+    "padnet_tiny.synthscenes": "padnet_tiny trained on synthscenes v3 with IUS (six dense tasks; bundled, 1.9 MB).",
+    "ple_tiny.synthscenes": "ple_tiny (width 10) trained on synthscenes v3 with EW (six dense tasks; bundled, 1.8 MB).",
     "squadnet_tiny.synthscenes": "squadnet_tiny (width 16, light heads) trained on synthscenes (six dense tasks; "
                                  "bundled, 4.5 MB).",
 }

@@ -50,3 +50,9 @@ def test_bundled_checkpoint_reproduces_its_logits(name: str) -> None:
     assert sorted(f"output.{k}" for k in outputs) == sorted(k for k in stored if k != "input")
     for task, out in outputs.items():
         torch.testing.assert_close(out, stored[f"output.{task}"], rtol=1e-4, atol=1e-4)
+
+
+def test_everything_under_weights_stays_under_30_mb() -> None:
+    """The budget of the bundled checkpoints (issue 22): the repository stays a quick clone."""
+    files = [p for p in bundled_weights_dir().rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert sum(p.stat().st_size for p in files) < 30e6

@@ -31,7 +31,9 @@ def test_mtlzoo_eval_reproduces_the_cards_validation_metrics(name, tmp_path, cap
         for metric, value in metrics.items():
             assert result["metrics"][task][metric] == pytest.approx(value, rel=1e-5, abs=1e-12), (task, metric)
     if card.get("delta_m") is not None:
-        assert result["delta_m"] == pytest.approx(card["delta_m"], rel=1e-5)
+        # delta_m is a mean of relative changes in percent: metrics within 1e-5 relative move it by up to ~1e-3
+        # points, which is not small relative to a delta_m near zero (ple_tiny: +0.17)
+        assert result["delta_m"] == pytest.approx(card["delta_m"], rel=1e-5, abs=1e-3)
 
 
 @pytest.mark.parametrize("name", [n for n in SYNTHSCENES if _card(n)["results"].get("data_version") == 3])
