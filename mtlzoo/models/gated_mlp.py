@@ -40,6 +40,17 @@ class MLPExpert(nn.Module):
         return [self.body(x)]
 
 
+def check_vector_options(model: nn.Module, expert_hidden: Sequence[int]) -> None:
+    """Refuse dense tasks (a vector model predicts one vector per example) and an empty or non-positive
+    ``expert_hidden``, each with a one-line error naming what is accepted."""
+    dense = [t.name for t in model.tasks if t.dense]
+    if dense:
+        raise ValueError(f"{type(model).__name__} predicts one vector per example; tasks {dense} are dense "
+                         "(use classification or regression tasks, or an image model)")
+    if not expert_hidden or any(int(w) < 1 for w in expert_hidden):
+        raise ValueError(f"expert_hidden must be a non-empty list of positive widths, got {expert_hidden!r}")
+
+
 class GatedMLP(GatedModel):
     """Vector MMoE / CGC / PLE / DSelect-k: MLP experts of widths ``expert_hidden`` at each level."""
 
@@ -48,12 +59,7 @@ class GatedMLP(GatedModel):
                  dselect_k: int = 2, dselect_gamma: float = 1.0, entropy_reg: float = 0.0,
                  head_width: int | None = 32) -> None:
         super().__init__(tasks, head=None, head_width=head_width, in_chans=input_dim)
-        dense = [t.name for t in self.tasks if t.dense]
-        if dense:
-            raise ValueError(f"{type(self).__name__} predicts one vector per example; tasks {dense} are dense "
-                             "(use classification or regression tasks, or an image model)")
-        if not expert_hidden or any(int(w) < 1 for w in expert_hidden):
-            raise ValueError(f"expert_hidden must be a non-empty list of positive widths, got {expert_hidden!r}")
+        check_vector_options(self, expert_hidden)
         self.input_dim, self.expert_hidden = int(input_dim), [int(w) for w in expert_hidden]
         self._gate_kwargs = gate_options(gate, dselect_k, dselect_gamma, entropy_reg)
         self.maps_per_level = [1] * num_levels

@@ -26,7 +26,7 @@ from mtlzoo.models.base import Representation
 from mtlzoo.models.columns import IndependentColumns
 from mtlzoo.models.experts import Gate, GatedTrunk
 from mtlzoo.models.factory import register_model
-from mtlzoo.models.gated_mlp import MLPExpert
+from mtlzoo.models.gated_mlp import MLPExpert, check_vector_options
 from mtlzoo.models.stl import IndependentTaskModels, TaskSpec
 
 OWN = "own"  # the one task of a column's trunk
@@ -58,12 +58,7 @@ class SingleTaskMLPs(IndependentTaskModels):
                  num_levels: int = 1, num_shared_experts: int = 4, num_task_experts: int = 0,
                  head_width: int | None = 32) -> None:
         super().__init__(tasks, head=None, head_width=head_width, in_chans=input_dim)
-        dense = [t.name for t in self.tasks if t.dense]
-        if dense:
-            raise ValueError(f"{type(self).__name__} predicts one vector per example; tasks {dense} are dense "
-                             "(use classification or regression tasks, or an image model)")
-        if not expert_hidden or any(int(w) < 1 for w in expert_hidden):
-            raise ValueError(f"expert_hidden must be a non-empty list of positive widths, got {expert_hidden!r}")
+        check_vector_options(self, expert_hidden)
         self.input_dim = int(input_dim)
         self.encoder = IndependentColumns(self.task_names, partial(GatedColumn, self.input_dim, list(expert_hidden),
                                                                    num_levels, num_shared_experts, num_task_experts))
