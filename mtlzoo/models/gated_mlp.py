@@ -51,7 +51,25 @@ def check_vector_options(model: nn.Module, expert_hidden: Sequence[int]) -> None
         raise ValueError(f"expert_hidden must be a non-empty list of positive widths, got {expert_hidden!r}")
 
 
-class GatedMLP(GatedModel):
+class VectorInput:
+    """What a model on vectors of ``input_dim`` numbers says of its input: its shape, and a check of a batch."""
+
+    input_dim: int
+    architecture: str
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        """Shape of one input example (``mtlzoo.models.info`` builds its dummy input from it)."""
+        return (self.input_dim,)
+
+    def check_input(self, x: Tensor) -> None:
+        """Reject inputs that are not (B, input_dim)."""
+        if x.dim() != 2 or x.shape[1] != self.input_dim:
+            raise ValueError(f"{self.architecture} expects vectors of shape (B, {self.input_dim}), "
+                             f"got {tuple(x.shape)}")
+
+
+class GatedMLP(VectorInput, GatedModel):
     """Vector MMoE / CGC / PLE / DSelect-k: MLP experts of widths ``expert_hidden`` at each level."""
 
     def __init__(self, tasks: TaskSpec, input_dim: int = 100, expert_hidden: Sequence[int] = (64,),
@@ -67,11 +85,6 @@ class GatedMLP(GatedModel):
                                   self._make_gate, num_levels, num_shared_experts, num_task_experts)
         self.build_heads()
 
-    @property
-    def input_shape(self) -> tuple[int]:
-        """Shape of one input example (``mtlzoo.models.info`` builds its dummy input from it)."""
-        return (self.input_dim,)
-
     def _level_in(self, level: int) -> int:
         return self.input_dim if level == 0 else self.expert_hidden[-1]
 
@@ -80,12 +93,6 @@ class GatedMLP(GatedModel):
 
     def head_in_channels(self, task: Task) -> list[int]:
         return [self.expert_hidden[-1]]
-
-    def check_input(self, x: Tensor) -> None:
-        """Reject inputs that are not (B, input_dim)."""
-        if x.dim() != 2 or x.shape[1] != self.input_dim:
-            raise ValueError(f"{self.architecture} expects vectors of shape (B, {self.input_dim}), "
-                             f"got {tuple(x.shape)}")
 
     def _size(self, x: Tensor) -> tuple[int, int]:
         return (1, 1)

@@ -26,7 +26,7 @@ from mtlzoo.models.base import Representation
 from mtlzoo.models.columns import IndependentColumns
 from mtlzoo.models.experts import Gate, GatedTrunk
 from mtlzoo.models.factory import register_model
-from mtlzoo.models.gated_mlp import MLPExpert, check_vector_options
+from mtlzoo.models.gated_mlp import MLPExpert, VectorInput, check_vector_options
 from mtlzoo.models.stl import IndependentTaskModels, TaskSpec
 
 OWN = "own"  # the one task of a column's trunk
@@ -50,7 +50,7 @@ class GatedColumn(nn.Module):
         return [self.trunk.task(OWN, x, prefix[OWN], shared_last)[-1][:, :, None, None]]
 
 
-class SingleTaskMLPs(IndependentTaskModels):
+class SingleTaskMLPs(VectorInput, IndependentTaskModels):
     """T independent vector networks (a :class:`GatedColumn` + the task's MLP tower each) behind the multi-task
     contract; input (B, ``input_dim``)."""
 
@@ -63,17 +63,6 @@ class SingleTaskMLPs(IndependentTaskModels):
         self.encoder = IndependentColumns(self.task_names, partial(GatedColumn, self.input_dim, list(expert_hidden),
                                                                    num_levels, num_shared_experts, num_task_experts))
         self.build_heads()
-
-    @property
-    def input_shape(self) -> tuple[int]:
-        """Shape of one input example (``mtlzoo.models.info`` builds its dummy input from it)."""
-        return (self.input_dim,)
-
-    def check_input(self, x: Tensor) -> None:
-        """Reject inputs that are not (B, input_dim)."""
-        if x.dim() != 2 or x.shape[1] != self.input_dim:
-            raise ValueError(f"{self.architecture} expects vectors of shape (B, {self.input_dim}), "
-                             f"got {tuple(x.shape)}")
 
     def encode(self, x: Tensor) -> Representation:
         """Every task's (B, C, 1, 1) mixture, in task order."""
