@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mtlzoo.data._portable import dot, sin_cos, standard_normal, vector_dot
+from mtlzoo.data._tasks import chosen_task_names
 from mtlzoo.registry import unknown_name_error
 from mtlzoo.tasks import Task
 
@@ -94,15 +95,9 @@ def _check_options(correlation: float, seed: int, length: int) -> None:
 
 
 def _task_names(tasks: Iterable[str | Task] | None) -> tuple[str, ...]:
-    if tasks is None:
-        return TASK_NAMES
     if isinstance(tasks, (str, Task)):
         raise TypeError(f"mmoe_synthetic tasks must be a list of task names from {list(TASK_NAMES)}, got {tasks!r}")
-    names = tuple(t.name if isinstance(t, Task) else t for t in tasks)
-    for name in names:
-        if name not in TASK_NAMES:
-            raise unknown_name_error("mmoe_synthetic task", name, list(TASK_NAMES))
-    return names
+    return chosen_task_names(tasks, TASK_NAMES, "mmoe_synthetic")
 
 
 class MMoESynthetic(Dataset):

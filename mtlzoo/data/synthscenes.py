@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from mtlzoo.checkpoint import TMP_PREFIX, atomic_path
 from mtlzoo.data._image import render
 from mtlzoo.data._scene import sample_scene
+from mtlzoo.data._tasks import chosen_task_names
 from mtlzoo.data.transforms import image_to_tensor, targets_to_tensors
 from mtlzoo.registry import unknown_name_error
 from mtlzoo.tasks import Task
@@ -66,16 +67,6 @@ def render_scene(seed: int, split: str, index: int, size: tuple[int, int] = (96,
     return render(sample_scene(rng, version), (int(size[0]), int(size[1])), rng)
 
 
-def _task_names(tasks: Iterable[str | Task] | None) -> tuple[str, ...]:
-    if tasks is None:
-        return TASK_NAMES
-    names = tuple(t.name if isinstance(t, Task) else t for t in tasks)
-    for name in names:
-        if name not in TASK_NAMES:
-            raise unknown_name_error("synthscenes task", name, list(TASK_NAMES))
-    return names
-
-
 class SynthScenes(Dataset):
     """The synthscenes benchmark as a torch Dataset of ``{"image": (3, H, W) normalised, <task>: target}``.
 
@@ -100,7 +91,7 @@ class SynthScenes(Dataset):
         self.length = DEFAULT_LENGTHS[split] if length is None else int(length)
         if self.length < 1:
             raise ValueError(f"synthscenes length must be >= 1, got {length!r}")
-        self.tasks = _task_names(tasks)
+        self.tasks = chosen_task_names(tasks, TASK_NAMES, "synthscenes")
         self.transform = transform
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         if cached_shards < 1:
