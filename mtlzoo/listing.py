@@ -48,19 +48,16 @@ def _mean_std(row: Mapping[str, str], key: str) -> str:
 
 def _recorded_row(cfg: PretrainedCfg) -> dict[str, str]:
     """A results row from the registry and the bundled card alone (an install without results/*.csv)."""
+    from mtlzoo.results_tables import card_scores
+
     card = _bundled_config(cfg)
-    results = {**(cfg.results or {}), **(card.get("results") or {})}
-    seeds = results.get("over_seeds") or {}
+    results = {**(cfg.results or {}), **(card.get("results") or {})}  # the registry's headline when no card
     size = _input_size(card.get("preprocessing"))
-    delta = seeds.get("delta_m_mean", results.get("delta_m"))
-    row = {"model": cfg.architecture, "tag": cfg.tag, "img_size": f"{size[0]}x{size[1]}" if size else "",
-           "delta_m": "" if delta is None else str(delta), "delta_m_std": str(seeds.get("delta_m_std") or ""),
-           "baseline": results.get("baseline") or ""}
-    for task, values in ((cfg.results or {}).get("metrics") or {}).items():
-        for metric, value in values.items():
-            row[f"{task}.{metric}"] = str(seeds.get("mean", {}).get(task, {}).get(metric, value))
-            row[f"{task}.{metric}_std"] = str(seeds.get("std", {}).get(task, {}).get(metric, ""))
-    return row
+    headline = {task: list(metrics) for task, metrics in ((cfg.results or {}).get("metrics") or {}).items()}
+    scores = card_scores({**card, "results": results}, headline)
+    return {"model": cfg.architecture, "tag": cfg.tag, "img_size": f"{size[0]}x{size[1]}" if size else "",
+            "baseline": results.get("baseline") or "",
+            **{key: "" if value is None else str(value) for key, value in scores.items()}}
 
 
 # sort keys of ``mtlzoo list --pretrained --sort`` -> (results column, larger is better)

@@ -65,7 +65,7 @@ def table_name(cfg: PretrainedCfg, card: Mapping[str, Any]) -> str:
     return f"{data_name(cfg)}-{shape[-2]}x{shape[-1]}" if len(shape) == 3 else data_name(cfg)
 
 
-def _scores(card: Mapping[str, Any], headline: Mapping[str, Iterable[str]]) -> dict[str, Any]:
+def card_scores(card: Mapping[str, Any], headline: Mapping[str, Iterable[str]]) -> dict[str, Any]:
     """Seeds, delta_m (mean, std) and each headline metric (mean, std) from the card's results; a card without
     ``over_seeds`` (one seed) gives its own numbers and an empty std."""
     results = card.get("results") or {}
@@ -106,7 +106,7 @@ def card_row(cfg: PretrainedCfg) -> dict[str, Any]:
             "param_count": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
             "gflops": round(count_flops(model, size)["flops"] / 1e9, 4),
             "method": (card.get("training") or {}).get("method"),
-            "baseline": (card.get("results") or {}).get("baseline"), **_scores(card, headline)}
+            "baseline": (card.get("results") or {}).get("baseline"), **card_scores(card, headline)}
 
 
 def images_per_second(cfg: PretrainedCfg, repeats: int = 5, seconds: float = 0.5) -> float:
