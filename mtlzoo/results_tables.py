@@ -84,7 +84,7 @@ def card_scores(card: Mapping[str, Any], headline: Mapping[str, Iterable[str]]) 
     return row
 
 
-def _build(cfg: PretrainedCfg, card: Mapping[str, Any]) -> torch.nn.Module:
+def _build(card: Mapping[str, Any]) -> torch.nn.Module:
     """The tag's architecture with random weights (nothing is read or downloaded): enough to count its cost."""
     import mtlzoo
 
@@ -93,10 +93,13 @@ def _build(cfg: PretrainedCfg, card: Mapping[str, Any]) -> torch.nn.Module:
 
 def card_row(cfg: PretrainedCfg) -> dict[str, Any]:
     """Everything of ``cfg``'s row that the card and the architecture determine (all but the measured columns)."""
+    return _row(cfg, _card(cfg))
+
+
+def _row(cfg: PretrainedCfg, card: Mapping[str, Any]) -> dict[str, Any]:
     from mtlzoo.models.info import count_flops
 
-    card = _card(cfg)
-    model = _build(cfg, card)
+    model = _build(card)
     shape = _input_shape(card)
     size = shape[-2:] if len(shape) == 3 else (1, 1)
     version = (card.get("results") or {}).get("data_version") or data_version(cfg)
@@ -113,7 +116,7 @@ def images_per_second(cfg: PretrainedCfg, repeats: int = 5, seconds: float = 0.5
     """CPU inference throughput of ``cfg``'s architecture: batch 1 at the card's input size, one thread, the
     best of ``repeats`` timings of about ``seconds`` each (the weights' values do not change the cost)."""
     card = _card(cfg)
-    model = _build(cfg, card)
+    model = _build(card)
     x = torch.randn(1, *_input_shape(card))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -180,10 +183,11 @@ def build_tables(cfgs: Iterable[PretrainedCfg], measure: bool = True) -> dict[st
     """``{table name: rows}`` for ``cfgs``: card columns, plus the throughput when ``measure``."""
     tables: dict[str, list[dict[str, Any]]] = {}
     for cfg in cfgs:
-        row = card_row(cfg)
+        card = _card(cfg)
+        row = _row(cfg, card)
         if measure:
             row["infer_img_per_s"] = images_per_second(cfg)
-        tables.setdefault(table_name(cfg, _card(cfg)), []).append(row)
+        tables.setdefault(table_name(cfg, card), []).append(row)
     return tables
 
 
